@@ -1,0 +1,80 @@
+"""`gainrl` command line: score a dataset with a checkpoint, without Dagster."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from .angles import DEFAULT_INTER_WEIGHT
+from .arithmetic import ArithmeticConfig, generate, write_jsonl
+from .datasets import FieldMap, load_dataset, write_dataset
+from .embedded import EmbeddedModelConfig, embedded_model_path
+from .layout import Layout
+from .models import ModelSpec, checkpoint_fingerprint, load_model, load_tokenizer
+from .prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
+from .scorer import ScoreConfig, ScoreContext, score_shards
+from .shards import tokenize_to_shards
+
+EMBEDDED = "embedded"
+
+
+def _score(args: argparse.Namespace) -> int:
+    layout = Layout.default()
+    model_path = str(embedded_model_path(root=layout.models_dir)) if args.model == EMBEDDED else args.model
+    data_path = Path(args.data) if args.data != EMBEDDED else write_jsonl(
+        generate(ArithmeticConfig(n_problems=args.n_problems)), layout.dataset_dir("arithmetic") / "arithmetic.jsonl"
+    )
+    name = args.name or (data_path.stem if args.data != EMBEDDED else "arithmetic")
+    loaded = load_dataset(data_path, fields=FieldMap(problem=args.problem_field, answer=args.answer_field), on_error=args.on_error)
+    write_dataset(loaded, layout.dataset_dir(name))
+    print(f"dataset {name}: {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, {loaded.duplicates} duplicates")
+
+    spec = ModelSpec(model_path, dtype=args.dtype, device=args.device)
+    tokenizer = load_tokenizer(model_path)
+    prompt = PromptConfig(system_prompt=args.system_prompt, max_tokens=args.max_tokens)
+    shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout.shards_root(name), shard_size=args.shard_size)
+    checkpoint = checkpoint_fingerprint(model_path)
+    context = ScoreContext(checkpoint, model_path, shards.tokenizer_fingerprint, shards.prompt_fingerprint, args.dtype)
+    out = layout.scores_dir(name, shards.prompt_fingerprint, checkpoint)
+    summary = score_shards(load_model(spec), shards, out, context, ScoreConfig(inter_weight=args.inter_weight))
+    print(f"scored {summary.rows} prompts ({summary.parts_written} parts written, {summary.parts_reused} reused) -> {out}")
+    top = (
+        pl.read_parquet(out / "part-*.parquet")
+        .join(pl.from_arrow(loaded.table).select("id", "problem"), on="id")
+        .sort("angle_score", descending=True)
+        .select("id", "angle_score", "c_intra", "c_inter", "n_tokens", "problem")
+    )
+    with pl.Config(fmt_str_lengths=60, tbl_width_chars=160):
+        print(top.head(5))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gainrl", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    score = commands.add_parser("score", help="load, tokenize and score a dataset with one checkpoint")
+    score.add_argument("--data", default=EMBEDDED, help="JSON, JSONL, Parquet or saved HF dataset; 'embedded' generates arithmetic")
+    score.add_argument("--model", default=EMBEDDED, help="HF model id or local path; 'embedded' builds the tiny default")
+    score.add_argument("--name", help="dataset name in the storage root (default: file stem)")
+    score.add_argument("--problem-field")
+    score.add_argument("--answer-field")
+    score.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    score.add_argument("--n-problems", type=int, default=2000, help="size of the generated dataset")
+    score.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT)
+    score.add_argument("--max-tokens", type=int, default=1024)
+    score.add_argument("--shard-size", type=int, default=1024)
+    score.add_argument("--inter-weight", type=float, default=DEFAULT_INTER_WEIGHT)
+    score.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    score.add_argument("--device", default="auto")
+    score.set_defaults(run=_score)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Where artifacts live, and how they are written so that readers never see half a file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HOME_ENV = "GAINRL_HOME"
+_DEFAULT_HOME = Path(__file__).resolve().parent.parent / "data" / ".gainrl"
+
+
+def storage_root() -> Path:
+    """The storage root: `$GAINRL_HOME`, else the ignored folder `data/.gainrl` of the checkout."""
+    root = Path(os.environ.get(HOME_ENV) or _DEFAULT_HOME).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `target`; on success rename it over `target`.
+
+    The rename is atomic on POSIX within one file system, so a reader sees either the old
+    file or the complete new one, and an interrupted writer leaves the old one intact.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_parquet_atomic(table: pa.Table, target: Path) -> Path:
+    """Write `table` to `target` through a temporary file and an atomic rename."""
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return Path(target)
+
+
+def write_text_atomic(text: str, target: Path) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+    return Path(target)

@@ -1,0 +1,403 @@
+"""Tests for gainrl_ops.datasets: every supported format into one canonical table, bad rows
+located by file/row/field, duplicates dropped, atomic writes, and the real bundled data."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gainrl_ops.datasets import (
+    CANONICAL_SCHEMA,
+    REJECTS_SCHEMA,
+    DatasetError,
+    FieldMap,
+    LoadedDataset,
+    extract_final_answer,
+    load_dataset,
+    problem_id,
+    write_dataset,
+)
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+GSM8K_VERL = SHARED_DATA / "gsm8k_test_verl.parquet"
+AMC = SHARED_DATA / "amc_eval.json"
+
+ROWS = [
+    {"problem": "What is 2 + 3?", "answer": 5, "difficulty": 1, "topic": "add"},
+    {"problem": "What is 7 * 6?", "answer": 42.0, "difficulty": 2.5, "topic": "mul"},
+    {"problem": "Halve 5.", "answer": 2.5, "difficulty": None, "topic": "div"},
+]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def write_json(path: Path, rows: list[dict]) -> Path:
+    path.write_text(json.dumps(rows, indent=2))
+    return path
+
+
+def write_parquet(path: Path, rows: list[dict]) -> Path:
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def assert_canonical(loaded: LoadedDataset, source: str) -> None:
+    assert loaded.table.schema == CANONICAL_SCHEMA
+    assert loaded.rejects.schema == REJECTS_SCHEMA
+    assert loaded.n_read == 3 and loaded.duplicates == 0 and loaded.rejects.num_rows == 0
+    rows = loaded.table.to_pylist()
+    assert [r["problem"] for r in rows] == [r["problem"] for r in ROWS]
+    assert [r["id"] for r in rows] == [problem_id(r["problem"]) for r in ROWS]
+    assert [r["answer"] for r in rows] == ["5", "42", "2.5"]
+    assert [r["difficulty"] for r in rows] == [1.0, 2.5, None]
+    assert [r["row"] for r in rows] == [0, 1, 2]
+    assert {r["source"] for r in rows} == {source}
+    metadata = [json.loads(r["metadata"]) for r in rows]
+    assert metadata == [{"topic": "add"}, {"topic": "mul"}, {"topic": "div"}]
+
+
+# ---------------------------------------------------------------- formats
+
+
+def test_json_list(tmp_path: Path) -> None:
+    assert_canonical(load_dataset(write_json(tmp_path / "arith.json", ROWS)), "arith")
+
+
+def test_json_data_wrapper(tmp_path: Path) -> None:
+    path = tmp_path / "wrapped.json"
+    path.write_text(json.dumps({"data": ROWS}))
+    assert_canonical(load_dataset(path), "wrapped")
+
+
+def test_json_file_holding_json_lines(tmp_path: Path) -> None:
+    # `datasets.Dataset.to_json` writes JSON Lines under a .json name.
+    assert_canonical(load_dataset(write_jsonl(tmp_path / "lines.json", ROWS)), "lines")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".ndjson"])
+def test_jsonl_with_blank_lines(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"arith{suffix}"
+    path.write_text("\n" + "\n\n".join(json.dumps(r) for r in ROWS) + "\n  \n")
+    loaded = load_dataset(path)
+    assert loaded.n_read == 3
+    assert loaded.table.column("row").to_pylist() == [1, 3, 5]  # 0-based line numbers
+    assert loaded.table.column("answer").to_pylist() == ["5", "42", "2.5"]
+
+
+def test_parquet(tmp_path: Path) -> None:
+    assert_canonical(load_dataset(write_parquet(tmp_path / "arith.parquet", ROWS)), "arith")
+
+
+def test_hf_dataset_and_dataset_dict(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_list(ROWS)
+    ds.save_to_disk(str(tmp_path / "single"))
+    assert_canonical(load_dataset(tmp_path / "single"), "single")
+
+    other = datasets.Dataset.from_list([{"problem": "Unrelated?", "answer": "no"}])
+    datasets.DatasetDict({"test": other, "train": ds}).save_to_disk(str(tmp_path / "with_train"))
+    assert_canonical(load_dataset(tmp_path / "with_train"), "with_train")
+
+    datasets.DatasetDict({"validation": ds}).save_to_disk(str(tmp_path / "one_split"))
+    assert_canonical(load_dataset(tmp_path / "one_split"), "one_split")
+
+    datasets.DatasetDict({"test": other, "validation": ds}).save_to_disk(str(tmp_path / "two_splits"))
+    with pytest.raises(DatasetError, match=r"two_splits.*'test'.*'validation'"):
+        load_dataset(tmp_path / "two_splits")
+
+
+def test_ids_are_stable_across_formats_and_whitespace(tmp_path: Path) -> None:
+    json_ids = load_dataset(write_json(tmp_path / "a.json", ROWS)).table.column("id")
+    parquet_ids = load_dataset(write_parquet(tmp_path / "b.parquet", ROWS)).table.column("id")
+    assert json_ids == parquet_ids
+    assert problem_id("What is 2 + 3?") == problem_id("  What  is\n2 +\t3?\n")
+    assert problem_id("caf\u00e9") == problem_id("cafe\u0301")  # NFC
+    assert problem_id("What is 2 + 3?") != problem_id("What is 2 + 4?")
+    assert len(problem_id("x")) == 16 and int(problem_id("x"), 16) >= 0
+
+
+def test_verl_layout(tmp_path: Path) -> None:
+    rows = [
+        {
+            "data_source": "openai/gsm8k",
+            "prompt": [
+                {"role": "system", "content": "You are a careful solver."},
+                {"role": "user", "content": "What is 2 + 3?"},
+            ],
+            "ability": "math",
+            "reward_model": {"ground_truth": "5", "style": "rule"},
+            "extra_info": {"index": 0, "split": "test"},
+        },
+        {
+            "data_source": "openai/gsm8k",
+            "prompt": [{"role": "user", "content": "What is 7 * 6?"}],
+            "ability": "math",
+            "reward_model": {"ground_truth": "42", "style": "rule"},
+            "extra_info": {"index": 1, "split": "test"},
+        },
+    ]
+    loaded = load_dataset(write_parquet(tmp_path / "verl.parquet", rows))
+    out = loaded.table.to_pylist()
+    assert [r["problem"] for r in out] == ["What is 2 + 3?", "What is 7 * 6?"]
+    assert [r["id"] for r in out] == [problem_id(ROWS[0]["problem"]), problem_id(ROWS[1]["problem"])]
+    assert [r["answer"] for r in out] == ["5", "42"]
+    assert [r["source"] for r in out] == ["openai/gsm8k"] * 2
+    meta = json.loads(out[0]["metadata"])
+    assert meta == {
+        "ability": "math",
+        "extra_info": {"index": 0, "split": "test"},
+        "reward_model": {"style": "rule"},
+        "system_prompt": "You are a careful solver.",
+    }
+    assert "system_prompt" not in json.loads(out[1]["metadata"])
+
+
+def test_gsm8k_solutions(tmp_path: Path) -> None:
+    solution = "She sells 1000 + 234 = <<1000+234=1234>>1,234 eggs.\n#### 1,234"
+    rows = [
+        {"question": "How many eggs?", "answer": solution},
+        {"question": "Big?", "answer": "#### 1,234,567"},
+    ]
+    loaded = load_dataset(write_jsonl(tmp_path / "gsm8k.jsonl", rows))
+    assert loaded.table.column("answer").to_pylist() == ["1234", "1234567"]
+    assert json.loads(loaded.table.column("metadata")[0].as_py()) == {"solution": solution}
+
+
+def test_extract_final_answer() -> None:
+    assert extract_final_answer("work\n#### 1,234") == "1234"
+    assert extract_final_answer("#### -1,000,000.5 ") == "-1000000.5"
+    assert extract_final_answer("  (1,2) ") == "(1,2)"
+    assert extract_final_answer("#### (1,2)") == "(1,2)"
+
+
+def test_field_map_and_explicit_source(tmp_path: Path) -> None:
+    rows = [{"q": "What is 2 + 3?", "gold": {"value": 5}, "problem": "decoy", "source": "s"}]
+    path = write_jsonl(tmp_path / "custom.jsonl", rows)
+    loaded = load_dataset(path, fields=FieldMap(problem="q", answer="gold.value"), source="mine")
+    row = loaded.table.to_pylist()[0]
+    assert (row["problem"], row["answer"], row["source"]) == ("What is 2 + 3?", "5", "mine")
+    assert json.loads(row["metadata"]) == {"problem": "decoy", "source": "s"}
+    by_field = load_dataset(path, fields=FieldMap(problem="q", answer="gold.value", source="problem"))
+    assert by_field.table.column("source").to_pylist() == ["decoy"]
+
+
+def test_level_difficulty_and_metadata_values(tmp_path: Path) -> None:
+    rows = [
+        {"problem": "A?", "answer": "1", "level": "Level 3", "tags": ["x", "y"], "score": float("nan")},
+        {"problem": "B?", "answer": "2", "level": 4},
+        {"problem": "C?", "answer": "3", "level": "Level ?"},
+    ]
+    loaded = load_dataset(write_json(tmp_path / "math.json", rows))
+    assert loaded.table.column("difficulty").to_pylist() == [3.0, 4.0, None]
+    metas = [json.loads(m) for m in loaded.table.column("metadata").to_pylist()]
+    assert metas == [{"score": None, "tags": ["x", "y"]}, {}, {"level": "Level ?"}]
+
+
+# ---------------------------------------------------------------- bad rows
+
+
+def assert_bad_row(path: Path, row: int, field: str, reason: str, good: list[str]) -> None:
+    """Fail mode raises an error naming file/row/field; skip mode rejects only that row."""
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    err = info.value
+    assert (err.file, err.row, err.field) == (str(path), row, field)
+    assert reason in err.reason
+    assert str(err).startswith(f"{path}, row {row}, field '{field}': ")
+
+    loaded = load_dataset(path, on_error="skip")
+    assert loaded.table.column("problem").to_pylist() == good
+    rejects = loaded.rejects.to_pylist()
+    assert len(rejects) == 1
+    assert (rejects[0]["file"], rejects[0]["row"], rejects[0]["field"]) == (str(path), row, field)
+    assert reason in rejects[0]["reason"] and rejects[0]["raw"]
+
+
+GOOD = [{"problem": "First?", "answer": "1"}, {"problem": "Third?", "answer": "3"}]
+
+
+def with_bad(bad: dict) -> list[dict]:
+    return [GOOD[0], bad, GOOD[1]]
+
+
+def test_missing_field(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "x.jsonl", with_bad({"problem": "Second?"}))
+    assert_bad_row(path, 1, "answer", "missing", ["First?", "Third?"])
+
+
+def test_missing_field_everywhere_names_the_candidates(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "x.jsonl", [{"text": "Second?", "answer": "2"}])
+    with pytest.raises(DatasetError, match=r"row 0, field 'problem': missing \(looked for problem, question"):
+        load_dataset(path)
+
+
+def test_null_value(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "x.jsonl", with_bad({"problem": "Second?", "answer": None}))
+    assert_bad_row(path, 1, "answer", "null value", ["First?", "Third?"])
+
+
+@pytest.mark.parametrize("value", [7, ["a"], {"a": 1}, True])
+def test_non_text_problem(tmp_path: Path, value: object) -> None:
+    path = write_json(tmp_path / "x.json", with_bad({"problem": value, "answer": "2"}))
+    assert_bad_row(path, 1, "problem", "not text", ["First?", "Third?"])
+
+
+@pytest.mark.parametrize("value", ["", "  \n\t"])
+def test_empty_problem(tmp_path: Path, value: str) -> None:
+    path = write_json(tmp_path / "x.json", with_bad({"problem": value, "answer": "2"}))
+    assert_bad_row(path, 1, "problem", "empty problem", ["First?", "Third?"])
+
+
+def test_empty_answer(tmp_path: Path) -> None:
+    path = write_json(tmp_path / "x.json", with_bad({"problem": "Second?", "answer": "#### "}))
+    assert_bad_row(path, 1, "answer", "empty answer", ["First?", "Third?"])
+
+
+def test_undecodable_bytes_in_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    bad = b'{"problem": "Sec\xff\xfend?", "answer": "2"}'
+    lines = [json.dumps(GOOD[0]).encode(), bad, json.dumps(GOOD[1]).encode()]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert_bad_row(path, 1, "<line>", "undecodable bytes", ["First?", "Third?"])
+
+
+def test_unparsable_json_line(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    bad = '{"problem": "Second?", "answer": '
+    path.write_text(f"{json.dumps(GOOD[0])}\n{bad}\n{json.dumps(GOOD[1])}\n")
+    assert_bad_row(path, 1, "<line>", "invalid JSON", ["First?", "Third?"])
+
+
+def test_non_object_json_line(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps(GOOD[0]) + "\n[1, 2]\n" + json.dumps(GOOD[1]) + "\n")
+    assert_bad_row(path, 1, "<row>", "not an object", ["First?", "Third?"])
+
+
+def test_undecodable_binary_in_parquet(tmp_path: Path) -> None:
+    problems = pa.array([b"First?", b"Sec\xff\xfend?", b"Third?"], pa.binary())
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"problem": problems, "answer": ["1", "2", "3"]}), path)
+    assert_bad_row(path, 1, "problem", "undecodable bytes", ["First?", "Third?"])
+
+
+def test_invalid_utf8_in_parquet_string_column(tmp_path: Path) -> None:
+    # A string column that is not valid UTF-8 (written by a lax producer): Arrow fails the
+    # whole batch on conversion; the loader isolates the one bad row.
+    binary = pa.array([b"First?", b"Sec\xff\xfend?", b"Third?"], pa.binary())
+    strings = pa.Array.from_buffers(pa.string(), len(binary), binary.buffers())
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"problem": strings, "answer": ["1", "2", "3"]}), path)
+    assert_bad_row(path, 1, "problem", "undecodable bytes", ["First?", "Third?"])
+
+
+def test_chat_prompt_without_user_message(tmp_path: Path) -> None:
+    bad = {"prompt": [{"role": "system", "content": "Be brief."}], "answer": "2"}
+    rows = [{"prompt": [{"role": "user", "content": "First?"}], "answer": "1"}, bad]
+    path = write_json(tmp_path / "x.json", rows)
+    with pytest.raises(DatasetError, match=r"row 1, field 'prompt': chat prompt has no user message"):
+        load_dataset(path)
+
+
+def test_all_rows_bad_or_empty_file_raises(tmp_path: Path) -> None:
+    rows = [{"problem": None, "answer": "1"}, {"problem": "", "answer": "2"}]
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(DatasetError, match=r"no valid rows: all 2 rows were rejected"):
+        load_dataset(path, on_error="skip")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    with pytest.raises(DatasetError, match=r"empty\.jsonl: no rows"):
+        load_dataset(empty)
+    with pytest.raises(DatasetError, match="no rows"):
+        load_dataset(write_json(tmp_path / "empty.json", []))
+
+
+def test_unsupported_and_missing_files(tmp_path: Path) -> None:
+    csv = tmp_path / "data.csv"
+    csv.write_text("problem,answer\n")
+    with pytest.raises(DatasetError, match=r"data\.csv: unsupported format '\.csv'"):
+        load_dataset(csv)
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        load_dataset(tmp_path / "nope.jsonl")
+    not_json = tmp_path / "broken.json"
+    not_json.write_text("[{")
+    with pytest.raises(DatasetError, match=r"broken\.json: not valid JSON"):
+        load_dataset(not_json)
+    with pytest.raises(DatasetError, match="expected a JSON list"):
+        load_dataset(write_json(tmp_path / "obj.json", {"rows": []}))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="on_error"):
+        load_dataset(csv, on_error="ignore")  # type: ignore[arg-type]
+
+
+def test_error_pickles_with_its_fields() -> None:
+    import pickle
+
+    err = pickle.loads(pickle.dumps(DatasetError("f.jsonl", "null value", 3, "answer")))
+    assert (err.file, err.row, err.field, err.reason) == ("f.jsonl", 3, "answer", "null value")
+    assert str(err) == "f.jsonl, row 3, field 'answer': null value"
+
+
+# ---------------------------------------------------------------- duplicates and writing
+
+
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_duplicates_first_wins(tmp_path: Path, on_error: str, caplog: pytest.LogCaptureFixture) -> None:
+    rows = [*ROWS, {"problem": "  What is 2 +  3? ", "answer": "6"}, {"problem": "What is 7 * 6?", "answer": 42}]
+    path = write_jsonl(tmp_path / "dups.jsonl", rows)
+    with caplog.at_level(logging.WARNING, logger="gainrl_ops.datasets"):
+        loaded = load_dataset(path, on_error=on_error)  # type: ignore[arg-type]
+    assert loaded.n_read == 5 and loaded.duplicates == 2
+    assert loaded.table.column("row").to_pylist() == [0, 1, 2]
+    assert loaded.table.column("answer").to_pylist() == ["5", "42", "2.5"]
+    rejects = loaded.rejects.to_pylist()
+    assert [(r["row"], r["field"]) for r in rejects] == [(3, "problem"), (4, "problem")]
+    assert rejects[0]["reason"] == f"duplicate of row 0 (id {problem_id('What is 2 + 3?')})"
+    assert rejects[1]["reason"].startswith("duplicate of row 1 (id ")
+    assert any("2 duplicate" in rec.getMessage() for rec in caplog.records)
+
+
+def test_write_dataset(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "x.jsonl", [*with_bad({"problem": None, "answer": "2"}), GOOD[0]])
+    loaded = load_dataset(path, on_error="skip")
+    out = tmp_path / "artifacts" / "x"
+    paths = write_dataset(loaded, out)
+    assert set(paths) == {"prompts", "rejects"}
+    assert paths["prompts"] == out / "prompts.parquet" and paths["rejects"] == out / "rejects.parquet"
+    assert pq.read_table(paths["prompts"]).equals(loaded.table)
+    assert pq.read_table(paths["rejects"]).to_pylist() == loaded.rejects.to_pylist()
+    assert len(loaded.rejects) == 2  # the null problem and the duplicate
+    assert sorted(p.name for p in out.iterdir()) == ["prompts.parquet", "rejects.parquet"]
+
+
+# ---------------------------------------------------------------- real data
+
+
+@pytest.mark.skipif(not GSM8K_VERL.exists(), reason="shared GSM8K verl data not present")
+def test_real_gsm8k_verl() -> None:
+    loaded = load_dataset(GSM8K_VERL)
+    assert loaded.n_read == 1319 and loaded.table.num_rows == 1319
+    assert loaded.rejects.num_rows == 0 and loaded.duplicates == 0
+    answers = loaded.table.column("answer").to_pylist()
+    assert all(a.lstrip("-").replace(".", "", 1).isdigit() for a in answers)
+    assert answers[0] == "18"
+    assert set(loaded.table.column("source").to_pylist()) == {"openai/gsm8k"}
+    assert len(set(loaded.table.column("id").to_pylist())) == 1319
+    meta = json.loads(loaded.table.column("metadata")[0].as_py())
+    assert meta["extra_info"]["answer"].endswith("#### 18") and meta["reward_model"] == {"style": "rule"}
+
+
+@pytest.mark.skipif(not AMC.exists(), reason="shared AMC data not present")
+def test_real_amc() -> None:
+    loaded = load_dataset(AMC)
+    assert loaded.rejects.num_rows == 0 and loaded.table.num_rows == loaded.n_read == 83
+    assert loaded.table.column("answer")[0].as_py() == "142"
+    assert all(d is not None for d in loaded.table.column("difficulty").to_pylist())
+    assert "url" in json.loads(loaded.table.column("metadata")[0].as_py())
