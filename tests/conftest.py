@@ -1,0 +1,39 @@
+"""Shared fixtures: a small embedded model built once per session, and a private storage root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gainrl_ops.arithmetic import ArithmeticConfig
+from gainrl_ops.embedded import EmbeddedModelConfig, embedded_model_path
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Small enough to build in seconds, same code path as the default build.
+TINY = EmbeddedModelConfig(
+    data=ArithmeticConfig(n_problems=600, seed=7),
+    vocab_size=400,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=2,
+    num_kv_heads=1,
+    sft_steps=40,
+    batch_size=16,
+    eval_problems=32,
+)
+
+
+@pytest.fixture(autouse=True)
+def gainrl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test writes under its own storage root, never into the checkout."""
+    home = tmp_path / "gainrl_home"
+    monkeypatch.setenv("GAINRL_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return embedded_model_path(TINY, root=tmp_path_factory.mktemp("models"))

@@ -1,0 +1,194 @@
+"""The scorer against an explicit cosine matrix, across batching, architectures and restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from transformers import GPT2Config, LlamaConfig, MistralConfig, PreTrainedModel, Qwen2Config
+from transformers import AutoModelForCausalLM
+
+from gainrl_ops import scorer
+from gainrl_ops.arithmetic import ArithmeticConfig, generate
+from gainrl_ops.capture import last_mlp, last_mlp_input
+from gainrl_ops.datasets import problem_id
+from gainrl_ops.models import ModelSpec, checkpoint_fingerprint, load_model, load_tokenizer
+from gainrl_ops.prompts import PromptConfig, render_prompt
+from gainrl_ops.scorer import ScoreConfig, ScoreContext, score_batch, score_shards
+from gainrl_ops.shards import ShardSet, tokenize_to_shards
+
+
+def cosine_matrix_scores(hidden: torch.Tensor, system: tuple[int, int], question: tuple[int, int], w: float) -> tuple[float, float, float]:
+    """DESIGN.md's definition read literally: the L x L cosine matrix of one prompt."""
+    unit = torch.nn.functional.normalize(hidden.double(), dim=-1)
+    cos = unit @ unit.T
+    q = torch.arange(*question)
+    s = torch.arange(*system)
+    qq = cos[q][:, q]
+    intra = (qq.sum() - qq.diagonal().sum()) / (len(q) * (len(q) - 1))
+    inter = cos[q][:, s].mean()
+    return intra.item(), inter.item(), (intra + w * inter).item()
+
+
+def full_forward_mlp_input(model: PreTrainedModel, ids: list[int]) -> torch.Tensor:
+    """The last MLP's input from an ordinary, complete forward pass (no early stop)."""
+    seen = []
+    handle = last_mlp(model).register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    with torch.no_grad():
+        model(torch.tensor([ids]))
+    handle.remove()
+    return seen[0][0]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_path: Path):
+    return load_model(ModelSpec(str(tiny_model_path))), load_tokenizer(str(tiny_model_path))
+
+
+@pytest.fixture(scope="module")
+def prompts(tiny) -> list:
+    _, tokenizer = tiny
+    return [render_prompt(tokenizer, p.problem, PromptConfig()) for p in generate(ArithmeticConfig(n_problems=24, seed=11))]
+
+
+def _batch_args(rendered: list) -> tuple[list, list, list]:
+    return [r.input_ids for r in rendered], [r.system_span for r in rendered], [r.question_span for r in rendered]
+
+
+def test_scores_equal_explicit_cosine_matrix(tiny, prompts) -> None:
+    model, _ = tiny
+    scores = score_batch(model, *_batch_args(prompts), inter_weight=8.0)
+    for i, r in enumerate(prompts):
+        expected = cosine_matrix_scores(full_forward_mlp_input(model, r.input_ids), r.system_span, r.question_span, 8.0)
+        got = (scores.c_intra[i].item(), scores.c_inter[i].item(), scores.angle_score[i].item())
+        assert got == pytest.approx(expected, abs=1e-5)
+
+
+def test_batched_equals_unbatched_despite_padding(tiny, prompts) -> None:
+    model, _ = tiny
+    lengths = {len(r.input_ids) for r in prompts}
+    assert len(lengths) > 3, "the batch must mix lengths so that padding is exercised"
+    batched = score_batch(model, *_batch_args(prompts))
+    for i, r in enumerate(prompts):
+        alone = score_batch(model, *_batch_args([r]))
+        assert batched.angle_score[i].item() == pytest.approx(alone.angle_score[0].item(), abs=1e-5)
+        assert batched.c_intra[i].item() == pytest.approx(alone.c_intra[0].item(), abs=1e-5)
+
+
+def test_forward_stops_before_last_mlp_final_norm_and_lm_head(tiny, prompts) -> None:
+    model, _ = tiny
+    called: list[str] = []
+    modules = {"last_mlp": last_mlp(model), "final_norm": model.model.norm, "lm_head": model.lm_head}
+    handles = [m.register_forward_hook(lambda *_a, name=name: called.append(name)) for name, m in modules.items()]
+    first_layer = model.model.layers[0].register_forward_hook(lambda *_a: called.append("layer0"))
+    try:
+        score_batch(model, *_batch_args(prompts[:4]))
+    finally:
+        for h in handles + [first_layer]:
+            h.remove()
+    assert called == ["layer0"]
+
+
+def _tiny_random(config_cls, **kwargs) -> PreTrainedModel:
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config_cls(**kwargs)).eval()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: _tiny_random(Qwen2Config, vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1),
+    lambda: _tiny_random(LlamaConfig, vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1),
+    lambda: _tiny_random(MistralConfig, vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1),
+    lambda: _tiny_random(GPT2Config, vocab_size=300, n_embd=32, n_layer=2, n_head=2, n_positions=256),
+], ids=["qwen2", "llama", "mistral", "gpt2"])
+def test_capture_finds_last_mlp_input_on_each_architecture(make) -> None:
+    model = make()
+    torch.manual_seed(1)
+    ids = [torch.randint(0, 300, (n,)).tolist() for n in (9, 14, 5)]
+    batch = torch.zeros(3, 14, dtype=torch.long)
+    mask = torch.zeros(3, 14, dtype=torch.long)
+    for row, seq in enumerate(ids):
+        batch[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    with torch.no_grad():
+        captured = last_mlp_input(model, batch, mask)
+    for row, seq in enumerate(ids):
+        torch.testing.assert_close(captured[row, : len(seq)], full_forward_mlp_input(model, seq), atol=1e-5, rtol=1e-4)
+    scores = score_batch(model, ids, [(0, 2)] * 3, [(2, len(s)) for s in ids])
+    assert torch.isfinite(scores.angle_score).all()
+
+
+def test_bfloat16_scores_are_close_to_float32(tiny_model_path: Path, prompts) -> None:
+    fp32 = load_model(ModelSpec(str(tiny_model_path)))
+    bf16 = load_model(ModelSpec(str(tiny_model_path), dtype="bfloat16"))
+    assert next(bf16.parameters()).dtype == torch.bfloat16
+    a, b = score_batch(fp32, *_batch_args(prompts)), score_batch(bf16, *_batch_args(prompts))
+    assert b.angle_score.dtype == torch.float32
+    torch.testing.assert_close(a.angle_score, b.angle_score, atol=0.1, rtol=0.05)
+
+
+def _dataset(n: int) -> pa.Table:
+    problems = generate(ArithmeticConfig(n_problems=n, seed=21))
+    return pa.table({"id": [problem_id(p.problem) for p in problems], "problem": [p.problem for p in problems]})
+
+
+def _context(path: Path, shards: ShardSet) -> ScoreContext:
+    return ScoreContext(checkpoint_fingerprint(str(path)), "tiny", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
+
+
+def test_score_shards_writes_one_row_per_prompt_with_provenance(tiny, tiny_model_path: Path, tmp_path: Path) -> None:
+    model, tokenizer = tiny
+    table = _dataset(50)
+    shards = tokenize_to_shards(table, tokenizer, PromptConfig(), tmp_path / "shards", shard_size=16)
+    assert len(shards.shards) == 4
+    summary = score_shards(model, shards, tmp_path / "scores", _context(tiny_model_path, shards), progress=False)
+    scores = pa.concat_tables(
+        [pq.read_table(p) for p in sorted((tmp_path / "scores").glob("part-*.parquet"))]
+    ).to_pydict()
+    assert summary.rows == 50 and summary.parts_written == 4
+    assert sorted(scores["id"]) == sorted(table.column("id").to_pylist())
+    assert set(scores["checkpoint"]) == {checkpoint_fingerprint(str(tiny_model_path))}
+    assert set(scores["code_version"]) == {scorer.code_version()}
+    assert all(q > 1 for q in scores["question_tokens"]) and all(s > 1 for s in scores["system_tokens"])
+    for intra, inter, score, w in zip(scores["c_intra"], scores["c_inter"], scores["angle_score"], scores["inter_weight"]):
+        assert score == pytest.approx(intra + w * inter)
+
+
+def test_interrupted_scoring_resumes_without_rescoring_or_duplicates(tiny, tiny_model_path: Path, tmp_path: Path, monkeypatch) -> None:
+    model, tokenizer = tiny
+    shards = tokenize_to_shards(_dataset(40), tokenizer, PromptConfig(), tmp_path / "shards", shard_size=10)
+    context = _context(tiny_model_path, shards)
+    real = scorer._score_shard
+    calls = []
+
+    def crash_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scorer, "_score_shard", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        score_shards(model, shards, tmp_path / "scores", context, progress=False)
+    assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+    monkeypatch.setattr(scorer, "_score_shard", real)
+    summary = score_shards(model, shards, tmp_path / "scores", context, progress=False)
+    assert (summary.parts_reused, summary.parts_written) == (2, 2)
+    ids = pa.concat_tables([pq.read_table(p) for p in (tmp_path / "scores").glob("part-*.parquet")]).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 40
+    # Another inter weight is another result: nothing is reused.
+    again = score_shards(model, shards, tmp_path / "scores", context, ScoreConfig(inter_weight=2.0), progress=False)
+    assert again.parts_reused == 0
+
+
+def test_tokenize_to_shards_resumes_and_reuses_finished_sets(tiny, tmp_path: Path, monkeypatch) -> None:
+    _, tokenizer = tiny
+    table = _dataset(30)
+    first = tokenize_to_shards(table, tokenizer, PromptConfig(), tmp_path, shard_size=10)
+    mtimes = {s.path: s.path.stat().st_mtime_ns for s in first.shards}
+    again = tokenize_to_shards(table, tokenizer, PromptConfig(), tmp_path, shard_size=10)
+    assert again == first and {s.path: s.path.stat().st_mtime_ns for s in again.shards} == mtimes
+    rows = pq.read_table(first.shards[0].path).to_pylist()
+    assert all(r["n_tokens"] == len(r["input_ids"]) and r["question_end"] > r["question_start"] for r in rows)
