@@ -7,10 +7,12 @@ import logging
 import sys
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from .angles import DEFAULT_INTER_WEIGHT
 from .arithmetic import ArithmeticConfig, generate, write_jsonl
+from .catalog import EXAMPLE_QUERIES, describe_error, query, refresh_catalog
 from .datasets import FieldMap, load_dataset, write_dataset
 from .embedded import EmbeddedModelConfig, embedded_model_path
 from .layout import Layout
@@ -18,6 +20,7 @@ from .models import ModelSpec, checkpoint_fingerprint, load_model, load_tokenize
 from .prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
 from .scorer import ScoreConfig, ScoreContext, score_shards
 from .shards import tokenize_to_shards
+from .storage import storage_root
 
 EMBEDDED = "embedded"
 
@@ -38,7 +41,7 @@ def _score(args: argparse.Namespace) -> int:
     prompt = PromptConfig(system_prompt=args.system_prompt, max_tokens=args.max_tokens)
     shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout.shards_root(name), shard_size=args.shard_size)
     checkpoint = checkpoint_fingerprint(model_path)
-    context = ScoreContext(checkpoint, model_path, shards.tokenizer_fingerprint, shards.prompt_fingerprint, args.dtype)
+    context = ScoreContext(name, checkpoint, model_path, shards.tokenizer_fingerprint, shards.prompt_fingerprint, args.dtype)
     out = layout.scores_dir(name, shards.prompt_fingerprint, checkpoint)
     summary = score_shards(load_model(spec), shards, out, context, ScoreConfig(inter_weight=args.inter_weight))
     print(f"scored {summary.rows} prompts ({summary.parts_written} parts written, {summary.parts_reused} reused) -> {out}")
@@ -50,6 +53,22 @@ def _score(args: argparse.Namespace) -> int:
     )
     with pl.Config(fmt_str_lengths=60, tbl_width_chars=160):
         print(top.head(5))
+    return 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    root = storage_root()
+    try:
+        if args.refresh:
+            refresh_catalog(root)
+        frame = query(root, args.query, limit=args.max_rows + 1)
+    except duckdb.Error as error:
+        print(f"gainrl sql: {describe_error(error)}", file=sys.stderr)
+        return 2
+    with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=240, tbl_hide_dataframe_shape=True):
+        print(frame.head(args.max_rows))
+    more = " (more rows not shown: add a LIMIT or raise --max-rows)" if frame.height > args.max_rows else ""
+    print(f"{min(frame.height, args.max_rows)} rows{more}")
     return 0
 
 
@@ -71,6 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     score.add_argument("--device", default="auto")
     score.set_defaults(run=_score)
+    sql = commands.add_parser(
+        "sql",
+        help="query the curriculum catalog (DuckDB views over the stored artifacts), read-only",
+        epilog="views: checkpoints, prompts, rejects, tokens, scores, curriculum; macro: rerank(w). Examples:\n\n"
+        + "\n\n".join(EXAMPLE_QUERIES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sql.add_argument("query", help="SQL, e.g. \"SELECT * FROM curriculum WHERE rank <= 10\"")
+    sql.add_argument("--max-rows", type=int, default=40, help="rows to print at most")
+    sql.add_argument("--no-refresh", dest="refresh", action="store_false", help="query the catalog as last refreshed")
+    sql.set_defaults(run=_sql)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return args.run(args)

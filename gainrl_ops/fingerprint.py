@@ -30,10 +30,10 @@ def fingerprint_files(paths: list[Path], root: Path | None = None) -> str:
     return h.hexdigest()[:DIGEST_CHARS]
 
 
-def fingerprint_tree(root: Path, patterns: tuple[str, ...] = ("*",)) -> str:
-    """Digest of every regular file under `root` that matches one of `patterns`."""
+def fingerprint_folder(root: Path, patterns: tuple[str, ...] = ("*",)) -> str:
+    """Digest of the regular files directly in `root` that match one of `patterns`."""
     root = Path(root)
-    files = {p for pattern in patterns for p in root.rglob(pattern) if p.is_file()}
+    files = {p for pattern in patterns for p in root.glob(pattern) if p.is_file()}
     if not files:
         raise FileNotFoundError(f"{root}: no files matching {patterns} to fingerprint")
     return fingerprint_files(sorted(files), root=root)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from .fingerprint import fingerprint_tree
+from .fingerprint import fingerprint_folder
 
 # Files that determine a checkpoint's outputs; optimizer states and logs are left out so a
 # copy of the same weights gets the same fingerprint.
@@ -43,6 +43,8 @@ class ModelSpec:
 
 def resolve_local(name_or_path: str) -> Path:
     """The local folder of a checkpoint: the path itself, or the cached snapshot of a hub id."""
+    if not name_or_path:
+        raise ValueError("empty model name or path")
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path.resolve()
@@ -53,7 +55,7 @@ def resolve_local(name_or_path: str) -> Path:
 
 def checkpoint_fingerprint(name_or_path: str) -> str:
     """Content digest of a checkpoint's weights and config (not its name or location)."""
-    return fingerprint_tree(resolve_local(name_or_path), _WEIGHT_PATTERNS)
+    return fingerprint_folder(resolve_local(name_or_path), _WEIGHT_PATTERNS)
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ from transformers import PreTrainedModel
 from . import angles, capture
 from .angles import DEFAULT_INTER_WEIGHT, angle_concentration
 from .capture import last_mlp_input
-from .shards import ShardSet
+from .shards import Shard, ShardSet
 from .storage import write_parquet_atomic, write_text_atomic
 
 SCORE_SCHEMA = pa.schema([
@@ -37,6 +39,7 @@ SCORE_SCHEMA = pa.schema([
     pa.field("question_tokens", pa.int32(), nullable=False),
     pa.field("system_tokens", pa.int32(), nullable=False),
     pa.field("truncated", pa.bool_(), nullable=False),
+    pa.field("dataset", pa.string(), nullable=False),
     pa.field("checkpoint", pa.string(), nullable=False),
     pa.field("model", pa.string(), nullable=False),
     pa.field("tokenizer", pa.string(), nullable=False),
@@ -72,6 +75,7 @@ class ScoreConfig:
 class ScoreContext:
     """What every score row records about how it was produced."""
 
+    dataset: str
     checkpoint: str
     model: str
     tokenizer: str
@@ -147,12 +151,76 @@ def _score_shard(model: PreTrainedModel, table: pa.Table, config: ScoreConfig, b
     return out
 
 
-def _part_tag(shard_digest: str, context: ScoreContext, config: ScoreConfig, version: str) -> bytes:
-    return json.dumps({"shard": shard_digest, "context": asdict(context), "w": config.inter_weight, "code": version}, sort_keys=True).encode()
+def _part_tag(shard: Shard, context: ScoreContext, config: ScoreConfig) -> bytes:
+    return json.dumps(
+        {"shard": shard.digest, "context": asdict(context), "w": config.inter_weight, "code": code_version()},
+        sort_keys=True,
+    ).encode()
 
 
-def _is_done(path: Path, tag: bytes) -> bool:
+def _has_tag(path: Path, tag: bytes) -> bool:
     return path.exists() and (pq.read_schema(path).metadata or {}).get(_PART_KEY) == tag
+
+
+def part_path(out_dir: Path, shard: Shard) -> Path:
+    return Path(out_dir) / shard.path.name.replace("shard-", "part-")
+
+
+def score_shard(
+    model: PreTrainedModel,
+    shard: Shard,
+    out_dir: Path,
+    context: ScoreContext,
+    config: ScoreConfig = ScoreConfig(),
+    bar: tqdm | None = None,
+    reuse_from: Path | None = None,
+) -> bool:
+    """Score one shard into its part file; returns False when a valid part was reused.
+
+    A part is tagged with the shard digest, the context, the weight and the code version;
+    a part with the same tag in `out_dir` (an interrupted run) or in `reuse_from` (the
+    published result) is kept or linked instead of recomputed, any other is replaced.
+    """
+    path = part_path(out_dir, shard)
+    tag = _part_tag(shard, context, config)
+    bar = bar or tqdm(total=shard.rows, disable=True)
+    if _has_tag(path, tag):
+        bar.update(shard.rows)
+        return False
+    if reuse_from is not None and _has_tag(previous := part_path(reuse_from, shard), tag):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.link(previous, path)
+        bar.update(shard.rows)
+        return False
+    table = pq.read_table(shard.path)
+    scores = _score_shard(model, table, config, bar)
+    n = table.num_rows
+    part = pa.table({
+        "id": table.column("id"),
+        **{name: pa.array(values) for name, values in scores.items()},
+        "inter_weight": pa.array(np.full(n, config.inter_weight)),
+        "n_tokens": table.column("n_tokens"),
+        "question_tokens": pc.subtract(table.column("question_end"), table.column("question_start")),
+        "system_tokens": pc.subtract(table.column("system_end"), table.column("system_start")),
+        "truncated": table.column("truncated"),
+        **{name: pa.array([value] * n, pa.string()) for name, value in asdict(context).items()},
+        "code_version": pa.array([code_version()] * n, pa.string()),
+    }, schema=SCORE_SCHEMA.with_metadata({_PART_KEY: tag}))
+    write_parquet_atomic(part, path)
+    return True
+
+
+def write_summary(out_dir: Path, shards: ShardSet, context: ScoreContext, written: int) -> ScoreSummary:
+    """Check that every shard has its part, then record the run in `summary.json`."""
+    missing = [s.path.name for s in shards.shards if not part_path(out_dir, s).exists()]
+    if missing:
+        raise RuntimeError(f"{out_dir}: no scores for shards {missing}")
+    summary = ScoreSummary(Path(out_dir), shards.rows, written, len(shards.shards) - written, code_version())
+    write_text_atomic(
+        json.dumps({**asdict(summary), "directory": str(out_dir), **asdict(context)}, indent=2),
+        Path(out_dir) / SUMMARY,
+    )
+    return summary
 
 
 def score_shards(
@@ -163,40 +231,23 @@ def score_shards(
     config: ScoreConfig = ScoreConfig(),
     progress: bool = True,
 ) -> ScoreSummary:
-    """Score every shard into `out_dir/part-NNNNN.parquet`.
-
-    Each part is written atomically and tagged with the shard digest, the context and the
-    code version, so a rerun after an interruption skips finished parts and redoes only
-    the rest; a part from other inputs or other code is recomputed, never reused.
-    """
-    out_dir = Path(out_dir)
-    version = code_version()
-    written = reused = rows = 0
+    """Score every shard into `out_dir/part-NNNNN.parquet`, resuming after an interruption:
+    finished parts are skipped, so no shard is scored twice and no row is duplicated."""
     with tqdm(total=shards.rows, desc=f"scoring {context.model}", unit="prompt", disable=not progress) as bar:
-        for shard in shards.shards:
-            path = out_dir / shard.path.name.replace("shard-", "part-")
-            tag = _part_tag(shard.digest, context, config, version)
-            rows += shard.rows
-            if _is_done(path, tag):
-                reused += 1
-                bar.update(shard.rows)
-                continue
-            table = pq.read_table(shard.path)
-            scores = _score_shard(model, table, config, bar)
-            n = table.num_rows
-            part = pa.table({
-                "id": table.column("id"),
-                **{name: pa.array(values) for name, values in scores.items()},
-                "inter_weight": pa.array(np.full(n, config.inter_weight)),
-                "n_tokens": table.column("n_tokens"),
-                "question_tokens": pc.subtract(table.column("question_end"), table.column("question_start")),
-                "system_tokens": pc.subtract(table.column("system_end"), table.column("system_start")),
-                "truncated": table.column("truncated"),
-                **{name: pa.array([value] * n, pa.string()) for name, value in asdict(context).items()},
-                "code_version": pa.array([version] * n, pa.string()),
-            }, schema=SCORE_SCHEMA.with_metadata({_PART_KEY: tag}))
-            write_parquet_atomic(part, path)
-            written += 1
-    summary = ScoreSummary(out_dir, rows, written, reused, version)
-    write_text_atomic(json.dumps({**asdict(summary), "directory": str(out_dir), **asdict(context)}, indent=2), out_dir / SUMMARY)
-    return summary
+        written = sum(score_shard(model, shard, out_dir, context, config, bar) for shard in shards.shards)
+    return write_summary(out_dir, shards, context, written)
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Move a complete staging folder to `final`, replacing what was there.
+
+    Two renames: readers see the old folder, then (for an instant) none, then the new one;
+    never a mix of old and new parts.
+    """
+    final = Path(final)
+    retired = final.with_name(f".retired-{final.name}")
+    shutil.rmtree(retired, ignore_errors=True)
+    if final.exists():
+        final.rename(retired)
+    Path(staging).rename(final)
+    shutil.rmtree(retired, ignore_errors=True)

@@ -135,7 +135,7 @@ def _dataset(n: int) -> pa.Table:
 
 
 def _context(path: Path, shards: ShardSet) -> ScoreContext:
-    return ScoreContext(checkpoint_fingerprint(str(path)), "tiny", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
+    return ScoreContext("arithmetic", checkpoint_fingerprint(str(path)), "tiny", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
 
 
 def test_score_shards_writes_one_row_per_prompt_with_provenance(tiny, tiny_model_path: Path, tmp_path: Path) -> None:

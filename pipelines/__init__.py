@@ -1,0 +1,1 @@
+"""Dagster definitions for gainrl: thin assets over `gainrl_ops`."""

@@ -1,0 +1,28 @@
+"""The Definitions that `dagster dev -w workspace.yaml` serves."""
+
+import dagster as dg
+
+from . import assets, checks
+from .automation import new_checkpoint_sensor, prepare_job, rescore_job, rescore_latest_schedule
+from .resources import CheckpointStoreResource, DatasetResource, ModelResource, ScoringResource, StorageResource
+
+
+def resources() -> dict[str, dg.ConfigurableResource]:
+    """Default resources: the embedded dataset and model under the default storage root."""
+    return {
+        "storage": StorageResource(),
+        "checkpoint_store": CheckpointStoreResource(),
+        "dataset": DatasetResource(),
+        "model": ModelResource(),
+        "scoring": ScoringResource(),
+    }
+
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([assets]),
+    asset_checks=dg.load_asset_checks_from_modules([checks]),
+    jobs=[prepare_job, rescore_job],
+    sensors=[new_checkpoint_sensor],
+    schedules=[rescore_latest_schedule],
+    resources=resources(),
+)

@@ -1,0 +1,99 @@
+"""Resources: where artifacts live, which dataset and model, and how to score."""
+
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from gainrl_ops.angles import DEFAULT_INTER_WEIGHT
+from gainrl_ops.checkpoints import LocalCheckpointStore
+from gainrl_ops.layout import Layout
+from gainrl_ops.prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
+from gainrl_ops.scorer import ScoreConfig
+from gainrl_ops.storage import storage_root
+
+EMBEDDED = "embedded"
+
+
+class StorageResource(dg.ConfigurableResource):
+    """The storage root; empty means $GAINRL_HOME, else `data/.gainrl` in the checkout."""
+
+    root: str = ""
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(Path(self.root).resolve() if self.root else storage_root())
+
+
+class CheckpointStoreResource(dg.ConfigurableResource):
+    """The checkpoint store the rescoring sensor watches (a local folder for now).
+
+    directory: empty means `<storage root>/checkpoints`.
+    settle_seconds: a hand-copied checkpoint must be unchanged this long before it is taken.
+    """
+
+    directory: str = ""
+    settle_seconds: float = 10.0
+
+    def store(self, layout: Layout) -> LocalCheckpointStore:
+        root = Path(self.directory).resolve() if self.directory else layout.checkpoints_dir
+        return LocalCheckpointStore(root, self.settle_seconds)
+
+
+class DatasetResource(dg.ConfigurableResource):
+    """The training prompts.
+
+    path: JSON, JSONL, Parquet, a saved Hugging Face dataset folder, or "embedded" for the
+      generated arithmetic problems.
+    name: the dataset's name in the storage root and in SQL.
+    problem_field, answer_field: source fields; empty means auto-detect.
+    on_error: "fail" on the first bad row, or "skip" it into the rejects table.
+    n_problems, seed: size and seed of the generated dataset (embedded only).
+    """
+
+    path: str = os.environ.get("GAINRL_DATA", EMBEDDED)
+    name: str = os.environ.get("GAINRL_DATASET_NAME", "arithmetic")
+    problem_field: str = ""
+    answer_field: str = ""
+    on_error: str = "fail"
+    n_problems: int = 2000
+    seed: int = 0
+
+
+class ModelResource(dg.ConfigurableResource):
+    """The base checkpoint and how prompts are rendered for it.
+
+    base_model: a Hugging Face id, a local `save_pretrained` folder, or "embedded" for the
+      tiny locally built Qwen2.
+    dtype: "float32" or "bfloat16"; device: "auto", "cpu", "cuda", "cuda:1", ...
+    system_prompt, max_tokens: the prompt template (the chat template is the tokenizer's).
+    """
+
+    base_model: str = os.environ.get("GAINRL_MODEL", EMBEDDED)
+    dtype: str = "float32"
+    device: str = "auto"
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_tokens: int = 1024
+
+    @property
+    def prompt(self) -> PromptConfig:
+        return PromptConfig(system_prompt=self.system_prompt, max_tokens=self.max_tokens)
+
+
+class ScoringResource(dg.ConfigurableResource):
+    """How scores are computed.
+
+    inter_weight: w in angle_score = c_intra + w * c_inter.
+    shard_size: prompts per shard, i.e. per parallel scoring step.
+    max_batch_size, max_batch_tokens: forward-pass batch limits.
+    """
+
+    inter_weight: float = DEFAULT_INTER_WEIGHT
+    shard_size: int = 1024
+    max_batch_size: int = 64
+    max_batch_tokens: int = 16384
+
+    @property
+    def config(self) -> ScoreConfig:
+        return ScoreConfig(self.inter_weight, self.max_batch_size, self.max_batch_tokens)

@@ -1,0 +1,126 @@
+"""The Dagster pipeline end to end, through Dagster's own `materialize` and sensor APIs."""
+
+import json
+from datetime import datetime, timezone
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from gainrl_ops.catalog import catalog_path
+from pipelines import assets, checks
+from pipelines.automation import new_checkpoint_sensor, rescore_latest_schedule
+from pipelines.definitions import defs
+from pipelines.resources import CheckpointStoreResource, DatasetResource, ModelResource, ScoringResource, StorageResource
+
+ALL = [*dg.load_assets_from_modules([assets]), *dg.load_asset_checks_from_modules([checks])]
+PREPARE = [assets.raw_dataset, assets.base_checkpoint, assets.tokenized_shards]
+RESCORE = [assets.angle_scores, assets.curriculum, assets.curriculum_report]
+N_PROMPTS = 60
+
+
+def _resources(root: Path, model_path: Path) -> dict:
+    return {
+        "storage": StorageResource(root=str(root)),
+        "checkpoint_store": CheckpointStoreResource(settle_seconds=0),
+        "dataset": DatasetResource(n_problems=N_PROMPTS, seed=3),
+        "model": ModelResource(base_model=str(model_path)),
+        "scoring": ScoringResource(shard_size=25),
+    }
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def _checks_passed(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def _prepare(instance: dg.DagsterInstance, root: Path, model_path: Path) -> str:
+    result = dg.materialize(ALL, selection=PREPARE, instance=instance, resources=_resources(root, model_path))
+    assert result.success
+    assert _checks_passed(result) == {"spans_not_empty": True}
+    (partition,) = instance.get_dynamic_partitions("checkpoints")
+    return partition
+
+
+def _rescore(instance: dg.DagsterInstance, root: Path, model_path: Path, partition: str) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(ALL, selection=RESCORE, partition_key=partition, instance=instance, resources=_resources(root, model_path))
+    assert result.success
+    return result
+
+
+def test_definitions_load_with_every_asset_job_sensor_and_schedule() -> None:
+    repo = defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert keys == {"raw_dataset", "base_checkpoint", "tokenized_shards", "angle_scores", "curriculum", "curriculum_report"}
+    assert {j.name for j in repo.get_all_jobs()} >= {"prepare_dataset", "rescore_checkpoint"}
+    assert [s.name for s in repo.sensor_defs] == ["new_checkpoint_sensor"]
+    assert [s.name for s in repo.schedule_defs] == ["rescore_latest_schedule"]
+
+
+def test_chain_materializes_scores_curriculum_and_report(instance, tmp_path: Path, tiny_model_path: Path) -> None:
+    partition = _prepare(instance, tmp_path, tiny_model_path)
+    result = _rescore(instance, tmp_path, tiny_model_path, partition)
+    assert _checks_passed(result) == {"every_prompt_scored_once": True, "scores_are_finite": True, "rank_is_permutation": True}
+
+    materializations = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
+    score_meta = materializations["angle_scores"].step_materialization_data.materialization.metadata
+    assert score_meta["dagster/row_count"].value == N_PROMPTS and score_meta["checkpoint"].value == partition
+    report_meta = materializations["curriculum_report"].step_materialization_data.materialization.metadata
+    assert report_meta["n_prompts"].value == N_PROMPTS and "plot_score_histogram" in report_meta
+
+    with duckdb.connect(str(catalog_path(tmp_path)), read_only=True) as con:
+        rows = con.execute("SELECT count(*), count(DISTINCT id), min(rank), max(rank) FROM curriculum WHERE checkpoint = ?", [partition]).fetchall()
+        assert rows == [(N_PROMPTS, N_PROMPTS, 1, N_PROMPTS)]
+        (model,) = con.execute("SELECT DISTINCT model FROM scores").fetchall()
+        assert model == ("base",)
+
+
+def test_rescoring_a_partition_replaces_it_without_duplicates(instance, tmp_path: Path, tiny_model_path: Path) -> None:
+    partition = _prepare(instance, tmp_path, tiny_model_path)
+    _rescore(instance, tmp_path, tiny_model_path, partition)
+    first = pl.read_parquet(tmp_path / "scores" / "arithmetic" / "*" / partition / "part-*.parquet").sort("id")
+    result = _rescore(instance, tmp_path, tiny_model_path, partition)
+    second = pl.read_parquet(tmp_path / "scores" / "arithmetic" / "*" / partition / "part-*.parquet").sort("id")
+    assert second.equals(first)
+    meta = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}["angle_scores"]
+    assert meta.step_materialization_data.materialization.metadata["parts_reused"].value == 3
+    assert not list((tmp_path / "scores").rglob("_staging-*"))
+
+
+def test_sensor_registers_a_new_checkpoint_once(instance, tmp_path: Path, tiny_model_path: Path) -> None:
+    _prepare(instance, tmp_path, tiny_model_path)
+    resources = {k: v for k, v in _resources(tmp_path, tiny_model_path).items() if k in ("storage", "checkpoint_store")}
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        assert isinstance(new_checkpoint_sensor(context), dg.SkipReason)  # the base is already a partition
+
+    # A trainer (or a person) drops a new checkpoint folder into the store.
+    new = tmp_path / "checkpoints" / "step-100"
+    shutil.copytree(tiny_model_path, new)
+    config = json.loads((new / "config.json").read_text())
+    config["rms_norm_eps"] = 1e-5  # different content, so a different fingerprint
+    (new / "config.json").write_text(json.dumps(config))
+
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        first = new_checkpoint_sensor(context)
+        assert len(first.run_requests) == 1
+        (request,) = first.dynamic_partitions_requests
+        assert request.partition_keys == [first.run_requests[0].partition_key] == [first.run_requests[0].run_key]
+    instance.add_dynamic_partitions("checkpoints", request.partition_keys)
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor) as context:
+        assert isinstance(new_checkpoint_sensor(context), dg.SkipReason)
+
+
+def test_schedule_requests_the_latest_checkpoint(instance, tmp_path: Path, tiny_model_path: Path) -> None:
+    partition = _prepare(instance, tmp_path, tiny_model_path)
+    resources = {k: v for k, v in _resources(tmp_path, tiny_model_path).items() if k in ("storage", "checkpoint_store")}
+    with dg.build_schedule_context(instance=instance, resources=resources, scheduled_execution_time=datetime(2026, 11, 21, 3, tzinfo=timezone.utc)) as context:
+        (request,) = rescore_latest_schedule(context)
+    assert request.partition_key == partition
