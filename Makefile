@@ -3,6 +3,8 @@
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+export GAINRL_HOME ?= $(CURDIR)/data/.gainrl
+export DAGSTER_HOME ?= $(GAINRL_HOME)/dagster
 
 .PHONY: demo test bench ui clean
 
@@ -14,7 +16,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/gainrl score
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m pipelines.demo
+
+ui: $(STAMP)
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -13,7 +13,7 @@ Both methods score the same tokenized prompts with the same model:
 
 Every (method, model, size) runs in a fresh subprocess so that its peak memory is its own.
 
-    python benchmarks/bench_scorer.py [--sizes 1000 8000] [--model PATH] [--quick]
+    python benchmarks/bench_scorer.py [--sizes 1000 8000] [--wide-sizes 1000 4000] [--model PATH] [--quick]
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from gainrl_ops.shards import ShardSet, tokenize_to_shards  # noqa: E402
 RESULTS = HERE / "results" / "bench_scorer.json"
 AGREEMENT_TOL = 1e-4  # float32: batching and padding change the sums only in the last bits
 PROMPT_SEED = 2024
+WIDE_CAP = 4000  # default largest size on the wide model, where the reference is slow
 
 
 @dataclass(frozen=True)
@@ -306,15 +307,16 @@ def compare(model: str, n: int, gain: tuple, ref: tuple) -> Comparison:
     return Comparison(model, n, mg.prompts_per_s / mr.prompts_per_s, diff, diff < AGREEMENT_TOL)
 
 
-def memory_growth(report: Report, sizes: list[int]) -> dict[str, dict[str, float]]:
+def memory_growth(report: Report, sizes: dict[str, list[int]]) -> dict[str, dict[str, float]]:
     """Peak-memory increase from the smallest to the largest size, per model and method."""
-    small, large = min(sizes), max(sizes)
     peak = {(m.model, m.method, m.n_prompts): m.peak_rss_delta_mib for m in report.measurements}
-    models = sorted({m.model for m in report.measurements})
-    return {model: {method: peak[model, method, large] - peak[model, method, small] for method in ("gainrl", "reference")} for model in models}
+    return {
+        model: {method: peak[model, method, max(ns)] - peak[model, method, min(ns)] for method in ("gainrl", "reference")}
+        for model, ns in sizes.items()
+    }
 
 
-def print_table(report: Report, sizes: list[int]) -> None:
+def print_table(report: Report, sizes: dict[str, list[int]]) -> None:
     by_key = {(m.model, m.n_prompts, m.method): m for m in report.measurements}
     head = f"{'model':<9} {'prompts':>7} | {'gainrl p/s':>10} {'ref p/s':>8} {'speedup':>7} | {'gainrl MiB':>10} {'ref MiB':>8} | {'max|d score|':>12} {'agree':>5}"
     print("\n" + head + "\n" + "-" * len(head))
@@ -325,21 +327,27 @@ def print_table(report: Report, sizes: list[int]) -> None:
     load = max(max(m.loadavg_before, m.loadavg_after) for m in report.measurements)
     print(f"\nhighest 1-min load average during a measurement: {load:.1f} on {os.cpu_count()} cores"
           + ("  (other jobs were running: timings are noisy)" if load > (os.cpu_count() or 1) + 0.5 else ""))
-    print(f"\npeak-memory growth from {min(sizes)} to {max(sizes)} prompts (MiB):")
+    print("\npeak-memory growth from the smallest to the largest size (MiB):")
     for model, growth in report.memory_growth_mib.items():
-        print(f"  {model:<9} gainrl {growth['gainrl']:+8.1f}   reference {growth['reference']:+8.1f}")
+        span = f"{min(sizes[model])} -> {max(sizes[model])}"
+        print(f"  {model:<9} {span:>13}   gainrl {growth['gainrl']:+8.1f}   reference {growth['reference']:+8.1f}")
 
 
 def main_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    sizes = sorted(set(args.sizes))
+    sizes = {"embedded": sorted(set(args.sizes))}
+    if not args.no_wide:
+        # The reference needs ~45 ms a prompt on the wide model on 2 idle cores (far more on busy
+        # ones), so its default sizes are capped to keep the whole run near 10 minutes.
+        sizes["wide"] = sorted(set(args.wide_sizes or [min(n, WIDE_CAP) for n in args.sizes]))
     embedded = embedded_path(args)
     with tempfile.TemporaryDirectory(prefix="bench_scorer.") as tmp:
         root = Path(tmp)
         models = {"embedded": embedded}
         if not args.no_wide:
             models["wide"] = build_wide_model(WideModelConfig(), root / "wide")
-        shard_dirs = build_shards(load_tokenizer(str(embedded)), sizes, root / "shards")
+        all_sizes = sorted({n for ns in sizes.values() for n in ns})
+        shard_dirs = build_shards(load_tokenizer(str(embedded)), all_sizes, root / "shards")
         report = Report(meta={
             "sizes": sizes,
             "inter_weight": DEFAULT_INTER_WEIGHT,
@@ -353,7 +361,7 @@ def main_run(args: argparse.Namespace) -> int:
             "agreement_tolerance": AGREEMENT_TOL,
         })
         for name, path in models.items():
-            for n in sizes:
+            for n in sizes[name]:
                 runs = {}
                 for method in ("gainrl", "reference"):
                     print(f"== {name} model, {n} prompts, {method}", flush=True)
@@ -378,6 +386,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 8000], help="dataset sizes (prompts); at least two for memory growth")
     parser.add_argument("--model", help="an existing model folder to use as the 'embedded' model")
     parser.add_argument("--quick", action="store_true", help="use a tiny embedded model that builds in seconds")
+    parser.add_argument("--wide-sizes", type=int, nargs="+", help=f"sizes for the wide model (default: --sizes capped at {WIDE_CAP})")
     parser.add_argument("--no-wide", action="store_true", help="skip the wide 32k-vocabulary model")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)

@@ -11,31 +11,31 @@ import duckdb
 import polars as pl
 
 from .angles import DEFAULT_INTER_WEIGHT
-from .arithmetic import ArithmeticConfig, generate, write_jsonl
 from .catalog import EXAMPLE_QUERIES, describe_error, query, refresh_catalog
-from .datasets import FieldMap, load_dataset, write_dataset
-from .embedded import EmbeddedModelConfig, embedded_model_path
+from .datasets import FieldMap
 from .layout import Layout
 from .models import ModelSpec, checkpoint_fingerprint, load_model, load_tokenizer
 from .prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
 from .scorer import ScoreConfig, ScoreContext, score_shards
 from .shards import tokenize_to_shards
+from .sources import EMBEDDED, DatasetSource, prepare_dataset, resolve_model
 from .storage import storage_root
-
-EMBEDDED = "embedded"
 
 
 def _score(args: argparse.Namespace) -> int:
     layout = Layout.default()
-    model_path = str(embedded_model_path(root=layout.models_dir)) if args.model == EMBEDDED else args.model
-    data_path = Path(args.data) if args.data != EMBEDDED else write_jsonl(
-        generate(ArithmeticConfig(n_problems=args.n_problems)), layout.dataset_dir("arithmetic") / "arithmetic.jsonl"
+    source = DatasetSource(
+        path=args.data,
+        name=args.name or (Path(args.data).stem if args.data != EMBEDDED else "arithmetic"),
+        fields=FieldMap(problem=args.problem_field, answer=args.answer_field),
+        on_error=args.on_error,
+        n_problems=args.n_problems,
     )
-    name = args.name or (data_path.stem if args.data != EMBEDDED else "arithmetic")
-    loaded = load_dataset(data_path, fields=FieldMap(problem=args.problem_field, answer=args.answer_field), on_error=args.on_error)
-    write_dataset(loaded, layout.dataset_dir(name))
+    name = source.name
+    loaded, _ = prepare_dataset(source, layout)
     print(f"dataset {name}: {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, {loaded.duplicates} duplicates")
 
+    model_path = resolve_model(args.model, layout)
     spec = ModelSpec(model_path, dtype=args.dtype, device=args.device)
     tokenizer = load_tokenizer(model_path)
     prompt = PromptConfig(system_prompt=args.system_prompt, max_tokens=args.max_tokens)
@@ -44,6 +44,7 @@ def _score(args: argparse.Namespace) -> int:
     context = ScoreContext(name, checkpoint, model_path, shards.tokenizer_fingerprint, shards.prompt_fingerprint, args.dtype)
     out = layout.scores_dir(name, shards.prompt_fingerprint, checkpoint)
     summary = score_shards(load_model(spec), shards, out, context, ScoreConfig(inter_weight=args.inter_weight))
+    refresh_catalog(layout.root)
     print(f"scored {summary.rows} prompts ({summary.parts_written} parts written, {summary.parts_reused} reused) -> {out}")
     top = (
         pl.read_parquet(out / "part-*.parquet")
