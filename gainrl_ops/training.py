@@ -1,0 +1,315 @@
+"""GRPO training with a curriculum sampler, on upstream TRL (no fork).
+
+`CurriculumGRPOTrainer` only replaces `_get_train_sampler`: the sampler keeps TRL's
+`RepeatSampler` layout (each prompt `num_generations` times, the same order on every
+process) and a constant length per epoch, and draws a new subset at `set_epoch`. A
+callback closes the loop after each epoch: accuracy from that epoch's rewards, the mean
+angle score of its prompts under the current policy (a prefill with the scorer, not a
+second generation), the controller update, the selection table and checkpoints.
+`from trl import ...` costs seconds, so nothing imports this module at Dagster load time.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import torch
+from datasets import Dataset
+from torch.utils.data import Sampler
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import RepeatSampler
+
+from .angles import DEFAULT_INTER_WEIGHT
+from .prompts import PromptConfig, chat_messages, render_prompt
+from .rewards import correctness_reward
+from .sampling import Curriculum, GainRLConfig, GaussianCurriculum, UniformCurriculum
+from .scorer import score_batch
+from .storage import write_parquet_atomic, write_text_atomic
+
+EPOCHS_SCHEMA = {
+    "run": pl.String, "epoch": pl.Int32, "sampler": pl.String, "mu": pl.Float64, "sigma": pl.Float64,
+    "accuracy": pl.Float64, "angle": pl.Float64, "mu_next": pl.Float64, "seconds": pl.Float64, "checkpoint_path": pl.String,
+}
+
+
+@dataclass(frozen=True)
+class TrainingRunConfig:
+    """A named training run.
+
+    Curriculum:
+        sampler: "gainrl" (Gaussian window over the angle ranking, moved by feedback) or
+            "uniform" (the baseline).
+        subset_size: prompts per epoch.
+        n_frac, sigma_frac, adj_max_frac: GAIN-RL's n, sigma and adj_max as fractions of
+            the dataset size (published: 500, 1000, 1000 of ~7.5k prompts).
+        alpha, beta: GAIN-RL's controller gains.
+    GRPO:
+        num_generations: completions per prompt; per_device_batch_size: completions per step.
+        learning_rate, temperature, max_completion_length, kl_beta (TRL's `beta`).
+    Run:
+        epochs, seed, checkpoint_every (epochs; the last epoch is always saved),
+        inter_weight: w of the angle score used for the epoch feedback.
+    """
+
+    name: str
+    sampler: Literal["gainrl", "uniform"] = "gainrl"
+    seed: int = 0
+    epochs: int = 3
+    subset_size: int = 32
+    n_frac: float = 500 / 7500
+    sigma_frac: float = 1000 / 7500
+    adj_max_frac: float = 1000 / 7500
+    alpha: float = 2.0
+    beta: float = 0.5
+    num_generations: int = 8
+    per_device_batch_size: int = 32
+    learning_rate: float = 5e-5
+    temperature: float = 1.0
+    max_completion_length: int = 48
+    kl_beta: float = 0.0
+    checkpoint_every: int = 1
+    inter_weight: float = DEFAULT_INTER_WEIGHT
+
+    def curriculum(self, n_prompts: int) -> Curriculum:
+        if self.sampler == "uniform":
+            return UniformCurriculum(self.subset_size, n_prompts, seed=self.seed)
+        config = GainRLConfig.scale_free(
+            n_prompts, n=self.n_frac, sigma=self.sigma_frac, adj_max=self.adj_max_frac,
+            alpha=self.alpha, beta=self.beta, subset_size=self.subset_size,
+        )
+        return GaussianCurriculum(config, n_prompts, seed=self.seed)
+
+
+class CorrectnessReward:
+    """TRL reward function: 1 for a correct final answer. Keeps the epoch's rewards so the
+    curriculum can read the epoch accuracy (instance state, not a module-level list)."""
+
+    __name__ = "correctness"
+
+    def __init__(self) -> None:
+        self.rewards: list[float] = []
+
+    def __call__(self, prompts: list, completions: list, answer: list[str], **_: Any) -> list[float]:
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        rewards = [correctness_reward(text, ref) for text, ref in zip(texts, answer)]
+        self.rewards += rewards
+        return rewards
+
+    def take(self) -> list[float]:
+        rewards, self.rewards = self.rewards, []
+        return rewards
+
+
+class CurriculumSampler(Sampler[int]):
+    """TRL's RepeatSampler layout over the ranks the curriculum selects for the epoch."""
+
+    def __init__(self, curriculum: Curriculum, subset_size: int, mini_repeat_count: int, batch_size: int, repeat_count: int):
+        if subset_size % batch_size:
+            raise ValueError(f"subset_size {subset_size} must be a multiple of the {batch_size} prompts per generation batch")
+        self.curriculum = curriculum
+        self.layout = dict(mini_repeat_count=mini_repeat_count, batch_size=batch_size, repeat_count=repeat_count)
+        self.subset_size = subset_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        ranks = self.curriculum.select(self.epoch)
+        positions = RepeatSampler(range(self.subset_size), shuffle=False, **self.layout)
+        return (int(ranks[i]) for i in positions)
+
+    def __len__(self) -> int:
+        return len(RepeatSampler(range(self.subset_size), shuffle=False, **self.layout))
+
+
+class CurriculumGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose prompts per epoch come from a `Curriculum` over the ranked dataset."""
+
+    def __init__(self, *args: Any, curriculum: Curriculum, subset_size: int, **kwargs: Any):
+        self.curriculum = curriculum
+        self.subset_size = subset_size
+        super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, dataset: Dataset | None = None) -> Sampler:
+        return CurriculumSampler(
+            self.curriculum,
+            self.subset_size,
+            mini_repeat_count=self.num_generations,
+            batch_size=self.args.generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * self.args.steps_per_generation,
+        )
+
+
+@dataclass
+class EpochFeedback(TrainerCallback):
+    """After each epoch: feedback to the curriculum, one row per epoch and per selected
+    prompt, and a checkpoint every `checkpoint_every` epochs."""
+
+    run: TrainingRunConfig
+    ranked: pl.DataFrame
+    tokenizer: PreTrainedTokenizerBase
+    prompt: PromptConfig
+    curriculum: Curriculum
+    reward: CorrectnessReward
+    save_checkpoint: Callable[[PreTrainedModel, int], str]
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    selections: list[pl.DataFrame] = field(default_factory=list)
+    _started: float = field(default_factory=time.perf_counter)
+
+    @torch.no_grad()
+    def _angle(self, model: PreTrainedModel, ranks: np.ndarray) -> float:
+        """Mean angle score of the epoch's prompts under the current policy (prefill only)."""
+        rendered = [render_prompt(self.tokenizer, q, self.prompt) for q in self.ranked["problem"].gather(ranks).to_list()]
+        was_training = model.training
+        model.eval()
+        scores = score_batch(model, [r.input_ids for r in rendered], [r.system_span for r in rendered], [r.question_span for r in rendered], self.run.inter_weight)
+        model.train(was_training)
+        return float(torch.nanmean(scores.angle_score))
+
+    def on_epoch_end(self, args, state, control, model: PreTrainedModel | None = None, **kwargs: Any):
+        epoch = len(self.epochs)
+        ranks = self.curriculum.select(epoch)
+        rewards = self.reward.take()
+        accuracy = float(np.mean(rewards)) if rewards else float("nan")
+        angle = self._angle(model, ranks)
+        mu = self.curriculum.mu
+        self.curriculum.update(accuracy, angle)
+        last = epoch + 1 == self.run.epochs
+        saved = str(self.save_checkpoint(model, epoch)) if last or (epoch + 1) % self.run.checkpoint_every == 0 else None
+        sigma = getattr(getattr(self.curriculum, "config", None), "sigma", float("nan"))
+        self.epochs.append({
+            "run": self.run.name, "epoch": epoch, "sampler": self.run.sampler, "mu": mu, "sigma": sigma,
+            "accuracy": accuracy, "angle": angle, "mu_next": self.curriculum.mu,
+            "seconds": time.perf_counter() - self._started, "checkpoint_path": saved,
+        })
+        self.selections.append(pl.DataFrame({
+            "run": self.run.name, "epoch": epoch, "rank": (ranks + 1).astype(np.int64),
+            "id": self.ranked["id"].gather(ranks),
+        }))
+        return control
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """Per-epoch rows (run, epoch, mu, sigma, accuracy, angle, ...) and per-selection rows
+    (run, epoch, rank, id), as written to `epochs.parquet` and `selections.parquet`."""
+
+    epochs: pl.DataFrame
+    selections: pl.DataFrame
+    checkpoints: list[str]
+    directory: Path
+
+
+def grpo_dataset(ranked: pl.DataFrame, tokenizer: PreTrainedTokenizerBase, prompt: PromptConfig) -> Dataset:
+    """Rows in rank order (row i = rank i + 1), so a rank is a dataset index. Chat prompts
+    when the tokenizer has a chat template (TRL renders them), plain text otherwise."""
+    problems = ranked["problem"].to_list()
+    prompts: list[Any] = (
+        [chat_messages(q, prompt) for q in problems]
+        if tokenizer.chat_template is not None
+        else [render_prompt(tokenizer, q, prompt).text for q in problems]
+    )
+    return Dataset.from_dict({"prompt": prompts, "answer": ranked["answer"].to_list(), "id": ranked["id"].to_list()})
+
+
+def grpo_config(run: TrainingRunConfig, output_dir: Path) -> GRPOConfig:
+    """TRL settings for the run; on CPU bf16 is off (TRL defaults it on, 2-2.7x slower there)."""
+    cuda = torch.cuda.is_available()
+    return GRPOConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=run.epochs,
+        per_device_train_batch_size=run.per_device_batch_size,
+        num_generations=run.num_generations,
+        max_completion_length=run.max_completion_length,
+        learning_rate=run.learning_rate,
+        temperature=run.temperature,
+        beta=run.kl_beta,
+        seed=run.seed,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        use_cpu=not cuda,
+        use_vllm=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        dataloader_num_workers=0,
+    )
+
+
+def train_run(
+    run: TrainingRunConfig,
+    model_path: str,
+    ranked: pl.DataFrame,
+    prompt: PromptConfig,
+    out_dir: Path,
+    save_checkpoint: Callable[[PreTrainedModel, PreTrainedTokenizerBase, int], str],
+) -> TrainingResult:
+    """Train `run` from the checkpoint at `model_path` on the `ranked` prompts (columns id,
+    problem, answer, in curriculum order) and write the epoch and selection tables.
+
+    `save_checkpoint(model, tokenizer, epoch)` stores a checkpoint and returns where it went.
+    """
+    from .models import load_tokenizer
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(run.seed)
+    tokenizer = load_tokenizer(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    curriculum = run.curriculum(ranked.height)
+    reward = CorrectnessReward()
+    feedback = EpochFeedback(
+        run, ranked, tokenizer, prompt, curriculum, reward,
+        save_checkpoint=lambda m, epoch: save_checkpoint(m, tokenizer, epoch),
+    )
+    with tempfile.TemporaryDirectory(prefix="grpo-") as scratch:
+        trainer = CurriculumGRPOTrainer(
+            model=model,
+            processing_class=tokenizer,
+            reward_funcs=[reward],
+            args=grpo_config(run, Path(scratch)),
+            train_dataset=grpo_dataset(ranked, tokenizer, prompt),
+            callbacks=[feedback],
+            curriculum=curriculum,
+            subset_size=run.subset_size,
+        )
+        trainer.train()
+    out_dir = Path(out_dir)
+    epochs = pl.DataFrame(feedback.epochs, schema=EPOCHS_SCHEMA)
+    selections = pl.concat(feedback.selections)
+    write_parquet_atomic(epochs.to_arrow(), out_dir / "epochs.parquet")
+    write_parquet_atomic(selections.to_arrow(), out_dir / "selections.parquet")
+    write_text_atomic(json.dumps({"run": asdict(run), "curriculum": curriculum.state_dict()}, default=float), out_dir / "state.json")
+    return TrainingResult(epochs, selections, [p for p in epochs["checkpoint_path"].to_list() if p], out_dir)
+
+
+def save_to_store(
+    store_root: Path, name: str
+) -> Callable[[PreTrainedModel, PreTrainedTokenizerBase, int], Path]:
+    """A `save_checkpoint` that writes `<store_root>/<name>-epoch<k>` atomically (a temporary
+    folder renamed into place), so the store never shows half a checkpoint."""
+
+    def save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, epoch: int) -> Path:
+        target = Path(store_root) / f"{name}-epoch{epoch + 1:03d}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            if target.exists():
+                shutil.rmtree(target)
+            tmp.rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    return save
