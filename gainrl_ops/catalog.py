@@ -17,6 +17,9 @@ scores        prompt scored by a checkpoint                               scores
 curriculum    prompt ranked within (dataset, prompt_fingerprint,          scores joined with prompts
               checkpoint) by the stored angle_score
 rerank(w)     as curriculum, ranked by c_intra + w * c_inter              scores joined with prompts
+epochs        epoch of a training run                                     runs/<run>/epochs.parquet
+selections    prompt selected for an epoch of a training run              runs/<run>/selections.parquet
+evaluations   held-out problem answered by a checkpoint                   evaluations/<dataset>/<checkpoint>.parquet
 ============  ==========================================================  ==============================================
 
 Columns (each view and column is also commented in the file: `SELECT table_name, column_name,
@@ -224,6 +227,52 @@ SOURCES: tuple[Source, ...] = (
             _PROMPT_FP,
             Column("dtype", "VARCHAR", "dtype of the forward pass"),
             Column("code_version", "VARCHAR", "version of the scoring code"),
+        ),
+    ),
+    Source(
+        "epochs",
+        "One row per epoch of a training run (runs/<run>/epochs.parquet).",
+        f"runs/{_PUBLISHED}/epochs.parquet",
+        _PARQUET,
+        (
+            Column("run", "VARCHAR", "training run name (a training_run partition)"),
+            Column("epoch", "INTEGER", "0-based epoch"),
+            Column("sampler", "VARCHAR", "gainrl or uniform"),
+            Column("mu", "DOUBLE", "centre of the sampling window for this epoch, in ranks from 0 (NULL for uniform)", _finite("mu")),
+            Column("sigma", "DOUBLE", "width of the sampling window, in ranks (NULL for uniform)", _finite("sigma")),
+            Column("accuracy", "DOUBLE", "mean correctness of the epoch's rollouts"),
+            Column("held_out_accuracy", "DOUBLE", "greedy accuracy on the held-out problems after the epoch, if measured"),
+            Column("angle", "DOUBLE", "mean angle score of the epoch's prompts under the policy after the epoch"),
+            Column("mu_next", "DOUBLE", "mu after the controller update (NULL for uniform)", _finite("mu_next")),
+            Column("seconds", "DOUBLE", "wall time since the start of training"),
+            Column("checkpoint_path", "VARCHAR", "checkpoint saved after the epoch, if any"),
+        ),
+    ),
+    Source(
+        "selections",
+        "One row per prompt selected for an epoch of a training run (runs/<run>/selections.parquet).",
+        f"runs/{_PUBLISHED}/selections.parquet",
+        _PARQUET,
+        (
+            Column("run", "VARCHAR", "training run name"),
+            Column("epoch", "INTEGER", "0-based epoch"),
+            Column("rank", "BIGINT", "curriculum rank of the prompt (1 = highest angle score)"),
+            _ID,
+        ),
+    ),
+    Source(
+        "evaluations",
+        "One row per held-out problem and checkpoint (evaluations/<dataset>/<checkpoint>.parquet).",
+        f"evaluations/{_PUBLISHED}/{_FINGERPRINT}.parquet",
+        _PARQUET,
+        (
+            Column("dataset", "VARCHAR", "training dataset the held-out problems exclude", _from_path(r"/evaluations/([^/]+)/[^/]+$")),
+            _CHECKPOINT,
+            _ID,
+            Column("answer", "VARCHAR", "reference answer"),
+            Column("completion", "VARCHAR", "greedy completion"),
+            Column("predicted", "VARCHAR", "final answer extracted from the completion"),
+            Column("correct", "BOOLEAN", "predicted matches the answer"),
         ),
     ),
 )

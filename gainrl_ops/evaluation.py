@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import polars as pl
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .prompts import PromptConfig, render_text
-from .rewards import correctness_reward
+from .rewards import correctness_reward, extract_answer
 
 
 @torch.no_grad()
@@ -45,3 +46,22 @@ def greedy_accuracy(
     """Fraction of (question, answer) pairs whose greedy completion has the right final answer."""
     completions = greedy_completions(model, tokenizer, [q for q, _ in problems], prompt, batch_size)
     return sum(correctness_reward(c, a) for c, (_, a) in zip(completions, problems)) / len(problems)
+
+
+def evaluate_checkpoint(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    problems: pl.DataFrame,
+    prompt: PromptConfig,
+    checkpoint: str,
+    max_new_tokens: int = 64,
+) -> pl.DataFrame:
+    """One row per held-out problem (columns id, problem, answer): the greedy completion,
+    its extracted answer and whether it is correct."""
+    completions = greedy_completions(model, tokenizer, problems["problem"].to_list(), prompt, max_new_tokens=max_new_tokens)
+    return problems.select("id", "answer").with_columns(
+        checkpoint=pl.lit(checkpoint),
+        completion=pl.Series(completions, dtype=pl.String),
+        predicted=pl.Series([extract_answer(c) for c in completions], dtype=pl.String),
+        correct=pl.Series([bool(correctness_reward(c, a)) for c, a in zip(completions, problems["answer"].to_list())]),
+    )

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from gainrl_ops.stats import spearman, top_k_overlap
 from gainrl_ops.storage import atomic_path
 
-__all__ = ["CurriculumReport", "build_report", "PLOT_NAMES", "REQUIRED_COLUMNS"]
+__all__ = ["PLOT_NAMES", "REQUIRED_COLUMNS", "CurriculumReport", "build_report", "save_png"]
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("id", "angle_score", "c_intra", "c_inter", "n_tokens", "rank")
 # File stems of the plots, in the order they are written.
@@ -105,7 +105,7 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.3f}"
 
 
-def _save(fig: Figure, target: Path) -> Path:
+def save_png(fig: Figure, target: Path) -> Path:
     with atomic_path(target) as tmp:
         # The temporary name ends in .tmp, so the format must be given explicitly.
         fig.savefig(tmp, format="png", dpi=_DPI)
@@ -139,7 +139,7 @@ def _plot_histograms(df: pl.DataFrame, target: Path) -> Path:
                    label=f"mean {values.mean():.3f}")
         ax.legend(loc="upper right", fontsize="small")
     fig.suptitle(f"Angle-concentration distributions (n={df.height})")
-    return _save(fig, target)
+    return save_png(fig, target)
 
 
 def _plot_length(df: pl.DataFrame, rho: float, target: Path) -> Path:
@@ -154,7 +154,7 @@ def _plot_length(df: pl.DataFrame, rho: float, target: Path) -> Path:
     ax.set_ylabel("angle score")
     ax.set_title(f"Score vs prompt length — Spearman ρ = {_fmt(rho)}")
     ax.grid(True, alpha=0.3)
-    return _save(fig, target)
+    return save_png(fig, target)
 
 
 def _difficulty_groups(diff: np.ndarray, score: np.ndarray) -> tuple[list[str], list[np.ndarray]]:
@@ -188,7 +188,7 @@ def _plot_difficulty(diff: np.ndarray, score: np.ndarray, rho: float, target: Pa
     ax.set_ylabel("angle score")
     ax.set_title(f"Score by difficulty — Spearman ρ = {_fmt(rho)}")
     ax.grid(True, axis="y", alpha=0.3)
-    return _save(fig, target)
+    return save_png(fig, target)
 
 
 def _plot_rank_vs_previous(
@@ -204,11 +204,12 @@ def _plot_rank_vs_previous(
     ax.set_xlabel("rank at previous checkpoint (1 = highest score)")
     ax.set_ylabel("rank now (1 = highest score)")
     ax.set_title(
-        f"Rank vs previous checkpoint — Spearman ρ = {_fmt(rho)}, "
+        # Two lines: both numbers on one line overflow the figure width.
+        f"Rank vs previous checkpoint\nSpearman ρ = {_fmt(rho)}, "
         f"top-{k} overlap = {_fmt(overlap)}"
     )
     ax.grid(True, alpha=0.3)
-    return _save(fig, target)
+    return save_png(fig, target)
 
 
 def build_report(

@@ -29,13 +29,21 @@ def _as_number(text: str) -> float | None:
 
 
 def answers_match(predicted: str | None, reference: str) -> bool:
-    """Numeric equality when both sides are numbers (so "1,000" == "1000.0"), else exact text."""
+    """Numeric equality when both sides are plain numbers (so "1,000" == "1000.0"); otherwise
+    math-verify decides symbolic equivalence (fractions, LaTeX, sets, ...)."""
     if predicted is None:
         return False
     p, r = _as_number(predicted), _as_number(reference)
     if p is not None and r is not None:
         return abs(p - r) <= 1e-6 * max(1.0, abs(r))
-    return predicted.strip() == reference.strip()
+    if predicted.strip() == reference.strip():
+        return True
+    from math_verify import parse, verify
+
+    # No timeouts: math-verify implements them with SIGALRM, which fails outside the main thread.
+    gold = parse(f"${reference}$", parsing_timeout=None)
+    guess = parse(f"${predicted}$", parsing_timeout=None)
+    return bool(gold and guess and verify(gold, guess, timeout_seconds=None))
 
 
 def correctness_reward(completion: str, answer: str) -> float:

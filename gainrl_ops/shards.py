@@ -18,7 +18,12 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from .fingerprint import fingerprint_json
-from .prompts import PromptConfig, prompt_fingerprint, render_prompt, tokenizer_fingerprint
+from .prompts import (
+    PromptConfig,
+    prompt_fingerprint,
+    render_prompt,
+    tokenizer_fingerprint,
+)
 from .storage import write_parquet_atomic, write_text_atomic
 
 SHARD_SCHEMA = pa.schema([

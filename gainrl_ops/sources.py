@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 from .arithmetic import ArithmeticConfig, generate, write_jsonl
-from .datasets import FieldMap, LoadedDataset, load_dataset, write_dataset
+from .datasets import FieldMap, LoadedDataset, load_dataset, problem_id, write_dataset
 from .embedded import EmbeddedModelConfig, embedded_model_path
 from .layout import Layout
 
@@ -45,3 +47,21 @@ def resolve_model(name_or_path: str, layout: Layout, embedded: EmbeddedModelConf
     if name_or_path == EMBEDDED:
         return str(embedded_model_path(embedded, root=layout.models_dir))
     return name_or_path
+
+
+def held_out_problems(path: str, n_problems: int, seed: int, exclude: set[str], layout: Layout) -> pl.DataFrame:
+    """Held-out problems (id, problem, answer) for evaluation, none of whose ids is in `exclude`.
+
+    "embedded" generates arithmetic problems with their own seed; a path is loaded like a
+    training dataset. At most `n_problems` rows, in file order.
+    """
+    if path == EMBEDDED:
+        problems = generate(ArithmeticConfig(n_problems=2 * n_problems, seed=seed))
+        frame = pl.DataFrame({"id": [problem_id(p.problem) for p in problems], "problem": [p.problem for p in problems], "answer": [p.answer for p in problems]})
+        frame = frame.unique("id", keep="first", maintain_order=True)
+    else:
+        frame = pl.from_arrow(load_dataset(Path(path)).table).select("id", "problem", "answer")
+    held_out = frame.filter(~pl.col("id").is_in(list(exclude))).head(n_problems)
+    if held_out.is_empty():
+        raise ValueError(f"{path}: no held-out problem left after excluding the {len(exclude)} training ids")
+    return held_out

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -29,65 +29,17 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
-from .angles import DEFAULT_INTER_WEIGHT
 from .prompts import PromptConfig, chat_messages, render_prompt
 from .rewards import correctness_reward
-from .sampling import Curriculum, GainRLConfig, GaussianCurriculum, UniformCurriculum
+from .run_config import TrainingRunConfig
+from .sampling import Curriculum
 from .scorer import score_batch
 from .storage import write_parquet_atomic, write_text_atomic
 
 EPOCHS_SCHEMA = {
     "run": pl.String, "epoch": pl.Int32, "sampler": pl.String, "mu": pl.Float64, "sigma": pl.Float64,
-    "accuracy": pl.Float64, "angle": pl.Float64, "mu_next": pl.Float64, "seconds": pl.Float64, "checkpoint_path": pl.String,
+    "accuracy": pl.Float64, "held_out_accuracy": pl.Float64, "angle": pl.Float64, "mu_next": pl.Float64, "seconds": pl.Float64, "checkpoint_path": pl.String,
 }
-
-
-@dataclass(frozen=True)
-class TrainingRunConfig:
-    """A named training run.
-
-    Curriculum:
-        sampler: "gainrl" (Gaussian window over the angle ranking, moved by feedback) or
-            "uniform" (the baseline).
-        subset_size: prompts per epoch.
-        n_frac, sigma_frac, adj_max_frac: GAIN-RL's n, sigma and adj_max as fractions of
-            the dataset size (published: 500, 1000, 1000 of ~7.5k prompts).
-        alpha, beta: GAIN-RL's controller gains.
-    GRPO:
-        num_generations: completions per prompt; per_device_batch_size: completions per step.
-        learning_rate, temperature, max_completion_length, kl_beta (TRL's `beta`).
-    Run:
-        epochs, seed, checkpoint_every (epochs; the last epoch is always saved),
-        inter_weight: w of the angle score used for the epoch feedback.
-    """
-
-    name: str
-    sampler: Literal["gainrl", "uniform"] = "gainrl"
-    seed: int = 0
-    epochs: int = 3
-    subset_size: int = 32
-    n_frac: float = 500 / 7500
-    sigma_frac: float = 1000 / 7500
-    adj_max_frac: float = 1000 / 7500
-    alpha: float = 2.0
-    beta: float = 0.5
-    num_generations: int = 8
-    per_device_batch_size: int = 32
-    learning_rate: float = 5e-5
-    temperature: float = 1.0
-    max_completion_length: int = 48
-    kl_beta: float = 0.0
-    checkpoint_every: int = 1
-    inter_weight: float = DEFAULT_INTER_WEIGHT
-
-    def curriculum(self, n_prompts: int) -> Curriculum:
-        if self.sampler == "uniform":
-            return UniformCurriculum(self.subset_size, n_prompts, seed=self.seed)
-        config = GainRLConfig.scale_free(
-            n_prompts, n=self.n_frac, sigma=self.sigma_frac, adj_max=self.adj_max_frac,
-            alpha=self.alpha, beta=self.beta, subset_size=self.subset_size,
-        )
-        return GaussianCurriculum(config, n_prompts, seed=self.seed)
 
 
 class CorrectnessReward:
@@ -163,6 +115,7 @@ class EpochFeedback(TrainerCallback):
     curriculum: Curriculum
     reward: CorrectnessReward
     save_checkpoint: Callable[[PreTrainedModel, int], str]
+    evaluate: Callable[[PreTrainedModel], float] | None = None
     epochs: list[dict[str, Any]] = field(default_factory=list)
     selections: list[pl.DataFrame] = field(default_factory=list)
     _started: float = field(default_factory=time.perf_counter)
@@ -177,6 +130,15 @@ class EpochFeedback(TrainerCallback):
         model.train(was_training)
         return float(torch.nanmean(scores.angle_score))
 
+    def _held_out(self, model: PreTrainedModel) -> float | None:
+        if self.evaluate is None:
+            return None
+        was_training = model.training
+        model.eval()
+        accuracy = self.evaluate(model)
+        model.train(was_training)
+        return accuracy
+
     def on_epoch_end(self, args, state, control, model: PreTrainedModel | None = None, **kwargs: Any):
         epoch = len(self.epochs)
         ranks = self.curriculum.select(epoch)
@@ -187,10 +149,11 @@ class EpochFeedback(TrainerCallback):
         self.curriculum.update(accuracy, angle)
         last = epoch + 1 == self.run.epochs
         saved = str(self.save_checkpoint(model, epoch)) if last or (epoch + 1) % self.run.checkpoint_every == 0 else None
+        held_out = self._held_out(model)
         sigma = getattr(getattr(self.curriculum, "config", None), "sigma", float("nan"))
         self.epochs.append({
             "run": self.run.name, "epoch": epoch, "sampler": self.run.sampler, "mu": mu, "sigma": sigma,
-            "accuracy": accuracy, "angle": angle, "mu_next": self.curriculum.mu,
+            "accuracy": accuracy, "held_out_accuracy": held_out, "angle": angle, "mu_next": self.curriculum.mu,
             "seconds": time.perf_counter() - self._started, "checkpoint_path": saved,
         })
         self.selections.append(pl.DataFrame({
@@ -253,14 +216,17 @@ def train_run(
     prompt: PromptConfig,
     out_dir: Path,
     save_checkpoint: Callable[[PreTrainedModel, PreTrainedTokenizerBase, int], str],
+    evaluate: Callable[[PreTrainedModel, PreTrainedTokenizerBase], float] | None = None,
 ) -> TrainingResult:
     """Train `run` from the checkpoint at `model_path` on the `ranked` prompts (columns id,
     problem, answer, in curriculum order) and write the epoch and selection tables.
 
-    `save_checkpoint(model, tokenizer, epoch)` stores a checkpoint and returns where it went.
+    `save_checkpoint(model, tokenizer, epoch)` stores a checkpoint and returns where it went;
+    `evaluate(model, tokenizer)`, if given, is the held-out accuracy recorded after each epoch.
     """
-    from .models import load_tokenizer
     from transformers import AutoModelForCausalLM
+
+    from .models import load_tokenizer
 
     torch.manual_seed(run.seed)
     tokenizer = load_tokenizer(model_path)
@@ -270,6 +236,7 @@ def train_run(
     feedback = EpochFeedback(
         run, ranked, tokenizer, prompt, curriculum, reward,
         save_checkpoint=lambda m, epoch: save_checkpoint(m, tokenizer, epoch),
+        evaluate=(lambda m: evaluate(m, tokenizer)) if evaluate else None,
     )
     with tempfile.TemporaryDirectory(prefix="grpo-") as scratch:
         trainer = CurriculumGRPOTrainer(

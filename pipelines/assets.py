@@ -4,27 +4,43 @@ Assets only resolve configuration, call `gainrl_ops`, and describe what they wro
 """
 
 
+import dagster as dg
 import polars as pl
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 from dagster import AssetExecutionContext, MaterializeResult
+from tqdm.auto import tqdm
 
-import dagster as dg
 from gainrl_ops.catalog import catalog_path, refresh_catalog
 from gainrl_ops.checkpoints import CheckpointRecord
-from gainrl_ops.curriculum import curriculum_path, export_curriculum, previous_curriculum
+from gainrl_ops.curriculum import (
+    curriculum_path,
+    export_curriculum,
+    previous_curriculum,
+)
 from gainrl_ops.datasets import CANONICAL_SCHEMA, FieldMap
 from gainrl_ops.fingerprint import fingerprint_json
 from gainrl_ops.models import ModelSpec, load_model, load_tokenizer
 from gainrl_ops.prompts import prompt_fingerprint
 from gainrl_ops.report import build_report
-from gainrl_ops.scorer import SCORE_SCHEMA, ScoreContext, publish, score_shard, write_summary
+from gainrl_ops.scorer import (
+    SCORE_SCHEMA,
+    ScoreContext,
+    publish,
+    score_shard,
+    write_summary,
+)
 from gainrl_ops.shards import SHARD_SCHEMA, ShardSet, tokenize_to_shards
 from gainrl_ops.sources import DatasetSource, prepare_dataset, resolve_model
 
 from . import partitions
 from .metadata import image, preview, table_schema
-from .resources import CheckpointStoreResource, DatasetResource, ModelResource, ScoringResource, StorageResource
+from .resources import (
+    CheckpointStoreResource,
+    DatasetResource,
+    ModelResource,
+    ScoringResource,
+    StorageResource,
+)
 
 GROUP = "curriculum"
 

@@ -7,8 +7,16 @@ import os
 import dagster as dg
 
 from . import partitions
-from .assets import angle_scores, base_checkpoint, curriculum, curriculum_report, raw_dataset, tokenized_shards
+from .assets import (
+    angle_scores,
+    base_checkpoint,
+    curriculum,
+    curriculum_report,
+    raw_dataset,
+    tokenized_shards,
+)
 from .resources import CheckpointStoreResource, StorageResource
+from .training_assets import evaluation, training_run
 
 prepare_job = dg.define_asset_job(
     "prepare_dataset",
@@ -17,8 +25,13 @@ prepare_job = dg.define_asset_job(
 )
 rescore_job = dg.define_asset_job(
     "rescore_checkpoint",
-    selection=dg.AssetSelection.assets(angle_scores, curriculum, curriculum_report),
-    description="Score every prompt with one checkpoint, rank them, and report.",
+    selection=dg.AssetSelection.assets(angle_scores, curriculum, curriculum_report, evaluation),
+    description="Score every prompt with one checkpoint, rank them, report, and evaluate it on held-out problems.",
+)
+train_job = dg.define_asset_job(
+    "train",
+    selection=dg.AssetSelection.assets(training_run),
+    description="A GRPO run on the base checkpoint's curriculum; its checkpoints trigger rescoring.",
 )
 
 

@@ -2,13 +2,26 @@
 
 
 import dagster as dg
+
 from gainrl_ops import validation
 from gainrl_ops.curriculum import curriculum_path
 from gainrl_ops.sources import resolve_model
 
 from . import partitions
-from .assets import checkpoint_record, scoring_target, angle_scores, curriculum, shard_set, tokenized_shards
-from .resources import CheckpointStoreResource, DatasetResource, ModelResource, StorageResource
+from .assets import (
+    angle_scores,
+    checkpoint_record,
+    curriculum,
+    scoring_target,
+    shard_set,
+    tokenized_shards,
+)
+from .resources import (
+    CheckpointStoreResource,
+    DatasetResource,
+    ModelResource,
+    StorageResource,
+)
 
 
 def _result(outcome: validation.CheckOutcome) -> dg.AssetCheckResult:

@@ -2,9 +2,23 @@
 
 import dagster as dg
 
-from . import assets, checks
-from .automation import new_checkpoint_sensor, prepare_job, rescore_job, rescore_latest_schedule
-from .resources import CheckpointStoreResource, DatasetResource, ModelResource, ScoringResource, StorageResource
+from . import assets, checks, training_assets
+from .automation import (
+    new_checkpoint_sensor,
+    prepare_job,
+    rescore_job,
+    rescore_latest_schedule,
+    train_job,
+)
+from .resources import (
+    CheckpointStoreResource,
+    DatasetResource,
+    HeldOutResource,
+    ModelResource,
+    ScoringResource,
+    StorageResource,
+    TrainingResource,
+)
 
 
 def resources() -> dict[str, dg.ConfigurableResource]:
@@ -15,13 +29,15 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         "dataset": DatasetResource(),
         "model": ModelResource(),
         "scoring": ScoringResource(),
+        "training": TrainingResource(),
+        "held_out": HeldOutResource(),
     }
 
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([assets]),
+    assets=dg.load_assets_from_modules([assets, training_assets]),
     asset_checks=dg.load_asset_checks_from_modules([checks]),
-    jobs=[prepare_job, rescore_job],
+    jobs=[prepare_job, rescore_job, train_job],
     sensors=[new_checkpoint_sensor],
     schedules=[rescore_latest_schedule],
     resources=resources(),

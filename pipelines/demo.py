@@ -1,29 +1,51 @@
-"""`make demo`: materialize the whole chain on the embedded default and say where to look.
+"""`make demo`: the whole loop on the embedded default, through Dagster.
 
+dataset -> shards -> scores -> curriculum -> report -> evaluation for the base model, then a
+short GAIN-RL run whose checkpoints land in the checkpoint store; one tick of the rescoring
+sensor turns them into partitions, which are scored, ranked, reported and evaluated in turn.
 Runs go into the persistent Dagster instance at $DAGSTER_HOME, so `make ui` shows them.
 """
 
+import os
 import sys
 import time
 
 import dagster as dg
+import polars as pl
 
-from gainrl_ops.catalog import EXAMPLE_QUERIES, catalog_path
+from gainrl_ops.catalog import EXAMPLE_QUERIES, catalog_path, query
 
-from . import assets, checks
+from . import assets, checks, training_assets
+from .automation import new_checkpoint_sensor
 from .definitions import resources
 
 PREPARE = [assets.raw_dataset, assets.base_checkpoint, assets.tokenized_shards]
-RESCORE = [assets.angle_scores, assets.curriculum, assets.curriculum_report]
+RESCORE = [assets.angle_scores, assets.curriculum, assets.curriculum_report, training_assets.evaluation]
+DEMO_RUN = os.environ.get("GAINRL_DEMO_RUN", "gainrl-demo")
 
 
 def _materialize(instance: dg.DagsterInstance, selection: list, partition: str | None = None) -> dg.ExecuteInProcessResult:
-    everything = [*dg.load_assets_from_modules([assets]), *dg.load_asset_checks_from_modules([checks])]
+    everything = [
+        *dg.load_assets_from_modules([assets, training_assets]),
+        *dg.load_asset_checks_from_modules([checks]),
+    ]
     result = dg.materialize(everything, selection=selection, partition_key=partition, instance=instance, resources=resources())
     failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
     if failed:
         raise SystemExit(f"asset checks failed: {failed}")
     return result
+
+
+def _new_checkpoints(instance: dg.DagsterInstance) -> list[str]:
+    """One evaluation of the rescoring sensor, applied as the daemon would apply it."""
+    available = {k: v for k, v in resources().items() if k in ("storage", "checkpoint_store")}
+    with dg.build_sensor_context(instance=instance, resources=available) as context:
+        result = new_checkpoint_sensor(context)
+    if isinstance(result, dg.SkipReason):
+        return []
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return [r.partition_key for r in result.run_requests]
 
 
 def main() -> int:
@@ -33,11 +55,24 @@ def main() -> int:
     base = next(e for e in prepared.get_asset_materialization_events() if e.asset_key.to_user_string() == "base_checkpoint")
     checkpoint = base.step_materialization_data.materialization.metadata["checkpoint"].value
     _materialize(instance, RESCORE, partition=checkpoint)
+    print(f"\nbase checkpoint {checkpoint}: scored, ranked, reported and evaluated ({time.perf_counter() - started:.0f} s)")
+
+    _materialize(instance, [training_assets.training_run], partition=DEMO_RUN)
+    new = _new_checkpoints(instance)
+    print(f"training run {DEMO_RUN} saved {len(new)} checkpoints; the sensor requested their rescoring")
+    for partition in new:
+        _materialize(instance, RESCORE, partition=partition)
+
     root = resources()["storage"].layout.root
-    print(f"\nDone in {time.perf_counter() - started:.0f} s: checkpoint {checkpoint} scored, ranked and reported.")
-    print(f"DuckDB catalog: {catalog_path(root)}\nTry:")
-    for query in EXAMPLE_QUERIES:
-        print(f"\n  .venv/bin/gainrl sql \"{' '.join(query.split())}\"")
+    summary = query(root, """
+        SELECT c.name AS checkpoint, c.fingerprint, round(avg(e.correct::INT), 3) AS held_out_accuracy, count(*) AS problems
+        FROM evaluations e JOIN checkpoints c ON c.fingerprint = e.checkpoint
+        GROUP BY ALL ORDER BY min(c.registered_at)""")
+    with pl.Config(tbl_hide_dataframe_shape=True, tbl_width_chars=120):
+        print(summary)
+    print(f"\nDone in {time.perf_counter() - started:.0f} s. DuckDB catalog: {catalog_path(root)}\nTry:")
+    for sql in EXAMPLE_QUERIES:
+        print(f"\n  .venv/bin/gainrl sql \"{' '.join(sql.split())}\"")
     print("\nOr browse the assets, runs and plots: make ui  (then open http://127.0.0.1:3000)")
     return 0
 

@@ -10,10 +10,12 @@ from gainrl_ops.angles import DEFAULT_INTER_WEIGHT
 from gainrl_ops.checkpoints import LocalCheckpointStore
 from gainrl_ops.layout import Layout
 from gainrl_ops.prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
+from gainrl_ops.run_config import TrainingRunConfig, load_run_configs
 from gainrl_ops.scorer import ScoreConfig
 from gainrl_ops.storage import storage_root
 
 EMBEDDED = "embedded"
+RUNS_FILE = Path(os.environ.get("GAINRL_RUNS", Path(__file__).resolve().parent.parent / "data" / "training_runs.yaml"))
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -97,3 +99,29 @@ class ScoringResource(dg.ConfigurableResource):
     @property
     def config(self) -> ScoreConfig:
         return ScoreConfig(self.inter_weight, self.max_batch_size, self.max_batch_tokens)
+
+
+class TrainingResource(dg.ConfigurableResource):
+    """Named GRPO runs: a YAML mapping of run name to `TrainingRunConfig` fields.
+
+    runs_file: the file the `training_runs` partitions were loaded from.
+    """
+
+    runs_file: str = str(RUNS_FILE)
+
+    def runs(self) -> dict[str, TrainingRunConfig]:
+        return load_run_configs(Path(self.runs_file))
+
+
+class HeldOutResource(dg.ConfigurableResource):
+    """Held-out problems for evaluation; training prompts are always excluded.
+
+    path: a dataset file, or "embedded" for generated arithmetic with its own seed.
+    n_problems, seed: how many problems, and the generator seed (embedded only).
+    max_new_tokens: greedy completion length.
+    """
+
+    path: str = os.environ.get("GAINRL_EVAL_DATA", EMBEDDED)
+    n_problems: int = 200
+    seed: int = 10_000
+    max_new_tokens: int = 64

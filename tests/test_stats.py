@@ -110,8 +110,9 @@ def test_bootstrap_ci_covers_known_correlation_and_is_deterministic() -> None:
 def test_bootstrap_ci_ignores_nan_replicates() -> None:
     # Resamples of a 4-row table with one odd value are often constant -> nan replicates.
     x = np.array([0.0, 0.0, 0.0, 1.0])
-    est, low, high = bootstrap_ci(lambda a: float(a.std()) if a.std() > 0 else math.nan, x,
-                                  n_boot=200, seed=0)
+    _, low, high = bootstrap_ci(
+        lambda a: float(a.std()) if a.std() > 0 else math.nan, x, n_boot=200, seed=0
+    )
     assert math.isfinite(low) and math.isfinite(high)
     assert 0.0 < low <= high
 
