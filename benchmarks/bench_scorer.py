@@ -335,16 +335,16 @@ def print_table(report: Report, sizes: dict[str, list[int]]) -> None:
 
 def main_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    sizes = {"embedded": sorted(set(args.sizes))}
-    if not args.no_wide:
+    sizes = {"embedded": sorted(set(args.sizes))} if "embedded" in args.models else {}
+    if "wide" in args.models:
         # The reference needs ~45 ms a prompt on the wide model on 2 idle cores (far more on busy
         # ones), so its default sizes are capped to keep the whole run near 10 minutes.
         sizes["wide"] = sorted(set(args.wide_sizes or [min(n, WIDE_CAP) for n in args.sizes]))
     embedded = embedded_path(args)
     with tempfile.TemporaryDirectory(prefix="bench_scorer.") as tmp:
         root = Path(tmp)
-        models = {"embedded": embedded}
-        if not args.no_wide:
+        models = {"embedded": embedded} if "embedded" in args.models else {}
+        if "wide" in args.models:
             models["wide"] = build_wide_model(WideModelConfig(), root / "wide")
         all_sizes = sorted({n for ns in sizes.values() for n in ns})
         shard_dirs = build_shards(load_tokenizer(str(embedded)), all_sizes, root / "shards")
@@ -367,14 +367,15 @@ def main_run(args: argparse.Namespace) -> int:
                     print(f"== {name} model, {n} prompts, {method}", flush=True)
                     runs[method] = measure(method, name, path, shard_dirs[n], root / "runs", DEFAULT_INTER_WEIGHT)
                     report.measurements.append(runs[method][0])
+                    print(f"   {runs[method][0].prompts_per_s:.1f} prompts/s, peak +{runs[method][0].peak_rss_delta_mib:.0f} MiB", flush=True)
                 report.comparisons.append(compare(name, n, runs["gainrl"], runs["reference"]))
         report.memory_growth_mib = memory_growth(report, sizes)
     report.meta["total_seconds"] = round(time.perf_counter() - started, 1)
     print_table(report, sizes)
     print(f"\ntotal runtime {report.meta['total_seconds']:.0f} s (model build, tokenization and subprocess start-up included)")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(asdict(report), indent=2) + "\n")
-    print(f"results written to {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    print(f"results written to {args.out}")
     if not all(c.agree for c in report.comparisons):
         print(f"ERROR: the methods disagree by more than {AGREEMENT_TOL}", file=sys.stderr)
         return 1
@@ -387,7 +388,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", help="an existing model folder to use as the 'embedded' model")
     parser.add_argument("--quick", action="store_true", help="use a tiny embedded model that builds in seconds")
     parser.add_argument("--wide-sizes", type=int, nargs="+", help=f"sizes for the wide model (default: --sizes capped at {WIDE_CAP})")
-    parser.add_argument("--no-wide", action="store_true", help="skip the wide 32k-vocabulary model")
+    parser.add_argument("--models", nargs="+", choices=["embedded", "wide"], default=["embedded", "wide"], help="which models to benchmark")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON results")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

@@ -84,14 +84,18 @@ class LocalCheckpointStore:
         newest = max((p.stat().st_mtime for p in files), default=0.0)
         return has_weights and time.time() - newest >= self.settle_seconds
 
+    def _recorded(self) -> list[CheckpointRecord]:
+        return [
+            CheckpointRecord(**json.loads((folder / RECORD_FILE).read_text()))
+            for folder in self._entries()
+            if (folder / RECORD_FILE).exists()
+        ]
+
     def records(self) -> list[CheckpointRecord]:
         """Every checkpoint in the store, oldest first; settled hand-copied folders are registered."""
-        out = []
+        out = self._recorded()
         for folder in self._entries():
-            record_file = folder / RECORD_FILE
-            if record_file.exists():
-                out.append(CheckpointRecord(**json.loads(record_file.read_text())))
-            elif self._settled(folder):
+            if not (folder / RECORD_FILE).exists() and self._settled(folder):
                 out.append(self._write(folder, str(folder), folder.name, "copied into the store", None))
         return sorted(out, key=lambda r: (r.registered_at, r.name))
 
@@ -104,7 +108,7 @@ class LocalCheckpointStore:
     def register(self, path: str, name: str, source: str, parent: str | None = None, parameters: int | None = None) -> CheckpointRecord:
         """Record a checkpoint by reference; a checkpoint already in the store is not added twice."""
         fingerprint = checkpoint_fingerprint(path)
-        for record in self.records():
+        for record in self._recorded():
             if record.fingerprint == fingerprint:
                 return record
         folder = self.root / _NAME.sub("-", name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
@@ -10,6 +10,7 @@ import polars as pl
 from .arithmetic import ArithmeticConfig, generate, write_jsonl
 from .datasets import FieldMap, LoadedDataset, load_dataset, problem_id, write_dataset
 from .embedded import EmbeddedModelConfig, embedded_model_path
+from .fingerprint import fingerprint_json
 from .layout import Layout
 
 EMBEDDED = "embedded"
@@ -17,7 +18,8 @@ EMBEDDED = "embedded"
 
 @dataclass(frozen=True)
 class DatasetSource:
-    """A dataset by path, or "embedded" for `n_problems` generated problems with `seed`."""
+    """A dataset by path, or "embedded" for `n_problems` generated problems with `seed` and at
+    most `max_steps` operations on operands of at most `max_digits` digits."""
 
     path: str = EMBEDDED
     name: str = "arithmetic"
@@ -25,14 +27,21 @@ class DatasetSource:
     on_error: str = "fail"
     n_problems: int = 2000
     seed: int = 0
+    max_steps: int = 2
+    max_digits: int = 2
+
+    @property
+    def generator(self) -> ArithmeticConfig:
+        return ArithmeticConfig(n_problems=self.n_problems, seed=self.seed, max_steps=self.max_steps, max_digits=self.max_digits)
 
     def file(self, layout: Layout) -> Path:
         """The file to load; the embedded dataset is generated (deterministically) on first use."""
         if self.path != EMBEDDED:
             return Path(self.path).expanduser()
-        target = layout.dataset_dir(self.name) / f"generated-{self.n_problems}-{self.seed}.jsonl"
+        generator = self.generator
+        target = layout.dataset_dir(self.name) / f"generated-{fingerprint_json(asdict(generator))}.jsonl"
         if not target.exists():
-            write_jsonl(generate(ArithmeticConfig(n_problems=self.n_problems, seed=self.seed)), target)
+            write_jsonl(generate(generator), target)
         return target
 
 
@@ -49,14 +58,17 @@ def resolve_model(name_or_path: str, layout: Layout, embedded: EmbeddedModelConf
     return name_or_path
 
 
-def held_out_problems(path: str, n_problems: int, seed: int, exclude: set[str], layout: Layout) -> pl.DataFrame:
+def held_out_problems(
+    path: str, n_problems: int, seed: int, exclude: set[str], generator: ArithmeticConfig | None = None
+) -> pl.DataFrame:
     """Held-out problems (id, problem, answer) for evaluation, none of whose ids is in `exclude`.
 
-    "embedded" generates arithmetic problems with their own seed; a path is loaded like a
-    training dataset. At most `n_problems` rows, in file order.
+    "embedded" generates arithmetic problems like `generator` (the training set's) with
+    their own seed; a path is loaded like a training dataset. At most `n_problems` rows.
     """
     if path == EMBEDDED:
-        problems = generate(ArithmeticConfig(n_problems=2 * n_problems, seed=seed))
+        like = generator or ArithmeticConfig()
+        problems = generate(ArithmeticConfig(n_problems=2 * n_problems, seed=seed, max_steps=like.max_steps, max_digits=like.max_digits))
         frame = pl.DataFrame({"id": [problem_id(p.problem) for p in problems], "problem": [p.problem for p in problems], "answer": [p.answer for p in problems]})
         frame = frame.unique("id", keep="first", maintain_order=True)
     else:

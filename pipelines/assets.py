@@ -53,6 +53,8 @@ def dataset_source(dataset: DatasetResource) -> DatasetSource:
         on_error=dataset.on_error,
         n_problems=dataset.n_problems,
         seed=dataset.seed,
+        max_steps=dataset.max_steps,
+        max_digits=dataset.max_digits,
     )
 
 

@@ -51,7 +51,7 @@ class DatasetResource(dg.ConfigurableResource):
     name: the dataset's name in the storage root and in SQL.
     problem_field, answer_field: source fields; empty means auto-detect.
     on_error: "fail" on the first bad row, or "skip" it into the rejects table.
-    n_problems, seed: size and seed of the generated dataset (embedded only).
+    n_problems, seed, max_steps, max_digits: the generated dataset (embedded only).
     """
 
     path: str = os.environ.get("GAINRL_DATA", EMBEDDED)
@@ -61,6 +61,8 @@ class DatasetResource(dg.ConfigurableResource):
     on_error: str = "fail"
     n_problems: int = 2000
     seed: int = 0
+    max_steps: int = 2
+    max_digits: int = 2
 
 
 class ModelResource(dg.ConfigurableResource):

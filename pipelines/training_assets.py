@@ -13,7 +13,13 @@ from gainrl_ops.sources import held_out_problems, resolve_model
 from gainrl_ops.storage import write_parquet_atomic
 
 from . import partitions
-from .assets import checkpoint_record, curriculum, raw_dataset, shard_set
+from .assets import (
+    checkpoint_record,
+    curriculum,
+    dataset_source,
+    raw_dataset,
+    shard_set,
+)
 from .metadata import image, preview
 from .resources import (
     CheckpointStoreResource,
@@ -29,7 +35,8 @@ GROUP = "training"
 
 def _held_out(storage: StorageResource, dataset: DatasetResource, held_out: HeldOutResource) -> pl.DataFrame:
     training_ids = pl.read_parquet(storage.layout.dataset_dir(dataset.name) / "prompts.parquet", columns=["id"])["id"]
-    return held_out_problems(held_out.path, held_out.n_problems, held_out.seed, set(training_ids.to_list()), storage.layout)
+    generator = dataset_source(dataset).generator
+    return held_out_problems(held_out.path, held_out.n_problems, held_out.seed, set(training_ids.to_list()), generator)
 
 
 @dg.asset(

@@ -11,18 +11,20 @@ from gainrl_ops.embedded import EmbeddedModelConfig, embedded_model_path
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-# Small enough to build in seconds, same code path as the default build.
+# Small enough to build in seconds through the same code path as the default build, and
+# trained on one-step single-digit problems so that GRPO sees some correct rollouts.
 TINY = EmbeddedModelConfig(
-    data=ArithmeticConfig(n_problems=600, seed=7),
+    data=ArithmeticConfig(n_problems=1500, seed=7, max_steps=1, max_digits=1),
     vocab_size=400,
     hidden_size=64,
     intermediate_size=128,
     num_layers=2,
     num_heads=2,
     num_kv_heads=1,
-    sft_steps=40,
-    batch_size=16,
-    eval_problems=32,
+    sft_steps=200,
+    batch_size=32,
+    learning_rate=1e-2,
+    eval_problems=64,
 )
 
 

@@ -1,8 +1,8 @@
 """The Dagster pipeline end to end, through Dagster's own `materialize` and sensor APIs."""
 
 import json
-from datetime import datetime, timezone
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -11,24 +11,41 @@ import polars as pl
 import pytest
 
 from gainrl_ops.catalog import catalog_path
-from pipelines import assets, checks
+from pipelines import assets, checks, training_assets
 from pipelines.automation import new_checkpoint_sensor, rescore_latest_schedule
 from pipelines.definitions import defs
-from pipelines.resources import CheckpointStoreResource, DatasetResource, ModelResource, ScoringResource, StorageResource
+from pipelines.resources import (
+    CheckpointStoreResource,
+    DatasetResource,
+    HeldOutResource,
+    ModelResource,
+    ScoringResource,
+    StorageResource,
+    TrainingResource,
+)
 
-ALL = [*dg.load_assets_from_modules([assets]), *dg.load_asset_checks_from_modules([checks])]
+ALL = [*dg.load_assets_from_modules([assets, training_assets]), *dg.load_asset_checks_from_modules([checks])]
 PREPARE = [assets.raw_dataset, assets.base_checkpoint, assets.tokenized_shards]
 RESCORE = [assets.angle_scores, assets.curriculum, assets.curriculum_report]
 N_PROMPTS = 60
+# Two short epochs of the demo run, small enough for a test; same partition name as the bundled file.
+TEST_RUNS = """
+gainrl-demo: {sampler: gainrl, epochs: 2, subset_size: 8, num_generations: 4, per_device_batch_size: 16,
+              max_completion_length: 16, learning_rate: 0.001, checkpoint_every: 1}
+"""
 
 
 def _resources(root: Path, model_path: Path) -> dict:
+    runs = root / "runs.yaml"
+    runs.write_text(TEST_RUNS)
     return {
         "storage": StorageResource(root=str(root)),
         "checkpoint_store": CheckpointStoreResource(settle_seconds=0),
-        "dataset": DatasetResource(n_problems=N_PROMPTS, seed=3),
+        "dataset": DatasetResource(n_problems=N_PROMPTS, seed=3, max_steps=1, max_digits=1),
         "model": ModelResource(base_model=str(model_path)),
         "scoring": ScoringResource(shard_size=25),
+        "training": TrainingResource(runs_file=str(runs)),
+        "held_out": HeldOutResource(n_problems=16),
     }
 
 
@@ -59,8 +76,8 @@ def _rescore(instance: dg.DagsterInstance, root: Path, model_path: Path, partiti
 def test_definitions_load_with_every_asset_job_sensor_and_schedule() -> None:
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"raw_dataset", "base_checkpoint", "tokenized_shards", "angle_scores", "curriculum", "curriculum_report"}
-    assert {j.name for j in repo.get_all_jobs()} >= {"prepare_dataset", "rescore_checkpoint"}
+    assert keys == {"raw_dataset", "base_checkpoint", "tokenized_shards", "angle_scores", "curriculum", "curriculum_report", "training_run", "evaluation"}
+    assert {j.name for j in repo.get_all_jobs()} >= {"prepare_dataset", "rescore_checkpoint", "train"}
     assert [s.name for s in repo.sensor_defs] == ["new_checkpoint_sensor"]
     assert [s.name for s in repo.schedule_defs] == ["rescore_latest_schedule"]
 
@@ -124,3 +141,34 @@ def test_schedule_requests_the_latest_checkpoint(instance, tmp_path: Path, tiny_
     with dg.build_schedule_context(instance=instance, resources=resources, scheduled_execution_time=datetime(2026, 11, 21, 3, tzinfo=timezone.utc)) as context:
         (request,) = rescore_latest_schedule(context)
     assert request.partition_key == partition
+
+
+def test_training_run_writes_selections_and_checkpoints_that_the_sensor_rescores(instance, tmp_path: Path, tiny_model_path: Path) -> None:
+    base = _prepare(instance, tmp_path, tiny_model_path)
+    _rescore(instance, tmp_path, tiny_model_path, base)
+    resources = _resources(tmp_path, tiny_model_path)
+    result = dg.materialize(ALL, selection=[training_assets.training_run], partition_key="gainrl-demo", instance=instance, resources=resources)
+    assert result.success
+
+    with duckdb.connect(str(catalog_path(tmp_path)), read_only=True) as con:
+        epochs = con.sql("SELECT epoch, mu, sigma, accuracy, angle, held_out_accuracy FROM epochs WHERE run = 'gainrl-demo' ORDER BY epoch").fetchall()
+        selected = con.sql("SELECT epoch, count(*), count(DISTINCT id), min(rank) FROM selections GROUP BY epoch ORDER BY epoch").fetchall()
+        children = con.sql(f"SELECT name, parent FROM checkpoints WHERE parent = '{base}' ORDER BY name").fetchall()
+    assert [row[0] for row in epochs] == [0, 1] and epochs[0][1] == 0.0, "epoch 0 starts at the top of the ranking"
+    assert all(0.0 <= row[3] <= 1.0 and row[5] is not None for row in epochs)
+    assert selected == [(0, 8, 8, selected[0][3]), (1, 8, 8, selected[1][3])]
+    assert [name for name, _ in children] == ["gainrl-demo-epoch001", "gainrl-demo-epoch002"]
+
+    # The checkpoints differ from the base: GRPO changed the weights.
+    store = CheckpointStoreResource(settle_seconds=0).store(StorageResource(root=str(tmp_path)).layout)
+    assert len({r.fingerprint for r in store.records()}) == 3
+
+    sensor_resources = {k: v for k, v in resources.items() if k in ("storage", "checkpoint_store")}
+    with dg.build_sensor_context(instance=instance, resources=sensor_resources) as context:
+        tick = new_checkpoint_sensor(context)
+    assert len(tick.run_requests) == 2
+    new = tick.run_requests[0].partition_key
+    instance.add_dynamic_partitions("checkpoints", [r.partition_key for r in tick.run_requests])
+    evaluated = dg.materialize(ALL, selection=[training_assets.evaluation], partition_key=new, instance=instance, resources=resources)
+    accuracy = {m.asset_key.to_user_string(): m for m in evaluated.get_asset_materialization_events()}["evaluation"]
+    assert 0.0 <= accuracy.step_materialization_data.materialization.metadata["accuracy"].value <= 1.0

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from trl.trainer.utils import RepeatSampler
 
-from gainrl_ops.sampling import GainRLConfig, GaussianCurriculum, UniformCurriculum, gaussian_weights, mu_adjustment
+from gainrl_ops.sampling import (
+    GainRLConfig,
+    GaussianCurriculum,
+    UniformCurriculum,
+    gaussian_weights,
+    mu_adjustment,
+)
 from gainrl_ops.training import CurriculumSampler
 
 

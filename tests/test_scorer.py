@@ -8,14 +8,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from transformers import GPT2Config, LlamaConfig, MistralConfig, PreTrainedModel, Qwen2Config
-from transformers import AutoModelForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    LlamaConfig,
+    MistralConfig,
+    PreTrainedModel,
+    Qwen2Config,
+)
 
 from gainrl_ops import scorer
 from gainrl_ops.arithmetic import ArithmeticConfig, generate
 from gainrl_ops.capture import last_mlp, last_mlp_input
 from gainrl_ops.datasets import problem_id
-from gainrl_ops.models import ModelSpec, checkpoint_fingerprint, load_model, load_tokenizer
+from gainrl_ops.models import (
+    ModelSpec,
+    checkpoint_fingerprint,
+    load_model,
+    load_tokenizer,
+)
 from gainrl_ops.prompts import PromptConfig, render_prompt
 from gainrl_ops.scorer import ScoreConfig, ScoreContext, score_batch, score_shards
 from gainrl_ops.shards import ShardSet, tokenize_to_shards
