@@ -63,6 +63,7 @@ PROMPT_SEED = 2024
 @dataclass(frozen=True)
 class WideModelConfig:
     """A wider random Qwen2 with a 32k vocabulary: makes the LM head cost realistic."""
+
     vocab_size: int = 32000
     hidden_size: int = 512
     intermediate_size: int = 1408
@@ -75,6 +76,7 @@ class WideModelConfig:
 @dataclass(frozen=True)
 class WorkerSpec:
     """What one subprocess measures; passed as JSON on its command line."""
+
     method: str  # "gainrl" or "reference"
     model_path: str
     shard_dir: str
@@ -85,6 +87,7 @@ class WorkerSpec:
 @dataclass
 class Measurement:
     """What one subprocess reports."""
+
     method: str
     model: str
     n_prompts: int

@@ -33,8 +33,8 @@ class ArithmeticConfig:
 
     n_problems: int = 2000
     seed: int = 0
-    max_steps: int = 2
-    max_digits: int = 2
+    max_steps: int = 3
+    max_digits: int = 1
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class EmbeddedModelConfig:
     num_layers: int = 4
     num_heads: int = 4
     num_kv_heads: int = 2
-    sft_steps: int = 1500
+    sft_steps: int = 800
     batch_size: int = 32
     learning_rate: float = 3e-3
     eval_problems: int = 256

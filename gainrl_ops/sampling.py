@@ -80,6 +80,12 @@ def gaussian_weights(n_prompts: int, mu: float, sigma: float) -> np.ndarray:
 class Curriculum(Protocol):
     """What a trainer needs: the ranks of an epoch, feedback after it, and a resumable state."""
 
+    @property
+    def mu(self) -> float: ...
+
+    @property
+    def sigma(self) -> float: ...
+
     def select(self, epoch: int) -> np.ndarray: ...
 
     def update(self, accuracy: float, angle: float) -> None: ...
@@ -123,6 +129,10 @@ class GaussianCurriculum:
     @property
     def mu(self) -> float:
         return self._state.mu
+
+    @property
+    def sigma(self) -> float:
+        return self.config.sigma
 
     def _clamp(self, mu: float) -> float:
         return min(max(mu, 0.0), float(self.n_prompts - 1))
@@ -172,7 +182,11 @@ class UniformCurriculum:
 
     @property
     def mu(self) -> float:
-        """No window: the baseline has no mu."""
+        """No window: the baseline has no mu (nor sigma)."""
+        return float("nan")
+
+    @property
+    def sigma(self) -> float:
         return float("nan")
 
     def select(self, epoch: int) -> np.ndarray:

@@ -27,8 +27,8 @@ class DatasetSource:
     on_error: str = "fail"
     n_problems: int = 2000
     seed: int = 0
-    max_steps: int = 2
-    max_digits: int = 2
+    max_steps: int = 3
+    max_digits: int = 1
 
     @property
     def generator(self) -> ArithmeticConfig:

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,17 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         )
 
 
+@contextmanager
+def _eval_mode(model: PreTrainedModel) -> Iterator[None]:
+    """Dropout off for a measurement in the middle of training, then back as it was."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 @dataclass
 class EpochFeedback(TrainerCallback):
     """After each epoch: feedback to the curriculum, one row per epoch and per selected
@@ -120,24 +132,18 @@ class EpochFeedback(TrainerCallback):
     selections: list[pl.DataFrame] = field(default_factory=list)
     _started: float = field(default_factory=time.perf_counter)
 
-    @torch.no_grad()
     def _angle(self, model: PreTrainedModel, ranks: np.ndarray) -> float:
         """Mean angle score of the epoch's prompts under the current policy (prefill only)."""
         rendered = [render_prompt(self.tokenizer, q, self.prompt) for q in self.ranked["problem"].gather(ranks).to_list()]
-        was_training = model.training
-        model.eval()
-        scores = score_batch(model, [r.input_ids for r in rendered], [r.system_span for r in rendered], [r.question_span for r in rendered], self.run.inter_weight)
-        model.train(was_training)
+        with _eval_mode(model):
+            scores = score_batch(model, [r.input_ids for r in rendered], [r.system_span for r in rendered], [r.question_span for r in rendered], self.run.inter_weight)
         return float(torch.nanmean(scores.angle_score))
 
     def _held_out(self, model: PreTrainedModel) -> float | None:
         if self.evaluate is None:
             return None
-        was_training = model.training
-        model.eval()
-        accuracy = self.evaluate(model)
-        model.train(was_training)
-        return accuracy
+        with _eval_mode(model):
+            return self.evaluate(model)
 
     def on_epoch_end(self, args, state, control, model: PreTrainedModel | None = None, **kwargs: Any):
         epoch = len(self.epochs)
@@ -150,9 +156,8 @@ class EpochFeedback(TrainerCallback):
         last = epoch + 1 == self.run.epochs
         saved = str(self.save_checkpoint(model, epoch)) if last or (epoch + 1) % self.run.checkpoint_every == 0 else None
         held_out = self._held_out(model)
-        sigma = getattr(getattr(self.curriculum, "config", None), "sigma", float("nan"))
         self.epochs.append({
-            "run": self.run.name, "epoch": epoch, "sampler": self.run.sampler, "mu": mu, "sigma": sigma,
+            "run": self.run.name, "epoch": epoch, "sampler": self.run.sampler, "mu": mu, "sigma": self.curriculum.sigma,
             "accuracy": accuracy, "held_out_accuracy": held_out, "angle": angle, "mu_next": self.curriculum.mu,
             "seconds": time.perf_counter() - self._started, "checkpoint_path": saved,
         })

@@ -61,8 +61,8 @@ class DatasetResource(dg.ConfigurableResource):
     on_error: str = "fail"
     n_problems: int = 2000
     seed: int = 0
-    max_steps: int = 2
-    max_digits: int = 2
+    max_steps: int = 3
+    max_digits: int = 1
 
 
 class ModelResource(dg.ConfigurableResource):
