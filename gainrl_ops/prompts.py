@@ -8,6 +8,7 @@ template, and for a plain-text layout when the tokenizer has none.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from transformers import PreTrainedTokenizerBase
@@ -135,9 +136,17 @@ def render_prompt(
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
-    """Digest of everything that decides token ids: vocabulary, merges, pipeline, specials."""
+    """Digest of everything that decides token ids: vocabulary, merges, pipeline, specials.
+
+    Padding and truncation settings are left out: trainers change them (TRL pads on the
+    left) without changing a single id, and a checkpoint saved by a trainer must keep the
+    shards of its base model.
+    """
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    body = backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items())
+    if backend is None:
+        body: object = sorted(tokenizer.get_vocab().items())
+    else:
+        body = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("padding", "truncation")}
     return fingerprint_json({"tokenizer": body, "special": tokenizer.all_special_tokens})
 
 

@@ -169,6 +169,8 @@ def test_training_run_writes_selections_and_checkpoints_that_the_sensor_rescores
     assert len(tick.run_requests) == 2
     new = tick.run_requests[0].partition_key
     instance.add_dynamic_partitions("checkpoints", [r.partition_key for r in tick.run_requests])
-    evaluated = dg.materialize(ALL, selection=[training_assets.evaluation], partition_key=new, instance=instance, resources=resources)
-    accuracy = {m.asset_key.to_user_string(): m for m in evaluated.get_asset_materialization_events()}["evaluation"]
-    assert 0.0 <= accuracy.step_materialization_data.materialization.metadata["accuracy"].value <= 1.0
+    rescored = dg.materialize(ALL, selection=[*RESCORE, training_assets.evaluation], partition_key=new, instance=instance, resources=resources)
+    assert all(_checks_passed(rescored).values())
+    events = {m.asset_key.to_user_string(): m.step_materialization_data.materialization.metadata for m in rescored.get_asset_materialization_events()}
+    assert 0.0 <= events["evaluation"]["accuracy"].value <= 1.0
+    assert events["curriculum_report"]["previous_checkpoint"].value == base, "the report compares with the parent"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,18 @@ def test_embedded_tokenizer_keeps_its_ids_after_reload(tmp_path: Path) -> None:
     for text in corpus[:20] + ["Ünïcödé 12,345 ÷ 7 = ?", "tabs\tand\nnew lines  "]:
         assert reloaded(text)["input_ids"] == trained(text)["input_ids"]
         assert reloaded.decode(reloaded(text)["input_ids"]) == text
+
+
+def test_tokenizer_fingerprint_ignores_padding_side(chatml: PreTrainedTokenizerBase, tmp_path: Path) -> None:
+    """A tokenizer saved after padding a batch on the left (as a trainer or a batched
+    generation leaves it) has the same ids, so it keeps the same shards."""
+    chatml.backend_tokenizer.no_padding()
+    before = prompt_fingerprint(chatml, PromptConfig())
+    chatml.padding_side = "left"
+    chatml(["a", "a longer text"], padding=True)
+    chatml.save_pretrained(tmp_path)
+    chatml.padding_side = "right"
+    chatml.backend_tokenizer.no_padding()
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert json.loads(reloaded.backend_tokenizer.to_str())["padding"] is not None
+    assert prompt_fingerprint(reloaded, PromptConfig()) == before
