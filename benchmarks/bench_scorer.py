@@ -25,6 +25,7 @@ import os
 import platform
 import re
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -342,6 +343,8 @@ def print_table(report: Report, sizes: dict[str, list[int]]) -> None:
 
 def main_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    # SIGTERM as an exception, so that the temporary folder (models, shards, parts) is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sizes = {"embedded": sorted(set(args.sizes))} if "embedded" in args.models else {}
     if "wide" in args.models:
         # The reference needs ~45 ms a prompt on the wide model on 2 idle cores (far more on busy

@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--n-prompts", type=int, default=1000, help="training prompts")
     parser.add_argument("--held-out", type=int, default=200)
     parser.add_argument("--target-gain", type=float, default=0.10, help="target = base accuracy + this")
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--learning-rate", type=float, default=2e-4)
     args = parser.parse_args()
 
     started = time.perf_counter()

@@ -10,8 +10,6 @@ import json
 import logging
 import math
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +41,7 @@ from .arithmetic import ArithmeticConfig, WordProblem, generate
 from .evaluation import greedy_accuracy
 from .fingerprint import fingerprint_json
 from .prompts import PromptConfig, render_text
+from .storage import atomic_directory, storage_root
 
 log = logging.getLogger(__name__)
 
@@ -223,18 +222,11 @@ def embedded_model_path(config: EmbeddedModelConfig | None = None, root: Path | 
     The build goes to a temporary folder that is renamed into place when complete, so an
     interrupted build is never mistaken for a finished one.
     """
-    from .storage import storage_root
-
     config = config or EmbeddedModelConfig()
     target = (root or storage_root() / "models") / f"embedded-{config.digest()}"
     if (target / "gainrl_build.json").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_directory(target) as tmp:
         report = build_embedded_model(config, tmp)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("built embedded model %s: held-out accuracy %.3f", target, report["held_out_accuracy"])
     return target

@@ -10,7 +10,6 @@ import hashlib
 import inspect
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -236,18 +235,3 @@ def score_shards(
     with tqdm(total=shards.rows, desc=f"scoring {context.model}", unit="prompt", disable=not progress) as bar:
         written = sum(score_shard(model, shard, out_dir, context, config, bar) for shard in shards.shards)
     return write_summary(out_dir, shards, context, written)
-
-
-def publish(staging: Path, final: Path) -> None:
-    """Move a complete staging folder to `final`, replacing what was there.
-
-    Two renames: readers see the old folder, then (for an instant) none, then the new one;
-    never a mix of old and new parts.
-    """
-    final = Path(final)
-    retired = final.with_name(f".retired-{final.name}")
-    shutil.rmtree(retired, ignore_errors=True)
-    if final.exists():
-        final.rename(retired)
-    Path(staging).rename(final)
-    shutil.rmtree(retired, ignore_errors=True)

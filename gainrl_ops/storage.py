@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,3 +53,32 @@ def write_text_atomic(text: str, target: Path) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
     return Path(target)
+
+
+def replace_directory(source: Path, target: Path) -> None:
+    """Move the complete folder `source` to `target`, replacing what was there.
+
+    Two renames: readers see the old folder, then (for an instant) none, then the new one;
+    never a mix of old and new files.
+    """
+    target = Path(target)
+    retired = target.with_name(f".retired-{target.name}")
+    shutil.rmtree(retired, ignore_errors=True)
+    if target.exists():
+        target.rename(retired)
+    Path(source).rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder of `target`; on success it replaces `target`, so an
+    interrupted writer never leaves a half-written folder under the real name."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        replace_directory(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -12,7 +12,6 @@ second generation), the controller update, the selection table and checkpoints.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +34,7 @@ from .rewards import correctness_reward
 from .run_config import TrainingRunConfig
 from .sampling import Curriculum
 from .scorer import score_batch
-from .storage import write_parquet_atomic, write_text_atomic
+from .storage import atomic_directory, write_parquet_atomic, write_text_atomic
 
 EPOCHS_SCHEMA = {
     "run": pl.String, "epoch": pl.Int32, "sampler": pl.String, "mu": pl.Float64, "sigma": pl.Float64,
@@ -272,16 +271,9 @@ def save_to_store(
 
     def save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, epoch: int) -> Path:
         target = Path(store_root) / f"{name}-epoch{epoch + 1:03d}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with atomic_directory(target) as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return target
 
     return save

@@ -25,12 +25,12 @@ from gainrl_ops.report import build_report
 from gainrl_ops.scorer import (
     SCORE_SCHEMA,
     ScoreContext,
-    publish,
     score_shard,
     write_summary,
 )
 from gainrl_ops.shards import SHARD_SCHEMA, ShardSet, tokenize_to_shards
 from gainrl_ops.sources import DatasetSource, prepare_dataset, resolve_model
+from gainrl_ops.storage import replace_directory
 
 from . import partitions
 from .metadata import image, preview, table_schema
@@ -204,7 +204,7 @@ def publish_scores(
     record = checkpoint_record(context, storage, checkpoint_store)
     shards, final, staging, score_context = scoring_target(storage, dataset, model, record)
     summary = write_summary(staging, shards, score_context, sum(written))
-    publish(staging, final)
+    replace_directory(staging, final)
     refresh_catalog(storage.layout.root)
     scores = pl.read_parquet(final / "part-*.parquet")
     context.add_output_metadata({
