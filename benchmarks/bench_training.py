@@ -6,7 +6,7 @@ checkpoint's angle ranking, computed here with the library scorer. Prints epochs
 the target (mean and spread), their ratio, final accuracies, and writes a plot of both
 curves and a JSON of every number.
 
-    .venv/bin/python benchmarks/bench_training.py                      # ~30 min on 2 cores
+    .venv/bin/python benchmarks/bench_training.py                      # ~25 min on 2 idle cores
     .venv/bin/python benchmarks/bench_training.py --seeds 0 --epochs 3  # smoke test
 """
 

@@ -90,13 +90,13 @@ class ScoringResource(dg.ConfigurableResource):
 
     inter_weight: w in angle_score = c_intra + w * c_inter.
     shard_size: prompts per shard, i.e. per parallel scoring step.
-    max_batch_size, max_batch_tokens: forward-pass batch limits.
+    max_batch_size, max_batch_tokens: forward-pass batch limits (raise the tokens on a GPU).
     """
 
     inter_weight: float = DEFAULT_INTER_WEIGHT
     shard_size: int = 1024
     max_batch_size: int = 64
-    max_batch_tokens: int = 16384
+    max_batch_tokens: int = 4096
 
     @property
     def config(self) -> ScoreConfig:
