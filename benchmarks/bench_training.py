@@ -6,7 +6,7 @@ checkpoint's angle ranking, computed here with the library scorer. Prints epochs
 the target (mean and spread), their ratio, final accuracies, and writes a plot of both
 curves and a JSON of every number.
 
-    .venv/bin/python benchmarks/bench_training.py                      # ~25 min on 2 idle cores
+    .venv/bin/python benchmarks/bench_training.py                      # ~15 min on 2 idle cores
     .venv/bin/python benchmarks/bench_training.py --seeds 0 --epochs 3  # smoke test
 """
 
@@ -92,12 +92,12 @@ def plot(curves: dict[str, list[list[float]]], base: float, target: float, path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--subset-size", type=int, default=32, help="prompts per epoch")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--subset-size", type=int, default=64, help="prompts per epoch")
     parser.add_argument("--n-prompts", type=int, default=1000, help="training prompts")
     parser.add_argument("--held-out", type=int, default=200)
-    parser.add_argument("--target-gain", type=float, default=0.10, help="target = base accuracy + this")
-    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--target-gain", type=float, default=0.05, help="target = base accuracy + this")
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
     args = parser.parse_args()
 
     started = time.perf_counter()
