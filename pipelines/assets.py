@@ -3,7 +3,6 @@
 Assets only resolve configuration, call `gainrl_ops`, and describe what they wrote.
 """
 
-
 import dagster as dg
 import polars as pl
 import pyarrow.parquet as pq

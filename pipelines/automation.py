@@ -1,6 +1,5 @@
 """Jobs, the new-checkpoint sensor and the rescoring schedule."""
 
-
 import json
 import os
 

@@ -1,6 +1,5 @@
 """Asset checks: coverage, finiteness, spans, and the ranking's shape."""
 
-
 import dagster as dg
 
 from gainrl_ops import validation

@@ -1,6 +1,5 @@
 """Turn library results into Dagster metadata: schemas, previews, plots."""
 
-
 import base64
 from pathlib import Path
 

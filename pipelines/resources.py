@@ -1,6 +1,5 @@
 """Resources: where artifacts live, which dataset and model, and how to score."""
 
-
 import os
 from pathlib import Path
 
@@ -12,9 +11,9 @@ from gainrl_ops.layout import Layout
 from gainrl_ops.prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
 from gainrl_ops.run_config import TrainingRunConfig, load_run_configs
 from gainrl_ops.scorer import ScoreConfig
+from gainrl_ops.sources import EMBEDDED
 from gainrl_ops.storage import storage_root
 
-EMBEDDED = "embedded"
 RUNS_FILE = Path(os.environ.get("GAINRL_RUNS", Path(__file__).resolve().parent.parent / "data" / "training_runs.yaml"))
 
 
