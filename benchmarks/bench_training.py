@@ -23,6 +23,8 @@ from pathlib import Path
 import polars as pl
 from matplotlib.figure import Figure
 
+from gainrl_ops.catalog import refresh_catalog
+from gainrl_ops.curriculum import export_curriculum
 from gainrl_ops.embedded import EmbeddedModelConfig, embedded_model_path
 from gainrl_ops.evaluation import greedy_accuracy
 from gainrl_ops.layout import Layout
@@ -44,7 +46,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def ranked_prompts(model_path: str, source: DatasetSource, layout: Layout, prompt: PromptConfig) -> pl.DataFrame:
-    """The training prompts in curriculum order (highest angle score first, ties by id)."""
+    """The training prompts in curriculum order: the `curriculum` SQL view's ranking, the same
+    one the `training_run` asset trains on."""
     loaded, _ = prepare_dataset(source, layout)
     tokenizer = load_tokenizer(model_path)
     shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout.shards_root(source.name))
@@ -52,13 +55,10 @@ def ranked_prompts(model_path: str, source: DatasetSource, layout: Layout, promp
     out = layout.scores_dir(source.name, shards.prompt_fingerprint, checkpoint)
     context = ScoreContext(source.name, checkpoint, "embedded", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
     score_shards(load_model(ModelSpec(model_path)), shards, out, context)
-    scores = pl.read_parquet(out / "part-*.parquet", columns=["id", "angle_score"])
-    return (
-        pl.from_arrow(loaded.table).select("id", "problem", "answer", "difficulty")
-        .join(scores, on="id")
-        .sort(["angle_score", "id"], descending=[True, False])
-        .with_columns(rank=pl.int_range(1, pl.len() + 1))
-    )
+    refresh_catalog(layout.root)
+    ranked, _ = export_curriculum(layout.root, source.name, shards.prompt_fingerprint, checkpoint)
+    answers = pl.from_arrow(loaded.table).select("id", "answer")
+    return ranked.select("id", "rank", "problem", "difficulty", "angle_score").join(answers, on="id", how="left", maintain_order="left")
 
 
 def epochs_to_target(curve: list[float], target: float) -> int | None:
