@@ -20,6 +20,7 @@ rerank(w)     as curriculum, ranked by c_intra + w * c_inter              scores
 epochs        epoch of a training run                                     runs/<run>/epochs.parquet
 selections    prompt selected for an epoch of a training run              runs/<run>/selections.parquet
 evaluations   held-out problem answered by a checkpoint                   evaluations/<dataset>/<checkpoint>.parquet
+diagnostics   sampled prompt's gradient norm under a checkpoint           diagnostics/<dataset>/<checkpoint>.parquet
 ============  ==========================================================  ==============================================
 
 Columns (each view and column is also commented in the file: `SELECT table_name, column_name,
@@ -36,6 +37,9 @@ comment FROM duckdb_columns()`, `SELECT view_name, comment FROM duckdb_views()`)
 - curriculum, rerank(w): dataset, prompt_fingerprint, checkpoint, rank (1 = highest score,
   ties by id), n_prompts, percentile (rank / n_prompts), id, angle_score, c_intra, c_inter,
   inter_weight, n_tokens, question_tokens, system_tokens, truncated, difficulty, problem
+- diagnostics: dataset, prompt_fingerprint, checkpoint, id, rank, angle_score, c_intra, c_inter,
+  n_tokens, difficulty, grad_norm, gradient_source, loss, reward_mean, reward_std,
+  completion_tokens, reference_tokens
 
 Only published folders count: names starting with "." or "_" are staging, and a scores folder
 must be named like a checkpoint fingerprint. Dataset names and prompt fingerprints that only
@@ -273,6 +277,33 @@ SOURCES: tuple[Source, ...] = (
             Column("completion", "VARCHAR", "greedy completion"),
             Column("predicted", "VARCHAR", "final answer extracted from the completion"),
             Column("correct", "BOOLEAN", "predicted matches the answer"),
+        ),
+    ),
+    Source(
+        "diagnostics",
+        "One row per sampled prompt of a signal diagnostic: its gradient norm under the checkpoint "
+        "and its stored scores (diagnostics/<dataset>/<checkpoint>.parquet).",
+        f"diagnostics/{_PUBLISHED}/{_FINGERPRINT}.parquet",
+        _PARQUET,
+        (
+            Column("dataset", "VARCHAR", _DATASET.doc, _from_path(r"/diagnostics/([^/]+)/[^/]+$")),
+            _PROMPT_FP,
+            Column("checkpoint", "VARCHAR", "content fingerprint of the checkpoint measured", _from_path(r"/([0-9a-f]+)\.parquet$")),
+            _ID,
+            Column("rank", "BIGINT", "curriculum rank of the prompt under the checkpoint"),
+            Column("angle_score", "DOUBLE", "stored angle score", _finite("angle_score")),
+            Column("c_intra", "DOUBLE", "stored intra concentration", _finite("c_intra")),
+            Column("c_inter", "DOUBLE", "stored inter concentration", _finite("c_inter")),
+            _N_TOKENS,
+            Column("difficulty", "DOUBLE", "difficulty from the prompts view"),
+            Column("grad_norm", "DOUBLE", "L2 norm of the gradient of the loss named by gradient_source"),
+            Column("gradient_source", "VARCHAR", "grpo (GRPO loss on sampled completions) or reference_nll "
+                   "(every completion got the same reward: NLL of the reference solution)"),
+            Column("loss", "DOUBLE", "value of that loss"),
+            Column("reward_mean", "DOUBLE", "mean reward of the sampled completions"),
+            Column("reward_std", "DOUBLE", "sample std of their rewards"),
+            Column("completion_tokens", "DOUBLE", "mean tokens per sampled completion"),
+            Column("reference_tokens", "BIGINT", "tokens of the reference solution (reference_nll rows)"),
         ),
     ),
 )

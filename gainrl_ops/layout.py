@@ -13,6 +13,7 @@ class Layout:
     """root/
     datasets/<dataset>/prompts.parquet, rejects.parquet, shards/<prompt fingerprint>/
     scores/<dataset>/<prompt fingerprint>/<checkpoint>/part-*.parquet
+    diagnostics/<dataset>/<checkpoint>.parquet, .json, .png
     models/ (embedded builds), checkpoints/ (the checkpoint store)
     """
 
@@ -30,6 +31,10 @@ class Layout:
 
     def scores_dir(self, dataset: str, prompt_fingerprint: str, checkpoint: str) -> Path:
         return self.root / "scores" / dataset / prompt_fingerprint / checkpoint
+
+    def diagnostics_stem(self, dataset: str, checkpoint: str) -> Path:
+        """Signal diagnostics of a checkpoint: `<stem>.parquet`, `.json` and `.png`."""
+        return self.root / "diagnostics" / dataset / checkpoint
 
     @property
     def models_dir(self) -> Path:
