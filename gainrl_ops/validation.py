@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,3 +54,10 @@ def rank_is_permutation(curriculum: Path) -> CheckOutcome:
     is_permutation = frame["rank"].to_list() == list(range(1, n + 1))
     ordered = bool((frame["angle_score"].diff().drop_nulls() <= 0).all())
     return CheckOutcome(is_permutation and ordered, {"prompts": n, "is_permutation": str(is_permutation), "ordered_by_score": str(ordered)})
+
+
+def angle_predicts_gradient(summary: Path) -> CheckOutcome:
+    """The signal diagnostic found the angle score predicting gradient norm beyond prompt length."""
+    found = json.loads(Path(summary).read_text())
+    partial = {f"partial_rho_{k}": v for k, v in found["partial_angle_given_length"].items() if v is not None}
+    return CheckOutcome(bool(found["angle_predicts_gradient_beyond_length"]), {"verdict": found["verdict"], **partial})

@@ -14,6 +14,7 @@ from .assets import (
     raw_dataset,
     tokenized_shards,
 )
+from .diagnostics_assets import signal_diagnostics
 from .resources import CheckpointStoreResource, StorageResource
 from .training_assets import evaluation, training_run
 
@@ -26,6 +27,11 @@ rescore_job = dg.define_asset_job(
     "rescore_checkpoint",
     selection=dg.AssetSelection.assets(angle_scores, curriculum, curriculum_report, evaluation),
     description="Score every prompt with one checkpoint, rank them, report, and evaluate it on held-out problems.",
+)
+diagnose_job = dg.define_asset_job(
+    "diagnose_checkpoint",
+    selection=dg.AssetSelection.assets(signal_diagnostics),
+    description="Check on a sample of prompts that the checkpoint's angle scores predict gradient norms beyond prompt length.",
 )
 train_job = dg.define_asset_job(
     "train",

@@ -1,4 +1,4 @@
-"""Asset checks: coverage, finiteness, spans, and the ranking's shape."""
+"""Asset checks: coverage, finiteness, spans, the ranking's shape, and the signal behind it."""
 
 import dagster as dg
 
@@ -15,6 +15,7 @@ from .assets import (
     shard_set,
     tokenized_shards,
 )
+from .diagnostics_assets import signal_diagnostics
 from .resources import (
     CheckpointStoreResource,
     DatasetResource,
@@ -56,3 +57,12 @@ def rank_is_permutation(context: dg.AssetCheckExecutionContext, storage: Storage
     record = checkpoint_record(context, storage, checkpoint_store)
     shards = shard_set(storage, dataset, model, record.path)
     return _result(validation.rank_is_permutation(curriculum_path(storage.layout.root, dataset.name, shards.prompt_fingerprint, record.fingerprint)))
+
+
+@dg.asset_check(asset=signal_diagnostics, partitions_def=partitions.checkpoints)
+def angle_predicts_gradient(context: dg.AssetCheckExecutionContext, storage: StorageResource, dataset: DatasetResource, checkpoint_store: CheckpointStoreResource) -> dg.AssetCheckResult:
+    """Warns when the angle score does not predict gradient norm beyond prompt length for this
+    checkpoint, i.e. when the curriculum's premise is not borne out on this model and data."""
+    record = checkpoint_record(context, storage, checkpoint_store)
+    outcome = validation.angle_predicts_gradient(storage.layout.diagnostics_stem(dataset.name, record.fingerprint).with_suffix(".json"))
+    return dg.AssetCheckResult(passed=outcome.passed, severity=dg.AssetCheckSeverity.WARN, metadata=outcome.details)

@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from . import assets, checks, training_assets
+from . import assets, checks, diagnostics_assets, training_assets
 from .automation import (
+    diagnose_job,
     new_checkpoint_sensor,
     prepare_job,
     rescore_job,
@@ -13,6 +14,7 @@ from .automation import (
 from .resources import (
     CheckpointStoreResource,
     DatasetResource,
+    DiagnosticsResource,
     HeldOutResource,
     ModelResource,
     ScoringResource,
@@ -31,13 +33,14 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         "scoring": ScoringResource(),
         "training": TrainingResource(),
         "held_out": HeldOutResource(),
+        "diagnostics": DiagnosticsResource(),
     }
 
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([assets, training_assets]),
+    assets=dg.load_assets_from_modules([assets, training_assets, diagnostics_assets]),
     asset_checks=dg.load_asset_checks_from_modules([checks]),
-    jobs=[prepare_job, rescore_job, train_job],
+    jobs=[prepare_job, rescore_job, diagnose_job, train_job],
     sensors=[new_checkpoint_sensor],
     schedules=[rescore_latest_schedule],
     resources=resources(),

@@ -1,12 +1,14 @@
 """Resources: where artifacts live, which dataset and model, and how to score."""
 
 import os
+from dataclasses import fields
 from pathlib import Path
 
 import dagster as dg
 
 from gainrl_ops.angles import DEFAULT_INTER_WEIGHT
 from gainrl_ops.checkpoints import LocalCheckpointStore
+from gainrl_ops.diagnostics import DiagnosticsConfig
 from gainrl_ops.layout import Layout
 from gainrl_ops.prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
 from gainrl_ops.run_config import TrainingRunConfig, load_run_configs
@@ -126,3 +128,26 @@ class HeldOutResource(dg.ConfigurableResource):
     n_problems: int = 200
     seed: int = 10_000
     max_new_tokens: int = 64
+
+
+class DiagnosticsResource(dg.ConfigurableResource):
+    """Signal diagnostics: a seeded sample of prompts, their gradient norms and correlations.
+
+    sample_size, seed: how many prompts and which (the seed also drives sampling and bootstrap).
+    num_generations, temperature, max_completion_length: rollouts, as in training.
+    generation_batch: prompts sampled per `generate` call.
+    n_boot, level: bootstrap replicates and interval coverage.
+    """
+
+    sample_size: int = DiagnosticsConfig.sample_size
+    seed: int = DiagnosticsConfig.seed
+    num_generations: int = DiagnosticsConfig.num_generations
+    temperature: float = DiagnosticsConfig.temperature
+    max_completion_length: int = DiagnosticsConfig.max_completion_length
+    generation_batch: int = DiagnosticsConfig.generation_batch
+    n_boot: int = DiagnosticsConfig.n_boot
+    level: float = DiagnosticsConfig.level
+
+    @property
+    def config(self) -> DiagnosticsConfig:
+        return DiagnosticsConfig(**{f.name: getattr(self, f.name) for f in fields(DiagnosticsConfig)})

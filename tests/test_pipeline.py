@@ -11,12 +11,13 @@ import polars as pl
 import pytest
 
 from gainrl_ops.catalog import catalog_path
-from pipelines import assets, checks, training_assets
+from pipelines import assets, checks, diagnostics_assets, training_assets
 from pipelines.automation import new_checkpoint_sensor, rescore_latest_schedule
 from pipelines.definitions import defs
 from pipelines.resources import (
     CheckpointStoreResource,
     DatasetResource,
+    DiagnosticsResource,
     HeldOutResource,
     ModelResource,
     ScoringResource,
@@ -24,10 +25,11 @@ from pipelines.resources import (
     TrainingResource,
 )
 
-ALL = [*dg.load_assets_from_modules([assets, training_assets]), *dg.load_asset_checks_from_modules([checks])]
+ALL = [*dg.load_assets_from_modules([assets, training_assets, diagnostics_assets]), *dg.load_asset_checks_from_modules([checks])]
 PREPARE = [assets.raw_dataset, assets.base_checkpoint, assets.tokenized_shards]
 RESCORE = [assets.angle_scores, assets.curriculum, assets.curriculum_report]
 N_PROMPTS = 60
+DIAGNOSED = 24
 # Two short epochs of the demo run, small enough for a test; same partition name as the bundled file.
 TEST_RUNS = """
 gainrl-demo: {sampler: gainrl, epochs: 2, subset_size: 8, num_generations: 4, per_device_batch_size: 16,
@@ -46,6 +48,7 @@ def _resources(root: Path, model_path: Path) -> dict:
         "scoring": ScoringResource(shard_size=25),
         "training": TrainingResource(runs_file=str(runs)),
         "held_out": HeldOutResource(n_problems=16),
+        "diagnostics": DiagnosticsResource(sample_size=DIAGNOSED, num_generations=4, max_completion_length=16, n_boot=200),
     }
 
 
@@ -76,8 +79,8 @@ def _rescore(instance: dg.DagsterInstance, root: Path, model_path: Path, partiti
 def test_definitions_load_with_every_asset_job_sensor_and_schedule() -> None:
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"raw_dataset", "base_checkpoint", "tokenized_shards", "angle_scores", "curriculum", "curriculum_report", "training_run", "evaluation"}
-    assert {j.name for j in repo.get_all_jobs()} >= {"prepare_dataset", "rescore_checkpoint", "train"}
+    assert keys == {"raw_dataset", "base_checkpoint", "tokenized_shards", "angle_scores", "curriculum", "curriculum_report", "training_run", "evaluation", "signal_diagnostics"}
+    assert {j.name for j in repo.get_all_jobs()} >= {"prepare_dataset", "rescore_checkpoint", "diagnose_checkpoint", "train"}
     assert [s.name for s in repo.sensor_defs] == ["new_checkpoint_sensor"]
     assert [s.name for s in repo.schedule_defs] == ["rescore_latest_schedule"]
 
@@ -98,6 +101,31 @@ def test_chain_materializes_scores_curriculum_and_report(instance, tmp_path: Pat
         assert rows == [(N_PROMPTS, N_PROMPTS, 1, N_PROMPTS)]
         (model,) = con.execute("SELECT DISTINCT model FROM scores").fetchall()
         assert model == ("base",)
+
+
+def test_signal_diagnostics_writes_rows_plot_verdict_and_sql_view(instance, tmp_path: Path, tiny_model_path: Path) -> None:
+    partition = _prepare(instance, tmp_path, tiny_model_path)
+    _rescore(instance, tmp_path, tiny_model_path, partition)
+    result = dg.materialize(ALL, selection=[diagnostics_assets.signal_diagnostics], partition_key=partition, instance=instance, resources=_resources(tmp_path, tiny_model_path))
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "angle_predicts_gradient" and check.severity == dg.AssetCheckSeverity.WARN
+
+    (event,) = result.get_asset_materialization_events()
+    meta = event.step_materialization_data.materialization.metadata
+    verdict = meta["verdict"].value
+    assert verdict.startswith(f"angle predicts gradient norm beyond length: {'yes' if check.passed else 'no'} at 95%")
+    assert meta["dagster/row_count"].value == DIAGNOSED
+    assert meta["grpo_rows"].value + meta["reference_nll_rows"].value == DIAGNOSED
+    assert meta["plot"].value.startswith("![") and Path(meta["path"].value).exists()
+
+    with duckdb.connect(str(catalog_path(tmp_path)), read_only=True) as con:
+        rows = con.execute(
+            "SELECT count(DISTINCT d.id), count(*) FILTER (WHERE d.grad_norm > 0), count(*) FILTER (WHERE d.angle_score = c.angle_score) "
+            "FROM diagnostics d JOIN curriculum c USING (checkpoint, id) WHERE d.checkpoint = ?", [partition]
+        ).fetchall()
+    # Every sampled prompt once, a positive norm for each, and the scores it was ranked by.
+    assert rows == [(DIAGNOSED, DIAGNOSED, DIAGNOSED)]
 
 
 def test_rescoring_a_partition_replaces_it_without_duplicates(instance, tmp_path: Path, tiny_model_path: Path) -> None:
