@@ -67,7 +67,7 @@ class DiagnosticsConfig:
         n_boot: bootstrap replicates per interval; level: interval coverage.
     """
 
-    sample_size: int = 256
+    sample_size: int = 512
     seed: int = 0
     num_generations: int = 8
     temperature: float = 1.0
