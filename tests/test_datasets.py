@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import SHARED_DATA
 
 from gainrl_ops.datasets import (
     CANONICAL_SCHEMA,
@@ -23,7 +24,6 @@ from gainrl_ops.datasets import (
     write_dataset,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 GSM8K_VERL = SHARED_DATA / "gsm8k_test_verl.parquet"
 AMC = SHARED_DATA / "amc_eval.json"
 

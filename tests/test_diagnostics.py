@@ -8,8 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import SHARED_DATA
 
 from gainrl_ops.arithmetic import ArithmeticConfig, generate
+from gainrl_ops.datasets import load_dataset
 from gainrl_ops.diagnostics import (
     GRPO,
     LENGTH,
@@ -157,6 +159,14 @@ def test_reference_solution_prefers_a_worked_solution() -> None:
     # A solution for another answer is not this row's: fall back to the answer itself.
     assert reference_solution("19", json.dumps(verl)) == "19"
     assert reference_solution("42", None) == "42"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "gsm8k_test_verl.parquet").exists(), reason="shared GSM8K verl data not present")
+def test_every_real_gsm8k_row_has_its_worked_solution_as_reference() -> None:
+    table = load_dataset(SHARED_DATA / "gsm8k_test_verl.parquet").table
+    references = [reference_solution(a, m) for a, m in zip(table.column("answer").to_pylist(), table.column("metadata").to_pylist())]
+    assert references[0].startswith("Janet sells 16 - 3 - 4") and references[0].endswith("#### 18")
+    assert all("####" in r for r in references)
 
 
 def test_sample_is_seeded_and_independent_of_row_order() -> None:
