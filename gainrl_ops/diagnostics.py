@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import torch
 from matplotlib.figure import Figure
@@ -32,10 +31,11 @@ from .gradients import (
     nll_loss,
     sample_rollouts,
 )
+from .models import eval_mode
 from .prompts import PromptConfig, render_prompt
-from .report import save_png
+from .report import float_column, save_png
 from .rewards import answers_match, extract_answer
-from .stats import Correlation, correlation
+from .stats import Correlation, correlation, finite_or_none
 from .storage import write_parquet_atomic, write_text_atomic
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("id", "problem", "answer", "angle_score", "c_intra", "c_inter", "n_tokens")
@@ -102,15 +102,15 @@ class SignalReport:
     config: DiagnosticsConfig
 
     def association(self, predictor: str, control: str | None = None, subset: str = "all") -> Correlation:
-        return next(a.correlation for a in self.associations if (a.predictor, a.control, a.subset) == (predictor, control, subset))
+        return find(self.associations, predictor, control, subset)
 
     def table(self) -> pl.DataFrame:
         """One row per association: subset, association, estimate, low, high, n, significant."""
         return pl.DataFrame(
             [
                 {
-                    "subset": a.subset, "association": a.label, "estimate": _num(a.correlation.estimate),
-                    "low": _num(a.correlation.low), "high": _num(a.correlation.high), "n": a.correlation.n,
+                    "subset": a.subset, "association": a.label, "estimate": finite_or_none(a.correlation.estimate),
+                    "low": finite_or_none(a.correlation.low), "high": finite_or_none(a.correlation.high), "n": a.correlation.n,
                     "significant": a.correlation.significant,
                 }
                 for a in self.associations
@@ -127,16 +127,12 @@ class SignalReport:
         return {
             "verdict": self.verdict,
             "angle_predicts_gradient_beyond_length": beyond_length(partial),
-            "partial_angle_given_length": {k: _num(v) if isinstance(v, float) else v for k, v in asdict(partial).items()},
+            "partial_angle_given_length": {k: finite_or_none(v) if isinstance(v, float) else v for k, v in asdict(partial).items()},
             "n_prompts": self.rows.height,
             "gradient_source": dict(zip(counts["gradient_source"].to_list(), counts["count"].to_list())),
             "associations": self.table().to_dicts(),
             "config": asdict(self.config),
         }
-
-
-def _num(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def sample_prompts(scored: pl.DataFrame, size: int, seed: int) -> pl.DataFrame:
@@ -197,22 +193,18 @@ def measure_gradients(
     rendered = [render_prompt(tokenizer, q, prompt).input_ids for q in sample["problem"].to_list()]
     answers = sample["answer"].to_list()
     metadata = sample["metadata"].to_list() if "metadata" in sample.columns else [None] * sample.height
-    was_training = model.training
-    model.eval()  # dropout off: the norm should not depend on a dropout mask
     rows: list[dict[str, object]] = []
-    try:
-        with tqdm(total=sample.height, desc="gradient norms", unit="prompt", disable=not progress) as bar:
-            for start in range(0, sample.height, config.generation_batch):
-                stop = min(start + config.generation_batch, sample.height)
-                rollouts = sample_rollouts(
-                    model, tokenizer, rendered[start:stop], answers[start:stop],
-                    config.num_generations, config.max_completion_length, config.temperature,
-                )
-                for i, group in zip(range(start, stop), rollouts):
-                    rows.append(_measure_one(model, tokenizer, rendered[i], group, answers[i], metadata[i], config))
-                    bar.update()
-    finally:
-        model.train(was_training)
+    # Dropout off: the norm should not depend on a dropout mask.
+    with eval_mode(model), tqdm(total=sample.height, desc="gradient norms", unit="prompt", disable=not progress) as bar:
+        for start in range(0, sample.height, config.generation_batch):
+            stop = min(start + config.generation_batch, sample.height)
+            rollouts = sample_rollouts(
+                model, tokenizer, rendered[start:stop], answers[start:stop],
+                config.num_generations, config.max_completion_length, config.temperature,
+            )
+            for i, group in zip(range(start, stop), rollouts):
+                rows.append(_measure_one(model, tokenizer, rendered[i], group, answers[i], metadata[i], config))
+                bar.update()
     return pl.concat([sample, pl.DataFrame(rows, schema=_MEASURE_SCHEMA)], how="horizontal")
 
 
@@ -252,32 +244,32 @@ def _measure_one(
     return {**row, "grad_norm": gradient_norm(model, loss), "gradient_source": source, "loss": float(loss.detach())}
 
 
-def _floats(frame: pl.DataFrame, column: str) -> np.ndarray:
-    return frame[column].cast(pl.Float64).fill_null(float("nan")).to_numpy()
-
-
 def associations(rows: pl.DataFrame, config: DiagnosticsConfig = DiagnosticsConfig()) -> list[Association]:
     """Every association of `ASSOCIATIONS`, over all rows and over the GRPO rows alone (a
     fallback norm is on another scale, so mixing the two can blur or fake a trend)."""
     out = []
     for subset, frame in (("all", rows), (GRPO, rows.filter(pl.col("gradient_source") == GRPO))):
-        grad = _floats(frame, "grad_norm")
+        grad = float_column(frame, "grad_norm")
         for predictor, control in ASSOCIATIONS:
-            z = _floats(frame, control) if control else None
-            corr = correlation(_floats(frame, predictor), grad, z=z, n_boot=config.n_boot, seed=config.seed, level=config.level)
+            z = float_column(frame, control) if control else None
+            corr = correlation(float_column(frame, predictor), grad, z=z, n_boot=config.n_boot, seed=config.seed, level=config.level)
             out.append(Association(subset, predictor, control, corr))
     return out
+
+
+def find(found: list[Association], predictor: str, control: str | None = None, subset: str = "all") -> Correlation:
+    """The correlation of one association (`subset` "all" or "grpo")."""
+    return next(a.correlation for a in found if (a.predictor, a.control, a.subset) == (predictor, control, subset))
 
 
 def verdict(found: list[Association], level: float) -> str:
     """The one line a user reads: is the partial correlation of gradient norm with the angle
     score, controlling for length, positive with the interval excluding 0?"""
-    by_key = {(a.subset, a.predictor, a.control): a.correlation for a in found}
-    partial = by_key[("all", "angle_score", LENGTH)]
+    partial = find(found, "angle_score", LENGTH)
     line = f"angle predicts gradient norm beyond length: {'yes' if beyond_length(partial) else 'no'} at {level:.0%} (partial Spearman {partial}"
     if partial.high < 0:
         line += ", significantly negative"
-    grpo = by_key[(GRPO, "angle_score", LENGTH)]
+    grpo = find(found, "angle_score", LENGTH, GRPO)
     return line + f"; GRPO rows only: {grpo if math.isfinite(grpo.estimate) else f'n/a (n={grpo.n})'})"
 
 
@@ -312,10 +304,10 @@ def plot_signal(report: SignalReport, target: Path) -> Path:
     for source, colour in ((GRPO, "tab:blue"), (REFERENCE_NLL, "tab:orange")):
         part = rows.filter(pl.col("gradient_source") == source)
         for ax, x in zip(axes[:2], ("angle_score", LENGTH)):
-            ax.scatter(_floats(part, x), _floats(part, "grad_norm"), s=14, alpha=0.6, color=colour,
+            ax.scatter(float_column(part, x), float_column(part, "grad_norm"), s=14, alpha=0.6, color=colour,
                        edgecolors="none", label=f"{source} ({part.height})")
     for ax, (x, label) in zip(axes[:2], (("angle_score", "angle score"), (LENGTH, "prompt length (tokens)"))):
-        if (_floats(rows, "grad_norm") > 0).all():
+        if (float_column(rows, "grad_norm") > 0).all():
             ax.set_yscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("gradient norm")
@@ -323,7 +315,7 @@ def plot_signal(report: SignalReport, target: Path) -> Path:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     grad_rank = rows["grad_norm"].rank().to_numpy() / max(rows.height, 1)
-    points = axes[2].scatter(_floats(rows, LENGTH), _floats(rows, "angle_score"), c=grad_rank, cmap="viridis", s=14)
+    points = axes[2].scatter(float_column(rows, LENGTH), float_column(rows, "angle_score"), c=grad_rank, cmap="viridis", s=14)
     fig.colorbar(points, ax=axes[2], label="gradient-norm percentile")
     axes[2].set_xlabel("prompt length (tokens)")
     axes[2].set_ylabel("angle score")
@@ -338,9 +330,8 @@ def write_report(report: SignalReport, stem: Path) -> dict[str, Path]:
     `<stem>.png` (scatter plots), each written atomically."""
     stem = Path(stem)
     rows = report.rows.drop("problem", "answer", "metadata", strict=False)
-    paths = {
+    return {
         "rows": write_parquet_atomic(rows.to_arrow(), stem.with_suffix(".parquet")),
         "summary": write_text_atomic(json.dumps(report.summary(), indent=2), stem.with_suffix(".json")),
         "plot": plot_signal(report, stem.with_suffix(".png")),
     }
-    return paths

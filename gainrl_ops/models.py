@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +78,14 @@ def load_model(spec: ModelSpec) -> PreTrainedModel:
         str(resolve_local(spec.name_or_path)), dtype=spec.torch_dtype()
     )
     return model.to(spec.torch_device()).eval()
+
+
+@contextmanager
+def eval_mode(model: PreTrainedModel) -> Iterator[None]:
+    """Dropout off for a measurement (e.g. in the middle of training), then back as it was."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)

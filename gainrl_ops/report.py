@@ -20,10 +20,10 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
 
-from gainrl_ops.stats import spearman, top_k_overlap
+from gainrl_ops.stats import finite_or_none, spearman, top_k_overlap
 from gainrl_ops.storage import atomic_path
 
-__all__ = ["PLOT_NAMES", "REQUIRED_COLUMNS", "CurriculumReport", "build_report", "save_png"]
+__all__ = ["PLOT_NAMES", "REQUIRED_COLUMNS", "CurriculumReport", "build_report", "float_column", "save_png"]
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("id", "angle_score", "c_intra", "c_inter", "n_tokens", "rank")
 # File stems of the plots, in the order they are written.
@@ -64,19 +64,16 @@ class CurriculumReport:
 
         Non-finite floats become None: NaN is not valid JSON and renders badly in the UI.
         """
-        def num(v: float | None) -> float | None:
-            return None if v is None or not math.isfinite(v) else float(v)
-
         meta: dict[str, float | int | str | None] = {
             "n_prompts": self.n_prompts,
-            "score_mean": num(self.score_mean),
-            "score_std": num(self.score_std),
-            "score_min": num(self.score_min),
-            "score_max": num(self.score_max),
-            "spearman_length": num(self.spearman_length),
-            "spearman_difficulty": num(self.spearman_difficulty),
-            "rank_spearman_previous": num(self.rank_spearman_previous),
-            "top_k_overlap_previous": num(self.top_k_overlap_previous),
+            "score_mean": finite_or_none(self.score_mean),
+            "score_std": finite_or_none(self.score_std),
+            "score_min": finite_or_none(self.score_min),
+            "score_max": finite_or_none(self.score_max),
+            "spearman_length": finite_or_none(self.spearman_length),
+            "spearman_difficulty": finite_or_none(self.spearman_difficulty),
+            "rank_spearman_previous": finite_or_none(self.rank_spearman_previous),
+            "top_k_overlap_previous": finite_or_none(self.top_k_overlap_previous),
             "k": self.k,
             "n_common_previous": self.n_common_previous,
         }
@@ -91,7 +88,7 @@ def _check_columns(df: pl.DataFrame, what: str) -> None:
         raise ValueError(f"{what} curriculum lacks columns {missing}; has {df.columns}")
 
 
-def _floats(df: pl.DataFrame, col: str) -> np.ndarray:
+def float_column(df: pl.DataFrame, col: str) -> np.ndarray:
     """Column as float64 with nulls as NaN (polars nulls would otherwise become objects)."""
     return df.get_column(col).cast(pl.Float64).fill_null(float("nan")).to_numpy()
 
@@ -125,7 +122,7 @@ def _plot_histograms(df: pl.DataFrame, target: Path) -> Path:
         ("c_inter", "C_inter (question–system)", "tab:orange"),
     )
     for ax, (col, title, color) in zip(axes, panels):
-        values = _finite(_floats(df, col))
+        values = _finite(float_column(df, col))
         ax.set_title(title)
         ax.set_xlabel(col)
         ax.set_ylabel("prompts")
@@ -145,8 +142,8 @@ def _plot_histograms(df: pl.DataFrame, target: Path) -> Path:
 def _plot_length(df: pl.DataFrame, rho: float, target: Path) -> Path:
     fig = Figure(figsize=(6.5, 4.8), dpi=_DPI, layout="constrained")
     ax = fig.subplots()
-    x = _floats(df, "n_tokens")
-    y = _floats(df, "angle_score")
+    x = float_column(df, "n_tokens")
+    y = float_column(df, "angle_score")
     ok = np.isfinite(x) & np.isfinite(y)
     # Small translucent markers keep thousands of points legible.
     ax.scatter(x[ok], y[ok], s=6, alpha=0.4, edgecolors="none")
@@ -243,7 +240,7 @@ def build_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     plots: dict[str, Path] = {}
 
-    score = _floats(current, "angle_score")
+    score = float_column(current, "angle_score")
     finite_score = _finite(score)
     if finite_score.size:
         stats = (
@@ -256,13 +253,13 @@ def build_report(
     else:
         stats = (math.nan,) * 4
 
-    rho_len = spearman(score, _floats(current, "n_tokens"))
+    rho_len = spearman(score, float_column(current, "n_tokens"))
     plots["score_histogram"] = _plot_histograms(current, out_dir / "score_histogram.png")
     plots["score_vs_length"] = _plot_length(current, rho_len, out_dir / "score_vs_length.png")
 
     rho_diff: float | None = None
     if "difficulty" in current.columns:
-        diff = _floats(current, "difficulty")
+        diff = float_column(current, "difficulty")
         ok = np.isfinite(diff) & np.isfinite(score)
         if ok.any():
             rho_diff = spearman(score[ok], diff[ok])
@@ -280,8 +277,8 @@ def build_report(
             how="inner",
         )
         n_common = joined.height
-        rank_now = _floats(joined, "rank_now")
-        rank_prev = _floats(joined, "rank_prev")
+        rank_now = float_column(joined, "rank_now")
+        rank_prev = float_column(joined, "rank_prev")
         rho_prev = spearman(rank_now, rank_prev)
         overlap = top_k_overlap(_ids_best_first(current), _ids_best_first(previous), k)
         plots["rank_vs_previous"] = _plot_rank_vs_previous(

@@ -16,6 +16,7 @@ __all__ = [
     "Correlation",
     "bootstrap_ci",
     "correlation",
+    "finite_or_none",
     "partial_spearman",
     "pearson",
     "rankdata",
@@ -25,6 +26,12 @@ __all__ = [
 
 # Below this many complete pairs a rank correlation says nothing useful.
 _MIN_PAIRS = 3
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """`value` as a float, or None when it is None, NaN or infinite (JSON and Dagster
+    metadata have no NaN)."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def rankdata(x: np.ndarray) -> np.ndarray:

@@ -15,7 +15,6 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
+from .models import eval_mode
 from .prompts import PromptConfig, chat_messages, render_prompt
 from .rewards import correctness_reward
 from .run_config import TrainingRunConfig
@@ -103,17 +103,6 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         )
 
 
-@contextmanager
-def _eval_mode(model: PreTrainedModel) -> Iterator[None]:
-    """Dropout off for a measurement in the middle of training, then back as it was."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 @dataclass
 class EpochFeedback(TrainerCallback):
     """After each epoch: feedback to the curriculum, one row per epoch and per selected
@@ -134,14 +123,14 @@ class EpochFeedback(TrainerCallback):
     def _angle(self, model: PreTrainedModel, ranks: np.ndarray) -> float:
         """Mean angle score of the epoch's prompts under the current policy (prefill only)."""
         rendered = [render_prompt(self.tokenizer, q, self.prompt) for q in self.ranked["problem"].gather(ranks).to_list()]
-        with _eval_mode(model):
+        with eval_mode(model):
             scores = score_batch(model, [r.input_ids for r in rendered], [r.system_span for r in rendered], [r.question_span for r in rendered], self.run.inter_weight)
         return float(torch.nanmean(scores.angle_score))
 
     def _held_out(self, model: PreTrainedModel) -> float | None:
         if self.evaluate is None:
             return None
-        with _eval_mode(model):
+        with eval_mode(model):
             return self.evaluate(model)
 
     def on_epoch_end(self, args, state, control, model: PreTrainedModel | None = None, **kwargs: Any):

@@ -3,6 +3,8 @@
 Assets only resolve configuration, call `gainrl_ops`, and describe what they wrote.
 """
 
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
 import pyarrow.parquet as pq
@@ -140,6 +142,15 @@ def tokenized_shards(
         },
         data_version=dg.DataVersion(shards.prompt_fingerprint + fingerprint_json([s.digest for s in shards.shards])),
     )
+
+
+def existing_curriculum(storage: StorageResource, dataset: DatasetResource, model: ModelResource, record: CheckpointRecord) -> Path:
+    """The checkpoint's curriculum snapshot, which training and diagnostics read; it must exist."""
+    shards = shard_set(storage, dataset, model, record.path)
+    path = curriculum_path(storage.layout.root, dataset.name, shards.prompt_fingerprint, record.fingerprint)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: materialize curriculum for checkpoint {record.fingerprint} first")
+    return path
 
 
 def checkpoint_record(context: dg.OpExecutionContext | AssetExecutionContext, storage: StorageResource, checkpoint_store: CheckpointStoreResource) -> CheckpointRecord:

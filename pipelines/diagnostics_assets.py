@@ -6,13 +6,13 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, MaterializeResult
 
 from gainrl_ops.catalog import refresh_catalog
-from gainrl_ops.curriculum import curriculum_path
 from gainrl_ops.diagnostics import GRPO, LENGTH, REFERENCE_NLL, diagnose, write_report
 from gainrl_ops.models import ModelSpec, load_model, load_tokenizer
+from gainrl_ops.stats import finite_or_none
 
 from . import partitions
-from .assets import checkpoint_record, curriculum, shard_set
-from .metadata import image, number, preview, table_schema
+from .assets import checkpoint_record, curriculum, existing_curriculum
+from .metadata import image, preview, table_schema
 from .resources import (
     CheckpointStoreResource,
     DatasetResource,
@@ -37,10 +37,7 @@ def signal_diagnostics(
     angle score controlling for length, each with a bootstrap interval, and the verdict."""
     layout = storage.layout
     record = checkpoint_record(context, storage, checkpoint_store)
-    shards = shard_set(storage, dataset, model, record.path)
-    ranked_path = curriculum_path(layout.root, dataset.name, shards.prompt_fingerprint, record.fingerprint)
-    if not ranked_path.exists():
-        raise FileNotFoundError(f"{ranked_path}: materialize curriculum for checkpoint {record.fingerprint} first")
+    ranked_path = existing_curriculum(storage, dataset, model, record)
     prompts = pl.read_parquet(layout.dataset_dir(dataset.name) / "prompts.parquet", columns=["id", "answer", "metadata"])
     scored = pl.read_parquet(ranked_path).join(prompts, on="id", how="left")
     network = load_model(ModelSpec(record.path, dtype=model.dtype, device=model.device))
@@ -57,10 +54,10 @@ def signal_diagnostics(
         "checkpoint": record.fingerprint,
         "grpo_rows": int((sources == GRPO).sum()),
         "reference_nll_rows": int((sources == REFERENCE_NLL).sum()),
-        "partial_rho_angle_given_length": number(partial.estimate),
-        "partial_rho_low": number(partial.low),
-        "partial_rho_high": number(partial.high),
-        **{f"rho_{name}": number(report.association(name).estimate) for name in ("angle_score", "c_intra", "c_inter", LENGTH)},
+        "partial_rho_angle_given_length": finite_or_none(partial.estimate),
+        "partial_rho_low": finite_or_none(partial.low),
+        "partial_rho_high": finite_or_none(partial.high),
+        **{f"rho_{name}": finite_or_none(report.association(name).estimate) for name in ("angle_score", "c_intra", "c_inter", LENGTH)},
         "associations": preview(report.table(), rows=len(report.associations)),
         "plot": image(paths["plot"]),
         "path": dg.MetadataValue.path(str(paths["rows"])),

@@ -1,7 +1,6 @@
 """Turn library results into Dagster metadata: schemas, previews, plots."""
 
 import base64
-import math
 from pathlib import Path
 
 import dagster as dg
@@ -21,11 +20,6 @@ def preview(frame: pl.DataFrame, rows: int = 10, width: int = 80) -> dg.Markdown
     header = "| " + " | ".join(head.columns) + " |\n|" + "---|" * len(head.columns) + "\n"
     body = "".join("| " + " | ".join(_cell(v) for v in row) + " |\n" for row in head.iter_rows())
     return dg.MetadataValue.md(header + body)
-
-
-def number(value: float) -> float | None:
-    """A float for metadata; NaN and infinities become None (NaN is not valid JSON)."""
-    return value if math.isfinite(value) else None
 
 
 def _cell(value: object) -> str:

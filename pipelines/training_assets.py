@@ -5,7 +5,6 @@ import polars as pl
 from dagster import AssetExecutionContext, MaterializeResult
 
 from gainrl_ops.catalog import refresh_catalog
-from gainrl_ops.curriculum import curriculum_path
 from gainrl_ops.evaluation import evaluate_checkpoint, greedy_accuracy
 from gainrl_ops.models import ModelSpec, load_model, load_tokenizer
 from gainrl_ops.run_report import plot_runs
@@ -17,8 +16,8 @@ from .assets import (
     checkpoint_record,
     curriculum,
     dataset_source,
+    existing_curriculum,
     raw_dataset,
-    shard_set,
 )
 from .metadata import image, preview
 from .resources import (
@@ -67,10 +66,7 @@ def training_run(
     layout = storage.layout
     store = checkpoint_store.store(layout)
     base = store.register(resolve_model(model.base_model, layout), name="base", source=model.base_model)
-    shards = shard_set(storage, dataset, model, base.path)
-    ranked_path = curriculum_path(layout.root, dataset.name, shards.prompt_fingerprint, base.fingerprint)
-    if not ranked_path.exists():
-        raise FileNotFoundError(f"{ranked_path}: materialize curriculum for the base checkpoint {base.fingerprint} first")
+    ranked_path = existing_curriculum(storage, dataset, model, base)
     prompts = pl.read_parquet(layout.dataset_dir(dataset.name) / "prompts.parquet", columns=["id", "answer"])
     ranked = pl.read_parquet(ranked_path, columns=["id", "rank", "problem"]).sort("rank").join(prompts, on="id", how="left", maintain_order="left")
     problems = [(q, a) for q, a in _held_out(storage, dataset, held_out).select("problem", "answer").iter_rows()]
