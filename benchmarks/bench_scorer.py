@@ -48,13 +48,19 @@ from transformers import (
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
-from gainrl_ops.angles import DEFAULT_INTER_WEIGHT  # noqa: E402
-from gainrl_ops.arithmetic import ArithmeticConfig, generate  # noqa: E402
-from gainrl_ops.embedded import EmbeddedModelConfig, embedded_model_path  # noqa: E402
-from gainrl_ops.models import ModelSpec, load_model, load_tokenizer  # noqa: E402
-from gainrl_ops.prompts import PromptConfig  # noqa: E402
-from gainrl_ops.scorer import ScoreConfig, ScoreContext, score_batch, score_shards  # noqa: E402
-from gainrl_ops.shards import ShardSet, tokenize_to_shards  # noqa: E402
+from gainrl_ops.core.layout import Layout  # noqa: E402
+from gainrl_ops.data.arithmetic import ArithmeticConfig, generate  # noqa: E402
+from gainrl_ops.data.prompts import PromptConfig  # noqa: E402
+from gainrl_ops.data.shards import ShardSet, tokenize_to_shards  # noqa: E402
+from gainrl_ops.scoring.angles import DEFAULT_INTER_WEIGHT  # noqa: E402
+from gainrl_ops.scoring.embedded import EmbeddedModelConfig, embedded_model_path  # noqa: E402
+from gainrl_ops.scoring.models import ModelSpec, load_model, load_tokenizer  # noqa: E402
+from gainrl_ops.scoring.scorer import (  # noqa: E402
+    ScoreConfig,
+    ScoreContext,
+    score_batch,
+    score_shards,
+)
 
 RESULTS = HERE / "results" / "bench_scorer.json"
 AGREEMENT_TOL = 1e-4  # float32: batching and padding change the sums only in the last bits
@@ -283,7 +289,7 @@ def build_shards(tokenizer: PreTrainedTokenizerBase, sizes: list[int], root: Pat
     """The first N generated problems of one fixed list, tokenized once per size (not timed)."""
     problems = generate(ArithmeticConfig(n_problems=max(sizes), seed=PROMPT_SEED))
     table = pa.table({"id": [f"p{i:06d}" for i in range(len(problems))], "problem": [p.problem for p in problems]})
-    return {n: tokenize_to_shards(table.slice(0, n), tokenizer, PromptConfig(), root / f"n{n}").directory for n in sizes}
+    return {n: tokenize_to_shards(table.slice(0, n), tokenizer, PromptConfig(), Layout(root), f"n{n}").directory for n in sizes}
 
 
 def model_summary(path: Path, temporary: bool) -> dict[str, object]:

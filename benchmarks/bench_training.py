@@ -23,24 +23,25 @@ from pathlib import Path
 import polars as pl
 from matplotlib.figure import Figure
 
-from gainrl_ops.catalog import refresh_catalog
-from gainrl_ops.curriculum import export_curriculum
-from gainrl_ops.embedded import EmbeddedModelConfig, embedded_model_path
-from gainrl_ops.evaluation import greedy_accuracy
-from gainrl_ops.layout import Layout
-from gainrl_ops.models import (
+from gainrl_ops.core.layout import Layout
+from gainrl_ops.core.plotting import save_png
+from gainrl_ops.curriculum.catalog import refresh_catalog
+from gainrl_ops.curriculum.ranking import export_ranking
+from gainrl_ops.data.arithmetic import ArithmeticConfig
+from gainrl_ops.data.prompts import PromptConfig
+from gainrl_ops.data.shards import tokenize_to_shards
+from gainrl_ops.data.sources import DatasetSource, held_out_problems, prepare_dataset
+from gainrl_ops.scoring.embedded import EmbeddedModelConfig, embedded_model_path
+from gainrl_ops.scoring.models import (
     ModelSpec,
     checkpoint_fingerprint,
     load_model,
     load_tokenizer,
 )
-from gainrl_ops.prompts import PromptConfig
-from gainrl_ops.report import save_png
-from gainrl_ops.run_config import TrainingRunConfig
-from gainrl_ops.scorer import ScoreContext, score_shards
-from gainrl_ops.shards import tokenize_to_shards
-from gainrl_ops.sources import DatasetSource, held_out_problems, prepare_dataset
-from gainrl_ops.training import train_run
+from gainrl_ops.scoring.scorer import ScoreContext, score_shards
+from gainrl_ops.training.config import TrainingRunConfig
+from gainrl_ops.training.evaluation import greedy_accuracy
+from gainrl_ops.training.trainer import train_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,13 +51,13 @@ def ranked_prompts(model_path: str, source: DatasetSource, layout: Layout, promp
     one the `training_run` asset trains on."""
     loaded, _ = prepare_dataset(source, layout)
     tokenizer = load_tokenizer(model_path)
-    shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout.shards_root(source.name))
+    shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout, source.name)
     checkpoint = checkpoint_fingerprint(model_path)
-    out = layout.scores_dir(source.name, shards.prompt_fingerprint, checkpoint)
+    out = layout.scores(source.name, shards.prompt_fingerprint, checkpoint)
     context = ScoreContext(source.name, checkpoint, "embedded", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
     score_shards(load_model(ModelSpec(model_path)), shards, out, context)
     refresh_catalog(layout.root)
-    ranked, _ = export_curriculum(layout.root, source.name, shards.prompt_fingerprint, checkpoint)
+    ranked, _ = export_ranking(layout, source.name, shards.prompt_fingerprint, checkpoint)
     answers = pl.from_arrow(loaded.table).select("id", "answer")
     return ranked.select("id", "rank", "problem", "difficulty", "angle_score").join(answers, on="id", how="left", maintain_order="left")
 
@@ -105,7 +106,7 @@ def main() -> None:
         layout = Layout(Path(scratch))
         model_path = str(embedded_model_path(EmbeddedModelConfig(), root=Layout.default().models_dir))
         prompt = PromptConfig()
-        source = DatasetSource(n_problems=args.n_prompts, seed=77)
+        source = DatasetSource(generator=ArithmeticConfig(n_problems=args.n_prompts, seed=77))
         ranked = ranked_prompts(model_path, source, layout, prompt)
         exclude = set(ranked["id"].to_list())
         held_out = held_out_problems("embedded", args.held_out, 78, exclude, source.generator)
@@ -118,14 +119,14 @@ def main() -> None:
         target = base + args.target_gain
         print(f"base held-out accuracy {base:.3f}; target {target:.3f}; {ranked.height} ranked prompts")
 
-        template = TrainingRunConfig(name="bench", epochs=args.epochs, subset_size=args.subset_size, learning_rate=args.learning_rate, checkpoint_every=10**6)
+        template = TrainingRunConfig(name="bench", epochs=args.epochs, subset_size=args.subset_size, grpo={"learning_rate": args.learning_rate}, checkpoint_every=10**6)
         curves: dict[str, list[list[float]]] = {"gainrl": [], "uniform": []}
         rows = []
         for seed in args.seeds:
             for sampler in curves:
                 run = replace(template, name=f"{sampler}-s{seed}", sampler=sampler, seed=seed)
                 t0 = time.perf_counter()
-                result = train_run(run, model_path, ranked, prompt, layout.root / "runs" / run.name, lambda *_: "", evaluate)
+                result = train_run(run, model_path, ranked, prompt, layout, lambda *_: "", evaluate)
                 curve = result.epochs["held_out_accuracy"].to_list()
                 curves[sampler].append(curve)
                 rows.append({"sampler": sampler, "seed": seed, "curve": curve, "rollout_accuracy": result.epochs["accuracy"].to_list(),

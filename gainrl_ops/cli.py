@@ -10,16 +10,28 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from .angles import DEFAULT_INTER_WEIGHT
-from .catalog import EXAMPLE_QUERIES, describe_error, query, refresh_catalog
-from .datasets import FieldMap
-from .layout import Layout
-from .models import ModelSpec, checkpoint_fingerprint, load_model, load_tokenizer
-from .prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
-from .scorer import ScoreConfig, ScoreContext, score_shards
-from .shards import tokenize_to_shards
-from .sources import EMBEDDED, DatasetSource, prepare_dataset, resolve_model
-from .storage import storage_root
+from gainrl_ops.core.layout import SCORE_PART, Layout
+from gainrl_ops.core.storage import storage_root
+from gainrl_ops.curriculum.catalog import (
+    EXAMPLE_QUERIES,
+    describe_error,
+    query,
+    refresh_catalog,
+)
+from gainrl_ops.data.arithmetic import ArithmeticConfig
+from gainrl_ops.data.datasets import FieldMap
+from gainrl_ops.data.prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
+from gainrl_ops.data.shards import tokenize_to_shards
+from gainrl_ops.data.sources import EMBEDDED, DatasetSource, prepare_dataset
+from gainrl_ops.scoring.angles import DEFAULT_INTER_WEIGHT
+from gainrl_ops.scoring.embedded import resolve_model
+from gainrl_ops.scoring.models import (
+    ModelSpec,
+    checkpoint_fingerprint,
+    load_model,
+    load_tokenizer,
+)
+from gainrl_ops.scoring.scorer import ScoreConfig, ScoreContext, score_shards
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -29,7 +41,7 @@ def _score(args: argparse.Namespace) -> int:
         name=args.name or (Path(args.data).stem if args.data != EMBEDDED else "arithmetic"),
         fields=FieldMap(problem=args.problem_field, answer=args.answer_field),
         on_error=args.on_error,
-        n_problems=args.n_problems,
+        generator=ArithmeticConfig(n_problems=args.n_problems),
     )
     name = source.name
     loaded, _ = prepare_dataset(source, layout)
@@ -39,15 +51,15 @@ def _score(args: argparse.Namespace) -> int:
     spec = ModelSpec(model_path, dtype=args.dtype, device=args.device)
     tokenizer = load_tokenizer(model_path)
     prompt = PromptConfig(system_prompt=args.system_prompt, max_tokens=args.max_tokens)
-    shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout.shards_root(name), shard_size=args.shard_size)
+    shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout, name, shard_size=args.shard_size)
     checkpoint = checkpoint_fingerprint(model_path)
     context = ScoreContext(name, checkpoint, model_path, shards.tokenizer_fingerprint, shards.prompt_fingerprint, args.dtype)
-    out = layout.scores_dir(name, shards.prompt_fingerprint, checkpoint)
+    out = layout.scores(name, shards.prompt_fingerprint, checkpoint)
     summary = score_shards(load_model(spec), shards, out, context, ScoreConfig(inter_weight=args.inter_weight))
     refresh_catalog(layout.root)
     print(f"scored {summary.rows} prompts ({summary.parts_written} parts written, {summary.parts_reused} reused) -> {out}")
     top = (
-        pl.read_parquet(out / "part-*.parquet")
+        pl.read_parquet(out / SCORE_PART.name_glob())
         .join(pl.from_arrow(loaded.table).select("id", "problem"), on="id")
         .sort("angle_score", descending=True)
         .select("id", "angle_score", "c_intra", "c_inter", "n_tokens", "problem")

@@ -14,23 +14,22 @@ import time
 import dagster as dg
 import polars as pl
 
-from gainrl_ops.catalog import EXAMPLE_QUERIES, catalog_path, query
+from gainrl_ops.core.layout import Layout
+from gainrl_ops.curriculum.catalog import EXAMPLE_QUERIES, query
 
-from . import assets, checks, diagnostics_assets, training_assets
-from .automation import new_checkpoint_sensor
-from .definitions import resources
+from .definitions import defs
+from .defs.curriculum.automation import new_checkpoint_sensor
+from .defs.training.automation import training_runs_sensor
+from .resources import default_resources
 
-PREPARE = [assets.raw_dataset, assets.base_checkpoint, assets.tokenized_shards]
-RESCORE = [assets.angle_scores, assets.curriculum, assets.curriculum_report, training_assets.evaluation]
+PREPARE = ["raw_dataset", "base_checkpoint", "tokenized_shards"]
+RESCORE = ["angle_scores", "curriculum", "curriculum_report", "evaluation"]
 DEMO_RUN = os.environ.get("GAINRL_DEMO_RUN", "gainrl-demo")
 
 
-def _materialize(instance: dg.DagsterInstance, selection: list, partition: str | None = None) -> dg.ExecuteInProcessResult:
-    everything = [
-        *dg.load_assets_from_modules([assets, training_assets, diagnostics_assets]),
-        *dg.load_asset_checks_from_modules([checks]),
-    ]
-    result = dg.materialize(everything, selection=selection, partition_key=partition, instance=instance, resources=resources())
+def _materialize(instance: dg.DagsterInstance, selection: list[str], partition: str | None = None) -> dg.ExecuteInProcessResult:
+    everything = [*defs.assets, *defs.asset_checks]
+    result = dg.materialize(everything, selection=selection, partition_key=partition, instance=instance, resources=default_resources())
     evaluations = result.get_asset_check_evaluations()
     failed = [e.check_name for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
     if failed:
@@ -40,11 +39,11 @@ def _materialize(instance: dg.DagsterInstance, selection: list, partition: str |
     return result
 
 
-def _new_checkpoints(instance: dg.DagsterInstance) -> list[str]:
-    """One evaluation of the rescoring sensor, applied as the daemon would apply it."""
-    available = {k: v for k, v in resources().items() if k in ("storage", "checkpoint_store")}
-    with dg.build_sensor_context(instance=instance, resources=available) as context:
-        result = new_checkpoint_sensor(context)
+def _tick(instance: dg.DagsterInstance, sensor: dg.SensorDefinition) -> list[str]:
+    """One evaluation of a sensor, its new partitions added as the daemon would add them;
+    returns the partitions of the runs it requested."""
+    with dg.build_sensor_context(instance=instance, resources=default_resources()) as context:
+        result = sensor(context)
     if isinstance(result, dg.SkipReason):
         return []
     for request in result.dynamic_partitions_requests:
@@ -60,24 +59,25 @@ def main() -> int:
     checkpoint = base.step_materialization_data.materialization.metadata["checkpoint"].value
     _materialize(instance, RESCORE, partition=checkpoint)
     print(f"\nbase checkpoint {checkpoint}: scored, ranked, reported and evaluated ({time.perf_counter() - started:.0f} s)")
-    diagnosed = _materialize(instance, [diagnostics_assets.signal_diagnostics], partition=checkpoint)
+    diagnosed = _materialize(instance, ["signal_diagnostics"], partition=checkpoint)
     (event,) = diagnosed.get_asset_materialization_events()
     print(f"signal diagnostics: {event.step_materialization_data.materialization.metadata['verdict'].value}")
 
-    _materialize(instance, [training_assets.training_run], partition=DEMO_RUN)
-    new = _new_checkpoints(instance)
+    _tick(instance, training_runs_sensor)
+    _materialize(instance, ["training_run"], partition=DEMO_RUN)
+    new = _tick(instance, new_checkpoint_sensor)
     print(f"training run {DEMO_RUN} saved {len(new)} checkpoints; the sensor requested their rescoring")
     for partition in new:
         _materialize(instance, RESCORE, partition=partition)
 
-    root = resources()["storage"].layout.root
-    summary = query(root, """
+    layout = Layout.default()
+    summary = query(layout.root, """
         SELECT c.name AS checkpoint, c.fingerprint, round(avg(e.correct::INT), 3) AS held_out_accuracy, count(*) AS problems
         FROM evaluations e JOIN checkpoints c ON c.fingerprint = e.checkpoint
         GROUP BY ALL ORDER BY min(c.registered_at)""")
     with pl.Config(tbl_hide_dataframe_shape=True, tbl_width_chars=120):
         print(summary)
-    print(f"\nDone in {time.perf_counter() - started:.0f} s. DuckDB catalog: {catalog_path(root)}\nTry:")
+    print(f"\nDone in {time.perf_counter() - started:.0f} s. DuckDB catalog: {layout.catalog}\nTry:")
     for sql in EXAMPLE_QUERIES:
         print(f"\n  .venv/bin/gainrl sql \"{' '.join(sql.split())}\"")
     print("\nOr browse the assets, runs and plots: make ui  (then open http://127.0.0.1:3000)")

@@ -1,22 +1,40 @@
-"""Resources: where artifacts live, which dataset and model, and how to score."""
+"""Resources: where artifacts live, which dataset and model, how to score, train and diagnose.
+
+Each resource takes its defaults from the library's config dataclass and builds it by
+keyword, so a setting is declared once. `TargetsResource.resolve(context)` turns a
+checkpoint partition into one `CheckpointTarget`: the record, the shard set, every path and
+a lazy model loader.
+"""
+
 
 import os
-from dataclasses import fields
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
-from gainrl_ops.angles import DEFAULT_INTER_WEIGHT
-from gainrl_ops.checkpoints import LocalCheckpointStore
-from gainrl_ops.diagnostics import DiagnosticsConfig
-from gainrl_ops.layout import Layout
-from gainrl_ops.prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
-from gainrl_ops.run_config import TrainingRunConfig, load_run_configs
-from gainrl_ops.scorer import ScoreConfig
-from gainrl_ops.sources import EMBEDDED
-from gainrl_ops.storage import storage_root
+from gainrl_ops.core.layout import Layout
+from gainrl_ops.core.storage import storage_root
+from gainrl_ops.curriculum.ranking import existing_ranking
+from gainrl_ops.data.arithmetic import ArithmeticConfig
+from gainrl_ops.data.datasets import FieldMap
+from gainrl_ops.data.prompts import PromptConfig
+from gainrl_ops.data.shards import ShardSet, current_shards
+from gainrl_ops.data.sources import EMBEDDED, DatasetSource, HeldOutConfig
+from gainrl_ops.diagnostics.signal import DiagnosticsConfig
+from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore
+from gainrl_ops.scoring.scorer import ScoreConfig
+from gainrl_ops.training.config import TrainingRunConfig, load_run_configs
 
-RUNS_FILE = Path(os.environ.get("GAINRL_RUNS", Path(__file__).resolve().parent.parent / "data" / "training_runs.yaml"))
+DEFAULT_RUNS_FILE = Path(__file__).resolve().parent.parent / "data" / "training_runs.yaml"
+
+
+def _build(cls: type, resource: dg.ConfigurableResource) -> Any:
+    """The library config `cls`, built by keyword from the resource's same-named fields."""
+    return cls(**{f.name: getattr(resource, f.name) for f in fields(cls) if f.name in type(resource).model_fields})
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -37,7 +55,7 @@ class CheckpointStoreResource(dg.ConfigurableResource):
     """
 
     directory: str = ""
-    settle_seconds: float = 10.0
+    settle_seconds: float = LocalCheckpointStore.settle_seconds
 
     def store(self, layout: Layout) -> LocalCheckpointStore:
         root = Path(self.directory).resolve() if self.directory else layout.checkpoints_dir
@@ -55,15 +73,25 @@ class DatasetResource(dg.ConfigurableResource):
     n_problems, seed, max_steps, max_digits: the generated dataset (embedded only).
     """
 
-    path: str = os.environ.get("GAINRL_DATA", EMBEDDED)
-    name: str = os.environ.get("GAINRL_DATASET_NAME", "arithmetic")
+    path: str = DatasetSource.path
+    name: str = DatasetSource.name
     problem_field: str = ""
     answer_field: str = ""
-    on_error: str = "fail"
-    n_problems: int = 2000
-    seed: int = 0
-    max_steps: int = 3
-    max_digits: int = 1
+    on_error: str = DatasetSource.on_error
+    n_problems: int = ArithmeticConfig.n_problems
+    seed: int = ArithmeticConfig.seed
+    max_steps: int = ArithmeticConfig.max_steps
+    max_digits: int = ArithmeticConfig.max_digits
+
+    @property
+    def source(self) -> DatasetSource:
+        return DatasetSource(
+            path=self.path,
+            name=self.name,
+            fields=FieldMap(problem=self.problem_field or None, answer=self.answer_field or None),
+            on_error=self.on_error,
+            generator=_build(ArithmeticConfig, self),
+        )
 
 
 class ModelResource(dg.ConfigurableResource):
@@ -75,15 +103,15 @@ class ModelResource(dg.ConfigurableResource):
     system_prompt, max_tokens: the prompt template (the chat template is the tokenizer's).
     """
 
-    base_model: str = os.environ.get("GAINRL_MODEL", EMBEDDED)
+    base_model: str = EMBEDDED
     dtype: str = "float32"
     device: str = "auto"
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    max_tokens: int = 1024
+    system_prompt: str = PromptConfig.system_prompt
+    max_tokens: int = PromptConfig.max_tokens
 
     @property
     def prompt(self) -> PromptConfig:
-        return PromptConfig(system_prompt=self.system_prompt, max_tokens=self.max_tokens)
+        return _build(PromptConfig, self)
 
 
 class ScoringResource(dg.ConfigurableResource):
@@ -94,26 +122,33 @@ class ScoringResource(dg.ConfigurableResource):
     max_batch_size, max_batch_tokens: forward-pass batch limits (raise the tokens on a GPU).
     """
 
-    inter_weight: float = DEFAULT_INTER_WEIGHT
+    inter_weight: float = ScoreConfig.inter_weight
     shard_size: int = 1024
-    max_batch_size: int = 64
-    max_batch_tokens: int = 4096
+    max_batch_size: int = ScoreConfig.max_batch_size
+    max_batch_tokens: int = ScoreConfig.max_batch_tokens
 
     @property
     def config(self) -> ScoreConfig:
-        return ScoreConfig(self.inter_weight, self.max_batch_size, self.max_batch_tokens)
+        return _build(ScoreConfig, self)
 
 
 class TrainingResource(dg.ConfigurableResource):
     """Named GRPO runs: a YAML mapping of run name to `TrainingRunConfig` fields.
 
-    runs_file: the file the `training_runs` partitions were loaded from.
+    runs_file: empty means `data/training_runs.yaml`. The `training_runs` partitions follow
+      the names in this file (the `training_runs_sensor` adds new ones).
     """
 
-    runs_file: str = str(RUNS_FILE)
+    runs_file: str = ""
 
     def runs(self) -> dict[str, TrainingRunConfig]:
-        return load_run_configs(Path(self.runs_file))
+        return load_run_configs(Path(self.runs_file) if self.runs_file else DEFAULT_RUNS_FILE)
+
+    def run(self, name: str) -> TrainingRunConfig:
+        runs = self.runs()
+        if name not in runs:
+            raise KeyError(f"training run {name!r} is not in {self.runs_file or DEFAULT_RUNS_FILE}; runs there: {sorted(runs)}")
+        return runs[name]
 
 
 class HeldOutResource(dg.ConfigurableResource):
@@ -124,10 +159,14 @@ class HeldOutResource(dg.ConfigurableResource):
     max_new_tokens: greedy completion length.
     """
 
-    path: str = os.environ.get("GAINRL_EVAL_DATA", EMBEDDED)
-    n_problems: int = 200
-    seed: int = 10_000
-    max_new_tokens: int = 64
+    path: str = HeldOutConfig.path
+    n_problems: int = HeldOutConfig.n_problems
+    seed: int = HeldOutConfig.seed
+    max_new_tokens: int = HeldOutConfig.max_new_tokens
+
+    @property
+    def config(self) -> HeldOutConfig:
+        return _build(HeldOutConfig, self)
 
 
 class DiagnosticsResource(dg.ConfigurableResource):
@@ -150,4 +189,157 @@ class DiagnosticsResource(dg.ConfigurableResource):
 
     @property
     def config(self) -> DiagnosticsConfig:
-        return DiagnosticsConfig(**{f.name: getattr(self, f.name) for f in fields(DiagnosticsConfig)})
+        return _build(DiagnosticsConfig, self)
+
+
+@dataclass(frozen=True)
+class CheckpointTarget:
+    """One checkpoint of the store with everything an asset needs to read or write for it."""
+
+    layout: Layout
+    source: DatasetSource
+    record: CheckpointRecord
+    model: ModelResource
+    shard_set: Callable[[], ShardSet]
+
+    @cached_property
+    def shards(self) -> ShardSet:
+        """The dataset's current shard set (read on first use: evaluation does not need one)."""
+        return self.shard_set()
+
+    @property
+    def dataset(self) -> str:
+        return self.source.name
+
+    @property
+    def checkpoint(self) -> str:
+        return self.record.fingerprint
+
+    @property
+    def prompts(self) -> Path:
+        return self.layout.prompts(self.dataset)
+
+    @property
+    def scores(self) -> Path:
+        return self.layout.scores(self.dataset, self.shards.prompt_fingerprint, self.checkpoint)
+
+    @property
+    def staging(self) -> Path:
+        return self.layout.scores_staging(self.dataset, self.shards.prompt_fingerprint, self.checkpoint)
+
+    @property
+    def ranking(self) -> Path:
+        return self.layout.ranking(self.dataset, self.shards.prompt_fingerprint, self.checkpoint)
+
+    def existing_ranking(self) -> Path:
+        return existing_ranking(self.layout, self.dataset, self.shards.prompt_fingerprint, self.checkpoint)
+
+    @property
+    def report_dir(self) -> Path:
+        return self.layout.report_dir(self.dataset, self.shards.prompt_fingerprint, self.checkpoint)
+
+    @property
+    def evaluation(self) -> Path:
+        return self.layout.evaluation(self.dataset, self.checkpoint)
+
+    @property
+    def diagnostics_stem(self) -> Path:
+        return self.layout.diagnostics_stem(self.dataset, self.checkpoint)
+
+    def score_context(self):  # -> ScoreContext
+        from gainrl_ops.scoring.scorer import ScoreContext
+
+        return ScoreContext(
+            self.dataset, self.checkpoint, self.record.name, self.shards.tokenizer_fingerprint, self.shards.prompt_fingerprint, self.model.dtype
+        )
+
+    def load_model(self):  # -> PreTrainedModel
+        """The checkpoint on the configured device and dtype (torch is imported only here)."""
+        from gainrl_ops.scoring.models import ModelSpec, load_model
+
+        return load_model(ModelSpec(self.record.path, dtype=self.model.dtype, device=self.model.device))
+
+    def load_tokenizer(self, check_shards: bool = False):  # -> PreTrainedTokenizerBase
+        """The checkpoint's tokenizer; with `check_shards`, it must be the one the shards used."""
+        from gainrl_ops.data.prompts import tokenizer_fingerprint
+        from gainrl_ops.scoring.models import load_tokenizer
+
+        tokenizer = load_tokenizer(self.record.path)
+        if check_shards and tokenizer_fingerprint(tokenizer) != self.shards.tokenizer_fingerprint:
+            raise ValueError(
+                f"checkpoint {self.record.name} ({self.checkpoint}) has another tokenizer than the shards in {self.shards.directory}; "
+                "materialize tokenized_shards with it as the base model"
+            )
+        return tokenizer
+
+
+class TargetsResource(dg.ConfigurableResource):
+    """Resolves a partition of the `checkpoints` partitions into a `CheckpointTarget`."""
+
+    storage: dg.ResourceDependency[StorageResource]
+    dataset: dg.ResourceDependency[DatasetResource]
+    model: dg.ResourceDependency[ModelResource]
+    checkpoint_store: dg.ResourceDependency[CheckpointStoreResource]
+
+    @property
+    def layout(self) -> Layout:
+        return self.storage.layout
+
+    @property
+    def store(self) -> LocalCheckpointStore:
+        return self.checkpoint_store.store(self.layout)
+
+    def shards(self) -> ShardSet:
+        """The shard set tokenized_shards made last; it must match the model's prompt settings."""
+        return current_shards(self.layout, self.dataset.name, self.model.prompt)
+
+    def base_model_path(self) -> str:
+        """The base model's loadable id or path ("embedded" is built once and cached)."""
+        from gainrl_ops.scoring.embedded import resolve_model
+
+        return resolve_model(self.model.base_model, self.layout)
+
+    def base(self) -> CheckpointRecord:
+        """The base checkpoint, registered in the store (once)."""
+        return self.store.register(self.base_model_path(), name="base", source=self.model.base_model)
+
+    def target(self, record: CheckpointRecord) -> CheckpointTarget:
+        return CheckpointTarget(self.layout, self.dataset.source, record, self.model, self.shards)
+
+    def resolve(self, context: dg.AssetExecutionContext | dg.OpExecutionContext | dg.AssetCheckExecutionContext) -> CheckpointTarget:
+        """The checkpoint partition being run."""
+        return self.target(self.store.get(context.partition_key))
+
+
+def _env(name: str, default: str) -> str:
+    """An environment override resolved when a run launches (`dg.EnvVar`), when it is set."""
+    return dg.EnvVar(name) if name in os.environ else default
+
+
+def default_resources(
+    storage: StorageResource | None = None,
+    checkpoint_store: CheckpointStoreResource | None = None,
+    dataset: DatasetResource | None = None,
+    model: ModelResource | None = None,
+    **others: dg.ConfigurableResource,
+) -> dict[str, dg.ConfigurableResource]:
+    """Every resource the definitions use, with `targets` wired to the same storage, dataset,
+    model and store. Unset ones are configurable at launch with the library defaults, and
+    with GAINRL_DATA, GAINRL_DATASET_NAME, GAINRL_MODEL, GAINRL_EVAL_DATA when those are set."""
+    storage = storage or StorageResource.configure_at_launch()
+    checkpoint_store = checkpoint_store or CheckpointStoreResource.configure_at_launch()
+    dataset = dataset or DatasetResource.configure_at_launch(
+        path=_env("GAINRL_DATA", DatasetSource.path), name=_env("GAINRL_DATASET_NAME", DatasetSource.name)
+    )
+    model = model or ModelResource.configure_at_launch(base_model=_env("GAINRL_MODEL", EMBEDDED))
+    return {
+        "storage": storage,
+        "checkpoint_store": checkpoint_store,
+        "dataset": dataset,
+        "model": model,
+        "targets": TargetsResource(storage=storage, dataset=dataset, model=model, checkpoint_store=checkpoint_store),
+        "scoring": others.get("scoring", ScoringResource()),
+        "training": others.get("training", TrainingResource(runs_file=_env("GAINRL_RUNS", ""))),
+        "held_out": others.get("held_out", HeldOutResource(path=_env("GAINRL_EVAL_DATA", HeldOutConfig.path))),
+        "diagnostics": others.get("diagnostics", DiagnosticsResource()),
+    }

@@ -14,7 +14,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from gainrl_ops import cli
-from gainrl_ops.catalog import (
+from gainrl_ops.core.layout import Layout
+from gainrl_ops.core.storage import write_parquet_atomic, write_text_atomic
+from gainrl_ops.curriculum.catalog import (
     EXAMPLE_QUERIES,
     catalog_path,
     connect_readonly,
@@ -22,11 +24,9 @@ from gainrl_ops.catalog import (
     query,
     refresh_catalog,
 )
-from gainrl_ops.datasets import CANONICAL_SCHEMA, REJECTS_SCHEMA
-from gainrl_ops.layout import Layout
-from gainrl_ops.scorer import SCORE_SCHEMA
-from gainrl_ops.shards import SHARD_SCHEMA
-from gainrl_ops.storage import write_parquet_atomic, write_text_atomic
+from gainrl_ops.data.datasets import CANONICAL_SCHEMA, REJECTS_SCHEMA
+from gainrl_ops.data.shards import SHARD_SCHEMA
+from gainrl_ops.scoring.scorer import SCORE_SCHEMA
 
 DATASET = "arith"
 PROMPT_FP = "1111222233334444"
@@ -75,7 +75,7 @@ def write_prompts(root: Path, dataset: str = DATASET) -> None:
             },
             schema=SHARD_SCHEMA,
         )
-        write_parquet_atomic(shard, layout.shards_root(dataset) / PROMPT_FP / f"shard-{index:05d}.parquet")
+        write_parquet_atomic(shard, layout.shards(dataset, PROMPT_FP) / f"shard-{index:05d}.parquet")
 
 
 def score_table(ids: list[str], checkpoint: str, seed: int, nan_first: bool = False) -> pa.Table:
@@ -109,7 +109,7 @@ def score_table(ids: list[str], checkpoint: str, seed: int, nan_first: bool = Fa
 
 
 def write_scores(root: Path, checkpoint: str, seed: int, nan_first: bool = False) -> None:
-    out = Layout(root).scores_dir(DATASET, PROMPT_FP, checkpoint)
+    out = Layout(root).scores(DATASET, PROMPT_FP, checkpoint)
     table = score_table(IDS, checkpoint, seed, nan_first)
     write_parquet_atomic(table.slice(0, SHARD_SIZES[0]), out / "part-00000.parquet")
     write_parquet_atomic(table.slice(SHARD_SIZES[0]), out / "part-00001.parquet")

@@ -4,8 +4,8 @@ import json
 import shutil
 from pathlib import Path
 
-from gainrl_ops.checkpoints import RECORD_FILE, LocalCheckpointStore
-from gainrl_ops.models import checkpoint_fingerprint
+from gainrl_ops.scoring.checkpoints import RECORD_FILE, LocalCheckpointStore
+from gainrl_ops.scoring.models import checkpoint_fingerprint
 
 
 def test_register_is_idempotent_by_content(tmp_path: Path, tiny_model_path: Path) -> None:

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SHARED_DATA
 
-from gainrl_ops.datasets import (
+from gainrl_ops.data.datasets import (
     CANONICAL_SCHEMA,
     REJECTS_SCHEMA,
     DatasetError,
@@ -368,7 +368,7 @@ def test_write_dataset(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "x.jsonl", [*with_bad({"problem": None, "answer": "2"}), GOOD[0]])
     loaded = load_dataset(path, on_error="skip")
     out = tmp_path / "artifacts" / "x"
-    paths = write_dataset(loaded, out)
+    paths = write_dataset(loaded, out / "prompts.parquet", out / "rejects.parquet")
     assert set(paths) == {"prompts", "rejects"}
     assert paths["prompts"] == out / "prompts.parquet" and paths["rejects"] == out / "rejects.parquet"
     assert pq.read_table(paths["prompts"]).equals(loaded.table)

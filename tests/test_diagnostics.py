@@ -10,9 +10,19 @@ import pytest
 import torch
 from conftest import SHARED_DATA
 
-from gainrl_ops.arithmetic import ArithmeticConfig, generate
-from gainrl_ops.datasets import load_dataset
-from gainrl_ops.diagnostics import (
+from gainrl_ops.data.arithmetic import ArithmeticConfig, generate
+from gainrl_ops.data.datasets import load_dataset
+from gainrl_ops.data.prompts import PromptConfig
+from gainrl_ops.diagnostics.checks import angle_predicts_gradient
+from gainrl_ops.diagnostics.gradients import (
+    completion_logps,
+    completion_mask,
+    gradient_norm,
+    group_advantages,
+    grpo_loss,
+    nll_loss,
+)
+from gainrl_ops.diagnostics.signal import (
     GRPO,
     LENGTH,
     REFERENCE_NLL,
@@ -24,17 +34,7 @@ from gainrl_ops.diagnostics import (
     verdict,
     write_report,
 )
-from gainrl_ops.gradients import (
-    completion_logps,
-    completion_mask,
-    gradient_norm,
-    group_advantages,
-    grpo_loss,
-    nll_loss,
-)
-from gainrl_ops.models import ModelSpec, load_model, load_tokenizer
-from gainrl_ops.prompts import PromptConfig
-from gainrl_ops.validation import angle_predicts_gradient
+from gainrl_ops.scoring.models import ModelSpec, load_model, load_tokenizer
 
 
 def _rows(angle: np.ndarray, length: np.ndarray, grad: np.ndarray, rng: np.random.Generator) -> pl.DataFrame:

@@ -10,10 +10,14 @@ import duckdb
 import polars as pl
 import pytest
 
-from gainrl_ops.catalog import catalog_path
-from pipelines import assets, checks, diagnostics_assets, training_assets
-from pipelines.automation import new_checkpoint_sensor, rescore_latest_schedule
+from gainrl_ops.core import layout as tree
+from gainrl_ops.core.layout import Layout
 from pipelines.definitions import defs
+from pipelines.defs.curriculum.automation import (
+    new_checkpoint_sensor,
+    rescore_latest_schedule,
+)
+from pipelines.defs.training.automation import training_runs_sensor
 from pipelines.resources import (
     CheckpointStoreResource,
     DatasetResource,
@@ -23,33 +27,38 @@ from pipelines.resources import (
     ScoringResource,
     StorageResource,
     TrainingResource,
+    default_resources,
 )
 
-ALL = [*dg.load_assets_from_modules([assets, training_assets, diagnostics_assets]), *dg.load_asset_checks_from_modules([checks])]
-PREPARE = [assets.raw_dataset, assets.base_checkpoint, assets.tokenized_shards]
-RESCORE = [assets.angle_scores, assets.curriculum, assets.curriculum_report]
+ALL = [*defs.assets, *defs.asset_checks]
+PREPARE = ["raw_dataset", "base_checkpoint", "tokenized_shards"]
+RESCORE = ["angle_scores", "curriculum", "curriculum_report"]
 N_PROMPTS = 60
 DIAGNOSED = 24
 # Two short epochs of the demo run, small enough for a test; same partition name as the bundled file.
 TEST_RUNS = """
-gainrl-demo: {sampler: gainrl, epochs: 2, subset_size: 8, num_generations: 4, per_device_batch_size: 16,
-              max_completion_length: 16, learning_rate: 0.001, checkpoint_every: 1}
+gainrl-demo: {sampler: gainrl, epochs: 2, subset_size: 8, checkpoint_every: 1,
+              grpo: {num_generations: 4, per_device_train_batch_size: 16, max_completion_length: 16, learning_rate: 0.001}}
 """
 
 
+def catalog_path(root: Path) -> Path:
+    return Layout(root).catalog
+
+
 def _resources(root: Path, model_path: Path) -> dict:
-    runs = root / "runs.yaml"
+    runs = root.with_name(f"{root.name}-runs.yaml")  # beside the storage root, not in it
     runs.write_text(TEST_RUNS)
-    return {
-        "storage": StorageResource(root=str(root)),
-        "checkpoint_store": CheckpointStoreResource(settle_seconds=0),
-        "dataset": DatasetResource(n_problems=N_PROMPTS, seed=3, max_steps=1, max_digits=1),
-        "model": ModelResource(base_model=str(model_path)),
-        "scoring": ScoringResource(shard_size=25),
-        "training": TrainingResource(runs_file=str(runs)),
-        "held_out": HeldOutResource(n_problems=16),
-        "diagnostics": DiagnosticsResource(sample_size=DIAGNOSED, num_generations=4, max_completion_length=16, n_boot=200),
-    }
+    return default_resources(
+        storage=StorageResource(root=str(root)),
+        checkpoint_store=CheckpointStoreResource(settle_seconds=0),
+        dataset=DatasetResource(n_problems=N_PROMPTS, seed=3, max_steps=1, max_digits=1),
+        model=ModelResource(base_model=str(model_path)),
+        scoring=ScoringResource(shard_size=25),
+        training=TrainingResource(runs_file=str(runs)),
+        held_out=HeldOutResource(n_problems=16),
+        diagnostics=DiagnosticsResource(sample_size=DIAGNOSED, num_generations=4, max_completion_length=16, n_boot=200),
+    )
 
 
 @pytest.fixture
@@ -81,7 +90,7 @@ def test_definitions_load_with_every_asset_job_sensor_and_schedule() -> None:
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert keys == {"raw_dataset", "base_checkpoint", "tokenized_shards", "angle_scores", "curriculum", "curriculum_report", "training_run", "evaluation", "signal_diagnostics"}
     assert {j.name for j in repo.get_all_jobs()} >= {"prepare_dataset", "rescore_checkpoint", "diagnose_checkpoint", "train"}
-    assert [s.name for s in repo.sensor_defs] == ["new_checkpoint_sensor"]
+    assert sorted(s.name for s in repo.sensor_defs) == ["new_checkpoint_sensor", "training_runs_sensor"]
     assert [s.name for s in repo.schedule_defs] == ["rescore_latest_schedule"]
 
 
@@ -106,7 +115,7 @@ def test_chain_materializes_scores_curriculum_and_report(instance, tmp_path: Pat
 def test_signal_diagnostics_writes_rows_plot_verdict_and_sql_view(instance, tmp_path: Path, tiny_model_path: Path) -> None:
     partition = _prepare(instance, tmp_path, tiny_model_path)
     _rescore(instance, tmp_path, tiny_model_path, partition)
-    result = dg.materialize(ALL, selection=[diagnostics_assets.signal_diagnostics], partition_key=partition, instance=instance, resources=_resources(tmp_path, tiny_model_path))
+    result = dg.materialize(ALL, selection=["signal_diagnostics"], partition_key=partition, instance=instance, resources=_resources(tmp_path, tiny_model_path))
     assert result.success
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == "angle_predicts_gradient" and check.severity == dg.AssetCheckSeverity.WARN
@@ -175,16 +184,30 @@ def test_training_run_writes_selections_and_checkpoints_that_the_sensor_rescores
     base = _prepare(instance, tmp_path, tiny_model_path)
     _rescore(instance, tmp_path, tiny_model_path, base)
     resources = _resources(tmp_path, tiny_model_path)
-    result = dg.materialize(ALL, selection=[training_assets.training_run], partition_key="gainrl-demo", instance=instance, resources=resources)
+    with dg.build_sensor_context(instance=instance, resources={"training": resources["training"]}) as context:
+        (request,) = training_runs_sensor(context).dynamic_partitions_requests
+    assert list(request.partition_keys) == ["gainrl-demo"], "the sensor turns the runs file into partitions"
+    instance.add_dynamic_partitions("training_runs", list(request.partition_keys))
+    result = dg.materialize(ALL, selection=["training_run"], partition_key="gainrl-demo", instance=instance, resources=resources)
     assert result.success
 
     with duckdb.connect(str(catalog_path(tmp_path)), read_only=True) as con:
         epochs = con.sql("SELECT epoch, mu, sigma, accuracy, angle, held_out_accuracy FROM epochs WHERE run = 'gainrl-demo' ORDER BY epoch").fetchall()
-        selected = con.sql("SELECT epoch, count(*), count(DISTINCT id), min(rank) FROM selections GROUP BY epoch ORDER BY epoch").fetchall()
+        selected = con.sql("SELECT epoch, count(DISTINCT id), list(rank ORDER BY rank) FROM selections GROUP BY epoch ORDER BY epoch").fetchall()
+        ids_match = con.sql(
+            "SELECT bool_and(s.id = c.id) FROM selections s JOIN curriculum c ON c.rank = s.rank AND c.checkpoint = ?", params=[base]
+        ).fetchall()
         children = con.sql(f"SELECT name, parent FROM checkpoints WHERE parent = '{base}' ORDER BY name").fetchall()
     assert [row[0] for row in epochs] == [0, 1] and epochs[0][1] == 0.0, "epoch 0 starts at the top of the ranking"
     assert all(0.0 <= row[3] <= 1.0 and row[5] is not None for row in epochs)
-    assert selected == [(0, 8, 8, selected[0][3]), (1, 8, 8, selected[1][3])]
+    # Replaying the run's sampler on the recorded feedback draws exactly the recorded ranks,
+    # 8 distinct prompts per epoch, each stored with the id the base curriculum ranks there.
+    sampler = TrainingResource(runs_file=str(tmp_path.with_name(f"{tmp_path.name}-runs.yaml"))).run("gainrl-demo").make_sampler(N_PROMPTS)
+    replayed = []
+    for epoch, _, _, accuracy, angle, _ in epochs:
+        replayed.append((epoch, 8, sorted(int(r) + 1 for r in sampler.select(epoch))))
+        sampler.update(accuracy, angle)
+    assert selected == replayed and ids_match == [(True,)]
     assert [name for name, _ in children] == ["gainrl-demo-epoch001", "gainrl-demo-epoch002"]
 
     # The checkpoints differ from the base: GRPO changed the weights.
@@ -197,8 +220,15 @@ def test_training_run_writes_selections_and_checkpoints_that_the_sensor_rescores
     assert len(tick.run_requests) == 2
     new = tick.run_requests[0].partition_key
     instance.add_dynamic_partitions("checkpoints", [r.partition_key for r in tick.run_requests])
-    rescored = dg.materialize(ALL, selection=[*RESCORE, training_assets.evaluation], partition_key=new, instance=instance, resources=resources)
+    rescored = dg.materialize(ALL, selection=[*RESCORE, "evaluation"], partition_key=new, instance=instance, resources=resources)
     assert all(_checks_passed(rescored).values())
     events = {m.asset_key.to_user_string(): m.step_materialization_data.materialization.metadata for m in rescored.get_asset_materialization_events()}
     assert 0.0 <= events["evaluation"]["accuracy"].value <= 1.0
     assert events["curriculum_report"]["previous_checkpoint"].value == base, "the report compares with the parent"
+
+    # Every file the whole loop wrote lies where `Layout` says that kind of artifact lives.
+    layout = Layout(tmp_path)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert [p for p in files if layout.kind_of(p) is None] == []
+    kinds = {layout.kind_of(p) for p in files}
+    assert {tree.PROMPTS, tree.SHARD, tree.SCORE_PART, tree.RANKING, tree.REPORT_PLOT, tree.EPOCHS, tree.EVALUATION, tree.CHECKPOINT_RECORD} <= kinds

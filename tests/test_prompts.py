@@ -16,10 +16,10 @@ from tokenizers import (
 )
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from gainrl_ops.arithmetic import ArithmeticConfig, generate
-from gainrl_ops.embedded import train_tokenizer
-from gainrl_ops.models import load_tokenizer
-from gainrl_ops.prompts import PromptConfig, prompt_fingerprint, render_prompt
+from gainrl_ops.data.arithmetic import ArithmeticConfig, generate
+from gainrl_ops.data.prompts import PromptConfig, prompt_fingerprint, render_prompt
+from gainrl_ops.scoring.embedded import train_tokenizer
+from gainrl_ops.scoring.models import load_tokenizer
 
 QUESTIONS = [
     "Ava has 3 apples. Ava buys 4 more apples. How many apples does Ava have now?",

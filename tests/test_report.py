@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from gainrl_ops.report import CurriculumReport, build_report
+from gainrl_ops.curriculum.report import CurriculumReport, build_report
 
 PNG_MAGIC = b"\x89PNG"
 

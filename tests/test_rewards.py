@@ -2,7 +2,11 @@
 
 import pytest
 
-from gainrl_ops.rewards import answers_match, correctness_reward, extract_answer
+from gainrl_ops.training.rewards import (
+    answers_match,
+    correctness_reward,
+    extract_answer,
+)
 
 
 @pytest.mark.parametrize(("completion", "answer", "reward"), [

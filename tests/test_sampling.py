@@ -7,20 +7,20 @@ import numpy as np
 import pytest
 from trl.trainer.utils import RepeatSampler
 
-from gainrl_ops.sampling import (
+from gainrl_ops.training.sampling import (
     GainRLConfig,
-    GaussianCurriculum,
-    UniformCurriculum,
+    GainRLSampler,
+    UniformSampler,
     gaussian_weights,
     mu_adjustment,
 )
-from gainrl_ops.training import CurriculumSampler
+from gainrl_ops.training.trainer import CurriculumSampler
 
 
 def test_selection_frequency_follows_the_gaussian_over_ranks() -> None:
     n, draws = 400, 3000
     config = GainRLConfig(sigma=40.0, subset_size=1, mu0=150.0)
-    curriculum = GaussianCurriculum(config, n, seed=0)
+    curriculum = GainRLSampler(config, n, seed=0)
     counts = np.bincount([curriculum.select(epoch)[0] for epoch in range(draws)], minlength=n)
     expected = gaussian_weights(n, 150.0, 40.0) * draws
     # Compare in bins of 20 ranks: a chi-square test with 19 degrees of freedom.
@@ -33,12 +33,12 @@ def test_selection_frequency_follows_the_gaussian_over_ranks() -> None:
 
 def test_subset_has_distinct_ranks_and_is_seeded() -> None:
     config = GainRLConfig(sigma=50.0, subset_size=64)
-    a, b = GaussianCurriculum(config, 500, seed=7), GaussianCurriculum(config, 500, seed=7)
+    a, b = GainRLSampler(config, 500, seed=7), GainRLSampler(config, 500, seed=7)
     first = a.select(0)
     assert len(set(first.tolist())) == 64 and first.max() < 500
     assert np.array_equal(first, b.select(0))
     assert np.array_equal(first, a.select(0)), "the same epoch asked twice gives the same subset"
-    assert not np.array_equal(GaussianCurriculum(config, 500, seed=8).select(0), first)
+    assert not np.array_equal(GainRLSampler(config, 500, seed=8).select(0), first)
 
 
 @pytest.mark.parametrize(("n", "accuracy", "angle", "expected"), [
@@ -55,7 +55,7 @@ def test_mu_adjustment_matches_the_published_formula(n: float, accuracy: float, 
 
 def test_next_epoch_samples_around_the_updated_mu_and_mu_stays_in_the_list() -> None:
     config = GainRLConfig(n=100.0, sigma=5.0, subset_size=10, adj_max=1000.0)
-    curriculum = GaussianCurriculum(config, 300, seed=1)
+    curriculum = GainRLSampler(config, 300, seed=1)
     assert curriculum.select(0).mean() < 15
     curriculum.update(accuracy=1.0, angle=0.5)
     expected_mu = 100 * math.tanh(1.0) + 100 * math.tanh(1.0)
@@ -74,8 +74,8 @@ def test_scale_free_parameters_are_fractions_of_the_dataset() -> None:
 
 
 @pytest.mark.parametrize("make", [
-    lambda: GaussianCurriculum(GainRLConfig(sigma=30.0, subset_size=16), 200, seed=3),
-    lambda: UniformCurriculum(16, 200, seed=3),
+    lambda: GainRLSampler(GainRLConfig(sigma=30.0, subset_size=16), 200, seed=3),
+    lambda: UniformSampler(16, 200, seed=3),
 ])
 def test_state_round_trip_continues_the_same_schedule(make) -> None:
     original = make()
@@ -92,7 +92,7 @@ def test_state_round_trip_continues_the_same_schedule(make) -> None:
 
 
 def test_curriculum_sampler_keeps_trl_repeat_layout() -> None:
-    curriculum = UniformCurriculum(12, 100, seed=0)
+    curriculum = UniformSampler(12, 100, seed=0)
     sampler = CurriculumSampler(curriculum, 12, mini_repeat_count=3, batch_size=4, repeat_count=2)
     ranks = curriculum.select(0)
     reference = [int(ranks[i]) for i in RepeatSampler(range(12), mini_repeat_count=3, batch_size=4, repeat_count=2, shuffle=False)]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gainrl_ops.stats import (
+from gainrl_ops.core.stats import (
     Correlation,
     bootstrap_ci,
     correlation,

@@ -26,10 +26,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = ["raw_dataset", "base_checkpoint", "tokenized_shards", "angle_scores", "curriculum", "curriculum_report"]
-JOBS = ["prepare_dataset", "rescore_checkpoint"]
-AUTOMATIONS = ["new_checkpoint_sensor", "rescore_latest_schedule"]
+JOBS = ["prepare_dataset", "rescore_checkpoint", "diagnose_checkpoint", "train"]
+AUTOMATIONS = ["new_checkpoint_sensor", "training_runs_sensor", "rescore_latest_schedule"]
 
-GROUP = "curriculum"  # the asset group of the chain (pipelines/assets.py)
+GROUP = "curriculum"  # the asset group of the chain (pipelines/defs/curriculum/assets.py)
 LOCATION = "pipelines.definitions:defs"  # the code location workspace.yaml names (module:attribute)
 
 # The pages that show them in Dagster 1.13. The global lineage (/asset-groups) collapses the graph

@@ -1,0 +1,486 @@
+"""The SQL catalog: one DuckDB file of views and macros over the stored artifacts, no data.
+
+`refresh_catalog(root)` writes `root/gainrl.duckdb`. It holds no rows: every view reads the
+Parquet and JSON files under the root when it is queried, so new files of a kind that
+already existed at the last refresh show up without a refresh, the file is tiny and cheap
+to rebuild, and deleting it loses nothing. Query it with `gainrl sql "..."`, with
+`query(root, sql)` from Python, or with the duckdb CLI (`duckdb -readonly <root>/gainrl.duckdb`).
+
+============  ==========================================================
+view / macro  one row per
+============  ==========================================================
+checkpoints   registered checkpoint
+prompts       canonical prompt of a dataset
+rejects       input row dropped while loading a dataset
+tokens        tokenized prompt, per prompt fingerprint
+scores        prompt scored by a checkpoint
+curriculum    prompt ranked within (dataset, prompt_fingerprint,
+              checkpoint) by the stored angle_score (scores joined with prompts)
+rerank(w)     as curriculum, ranked by c_intra + w * c_inter
+epochs        epoch of a training run
+selections    prompt selected for an epoch of a training run
+evaluations   held-out problem answered by a checkpoint
+diagnostics   sampled prompt's gradient norm under a checkpoint
+============  ==========================================================
+
+Each view reads the files of one `core.layout` template, named in the view's comment.
+
+Columns (each view and column is also commented in the file: `SELECT table_name, column_name,
+comment FROM duckdb_columns()`, `SELECT view_name, comment FROM duckdb_views()`):
+
+- checkpoints: fingerprint, name, path, registered_at (TIMESTAMPTZ), source, parameters, parent
+- prompts: dataset, id, problem, answer, source, difficulty, metadata (JSON text), row
+- rejects: dataset, file, row, field, reason, raw
+- tokens: dataset, prompt_fingerprint, id, n_tokens, truncated, system_start, system_end,
+  question_start, question_end, input_ids
+- scores: id, c_intra, c_inter, angle_score, inter_weight, n_tokens, question_tokens,
+  system_tokens, truncated, dataset, checkpoint, model, tokenizer, prompt_fingerprint, dtype,
+  code_version (a NaN component, e.g. c_intra of a one-token question, reads as NULL)
+- curriculum, rerank(w): dataset, prompt_fingerprint, checkpoint, rank (1 = highest score,
+  ties by id), n_prompts, percentile (rank / n_prompts), id, angle_score, c_intra, c_inter,
+  inter_weight, n_tokens, question_tokens, system_tokens, truncated, difficulty, problem
+- diagnostics: dataset, prompt_fingerprint, checkpoint, id, rank, angle_score, c_intra, c_inter,
+  n_tokens, difficulty, grad_norm, gradient_source, loss, reward_mean, reward_std,
+  completion_tokens, reference_tokens
+
+Only published folders count: names starting with "." or "_" are staging, and a scores folder
+must be named like a checkpoint fingerprint. Dataset names and prompt fingerprints that only
+the path carries are taken from the file name.
+
+Concurrency: a refresh builds the new file next to the old one and renames it over it, so
+it never waits for a lock and never breaks a reader; a reader that opened the old file keeps
+it, a new one sees the new file. Open the file read-only (as `connect_readonly` does): a
+read-write connection locks out read-only readers in other processes until it closes or the
+next refresh replaces the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from gainrl_ops.core import layout as tree
+from gainrl_ops.core.layout import Layout, Template
+from gainrl_ops.core.storage import atomic_path
+
+# The catalog's name inside a connection, the same one the duckdb CLI gives the file.
+CATALOG_NAME = "gainrl"
+
+_PARQUET = "read_parquet({files}, filename = true, union_by_name = true)"
+# Explicit columns: the JSON reader would otherwise guess a type per file (e.g. an all-null parent).
+_CHECKPOINT_JSON = (
+    "read_json({files}, format = 'auto', filename = true, columns = {{fingerprint: 'VARCHAR', "
+    "name: 'VARCHAR', path: 'VARCHAR', registered_at: 'VARCHAR', source: 'VARCHAR', "
+    "parameters: 'BIGINT', parent: 'VARCHAR'}})"
+)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _from_path(template: Template, field: str) -> str:
+    """SQL for `field` of `template`, read from the row's file name."""
+    return f"regexp_extract(filename, {_literal(template.regex(field))}, 1)"
+
+
+def _finite(column: str) -> str:
+    """NaN as NULL: DuckDB sorts NaN above every number and lets it poison averages.
+
+    Not `isnan`: DuckDB 2.0 folds it to false from Parquet statistics (which leave NaN out)
+    when union_by_name reads several files, and prunes row groups on it in filters.
+    """
+    return f"CASE WHEN isfinite({column}) THEN {column} END"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A view column: its SQL type, what it means, and how it is read from a source row."""
+
+    name: str
+    type: str
+    doc: str
+    expr: str | None = None  # SQL over a source row and its `filename`; None: the same-named field
+
+    def select(self) -> str:
+        return f"CAST({self.expr or _ident(self.name)} AS {self.type}) AS {_ident(self.name)}"
+
+    def null(self) -> str:
+        return f"CAST(NULL AS {self.type}) AS {_ident(self.name)}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A view over one kind of stored artifact, found by a glob under the storage root."""
+
+    view: str
+    doc: str
+    template: Template
+    reader: str  # table function call with a `{files}` placeholder
+    columns: tuple[Column, ...]
+
+    def create_sql(self, layout: Layout, has_files: bool) -> str:
+        """The view over the files, or a typed empty view: DuckDB fails on a glob that matches nothing."""
+        if has_files:
+            reader = self.reader.format(files=_literal(layout.glob(self.template)))
+            body = f"SELECT {', '.join(c.select() for c in self.columns)} FROM {reader}"
+        else:
+            body = f"SELECT {', '.join(c.null() for c in self.columns)} WHERE false"
+        return f"CREATE VIEW {self.view} AS {body}"
+
+
+_DATASET = Column("dataset", "VARCHAR", "dataset name (its folder under datasets/)")
+_ID = Column("id", "VARCHAR", "prompt id: digest of the normalised problem text")
+_PROMPT_FP = Column("prompt_fingerprint", "VARCHAR", "fingerprint of tokenizer + chat template + system prompt")
+_CHECKPOINT = Column("checkpoint", "VARCHAR", "content fingerprint of the checkpoint that scored the prompt")
+_N_TOKENS = Column("n_tokens", "INTEGER", "tokens of the rendered prompt")
+_TRUNCATED = Column("truncated", "BOOLEAN", "the rendered prompt was cut to the token limit")
+
+SOURCES: tuple[Source, ...] = (
+    Source(
+        "checkpoints",
+        "One row per registered checkpoint.",
+        tree.CHECKPOINT_RECORD,
+        _CHECKPOINT_JSON,
+        (
+            Column("fingerprint", "VARCHAR", "content fingerprint of the weights and config; scores.checkpoint"),
+            Column("name", "VARCHAR", "registered name"),
+            Column("path", "VARCHAR", "where the checkpoint is stored"),
+            Column("registered_at", "TIMESTAMPTZ", "registration time", "try_cast(registered_at AS TIMESTAMPTZ)"),
+            Column("source", "VARCHAR", "where it came from (hub id, training run, ...)"),
+            Column("parameters", "BIGINT", "number of parameters"),
+            Column("parent", "VARCHAR", "fingerprint of the checkpoint it was trained from, if any"),
+        ),
+    ),
+    Source(
+        "prompts",
+        "One row per canonical prompt of each dataset.",
+        tree.PROMPTS,
+        _PARQUET,
+        (
+            Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.PROMPTS, "dataset")),
+            _ID,
+            Column("problem", "VARCHAR", "problem text"),
+            Column("answer", "VARCHAR", "reference final answer"),
+            Column("source", "VARCHAR", "origin inside the input data (e.g. verl data_source)"),
+            Column("difficulty", "DOUBLE", "difficulty or level from the input, if it had one"),
+            Column("metadata", "VARCHAR", "other input fields as a JSON object (use json_extract)"),
+            Column("row", "BIGINT", "row of the prompt in the input file"),
+        ),
+    ),
+    Source(
+        "rejects",
+        "One row per input row dropped while loading a dataset.",
+        tree.REJECTS,
+        _PARQUET,
+        (
+            Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.REJECTS, "dataset")),
+            Column("file", "VARCHAR", "input file"),
+            Column("row", "BIGINT", "row (or line) in the input file"),
+            Column("field", "VARCHAR", "offending field"),
+            Column("reason", "VARCHAR", "why the row was dropped"),
+            Column("raw", "VARCHAR", "start of the raw row"),
+        ),
+    ),
+    Source(
+        "tokens",
+        "One row per tokenized prompt and prompt fingerprint.",
+        tree.SHARD,
+        _PARQUET,
+        (
+            Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.SHARD, "dataset")),
+            Column("prompt_fingerprint", "VARCHAR", _PROMPT_FP.doc, _from_path(tree.SHARD, "prompt_fingerprint")),
+            _ID,
+            _N_TOKENS,
+            _TRUNCATED,
+            Column("system_start", "INTEGER", "first token of the system prompt"),
+            Column("system_end", "INTEGER", "end (exclusive) of the system prompt"),
+            Column("question_start", "INTEGER", "first token of the question"),
+            Column("question_end", "INTEGER", "end (exclusive) of the question"),
+            Column("input_ids", "INTEGER[]", "token ids of the rendered prompt"),
+        ),
+    ),
+    Source(
+        "scores",
+        "One row per prompt scored by a checkpoint.",
+        tree.SCORE_PART,
+        _PARQUET,
+        (
+            _ID,
+            Column("c_intra", "DOUBLE", "mean cosine between question tokens (NULL under 2 tokens)", _finite("c_intra")),
+            Column("c_inter", "DOUBLE", "mean cosine between question and system tokens", _finite("c_inter")),
+            Column("angle_score", "DOUBLE", "c_intra + inter_weight * c_inter, as scored", _finite("angle_score")),
+            Column("inter_weight", "DOUBLE", "w of the stored angle_score"),
+            _N_TOKENS,
+            Column("question_tokens", "INTEGER", "tokens in the question span"),
+            Column("system_tokens", "INTEGER", "tokens in the system-prompt span"),
+            _TRUNCATED,
+            _DATASET,
+            _CHECKPOINT,
+            Column("model", "VARCHAR", "model id or path it was loaded from"),
+            Column("tokenizer", "VARCHAR", "tokenizer fingerprint"),
+            _PROMPT_FP,
+            Column("dtype", "VARCHAR", "dtype of the forward pass"),
+            Column("code_version", "VARCHAR", "version of the scoring code"),
+        ),
+    ),
+    Source(
+        "epochs",
+        "One row per epoch of a training run.",
+        tree.EPOCHS,
+        _PARQUET,
+        (
+            Column("run", "VARCHAR", "training run name (a training_run partition)"),
+            Column("epoch", "INTEGER", "0-based epoch"),
+            Column("sampler", "VARCHAR", "gainrl or uniform"),
+            Column("mu", "DOUBLE", "centre of the sampling window for this epoch, in ranks from 0 (NULL for uniform)", _finite("mu")),
+            Column("sigma", "DOUBLE", "width of the sampling window, in ranks (NULL for uniform)", _finite("sigma")),
+            Column("accuracy", "DOUBLE", "mean correctness of the epoch's rollouts"),
+            Column("held_out_accuracy", "DOUBLE", "greedy accuracy on the held-out problems after the epoch, if measured"),
+            Column("angle", "DOUBLE", "mean angle score of the epoch's prompts under the policy after the epoch"),
+            Column("mu_next", "DOUBLE", "mu after the controller update (NULL for uniform)", _finite("mu_next")),
+            Column("seconds", "DOUBLE", "wall time since the start of training"),
+            Column("checkpoint_path", "VARCHAR", "checkpoint saved after the epoch, if any"),
+        ),
+    ),
+    Source(
+        "selections",
+        "One row per prompt selected for an epoch of a training run.",
+        tree.SELECTIONS,
+        _PARQUET,
+        (
+            Column("run", "VARCHAR", "training run name"),
+            Column("epoch", "INTEGER", "0-based epoch"),
+            Column("rank", "BIGINT", "curriculum rank of the prompt (1 = highest angle score)"),
+            _ID,
+        ),
+    ),
+    Source(
+        "evaluations",
+        "One row per held-out problem and checkpoint.",
+        tree.EVALUATION,
+        _PARQUET,
+        (
+            Column("dataset", "VARCHAR", "training dataset the held-out problems exclude", _from_path(tree.EVALUATION, "dataset")),
+            _CHECKPOINT,
+            _ID,
+            Column("answer", "VARCHAR", "reference answer"),
+            Column("completion", "VARCHAR", "greedy completion"),
+            Column("predicted", "VARCHAR", "final answer extracted from the completion"),
+            Column("correct", "BOOLEAN", "predicted matches the answer"),
+        ),
+    ),
+    Source(
+        "diagnostics",
+        "One row per sampled prompt of a signal diagnostic: its gradient norm under the checkpoint "
+        "and its stored scores.",
+        tree.DIAGNOSTICS,
+        _PARQUET,
+        (
+            Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.DIAGNOSTICS, "dataset")),
+            _PROMPT_FP,
+            Column("checkpoint", "VARCHAR", "content fingerprint of the checkpoint measured", _from_path(tree.DIAGNOSTICS, "checkpoint")),
+            _ID,
+            Column("rank", "BIGINT", "curriculum rank of the prompt under the checkpoint"),
+            Column("angle_score", "DOUBLE", "stored angle score", _finite("angle_score")),
+            Column("c_intra", "DOUBLE", "stored intra concentration", _finite("c_intra")),
+            Column("c_inter", "DOUBLE", "stored inter concentration", _finite("c_inter")),
+            _N_TOKENS,
+            Column("difficulty", "DOUBLE", "difficulty from the prompts view"),
+            Column("grad_norm", "DOUBLE", "L2 norm of the gradient of the loss named by gradient_source"),
+            Column("gradient_source", "VARCHAR", "grpo (GRPO loss on sampled completions) or reference_nll "
+                   "(every completion got the same reward: NLL of the reference solution)"),
+            Column("loss", "DOUBLE", "value of that loss"),
+            Column("reward_mean", "DOUBLE", "mean reward of the sampled completions"),
+            Column("reward_std", "DOUBLE", "sample std of their rewards"),
+            Column("completion_tokens", "DOUBLE", "mean tokens per sampled completion"),
+            Column("reference_tokens", "BIGINT", "tokens of the reference solution (reference_nll rows)"),
+        ),
+    ),
+)
+
+CURRICULUM_DOC = (
+    "One row per scored prompt, ranked within (dataset, prompt_fingerprint, checkpoint) by the "
+    "stored angle_score, highest first; rerank(w) gives the same columns for another inter weight."
+)
+CURRICULUM_COLUMNS: tuple[Column, ...] = (
+    _DATASET,
+    _PROMPT_FP,
+    _CHECKPOINT,
+    Column("rank", "BIGINT", "1 = highest angle_score (train first); ties by id, unscored last"),
+    Column("n_prompts", "BIGINT", "prompts ranked in the same (dataset, prompt_fingerprint, checkpoint)"),
+    Column("percentile", "DOUBLE", "rank / n_prompts: near 0 at the top, 1 at the bottom"),
+    _ID,
+    Column("angle_score", "DOUBLE", "c_intra + inter_weight * c_inter"),
+    Column("c_intra", "DOUBLE", "mean cosine between question tokens"),
+    Column("c_inter", "DOUBLE", "mean cosine between question and system tokens"),
+    Column("inter_weight", "DOUBLE", "w used for angle_score"),
+    _N_TOKENS,
+    Column("question_tokens", "INTEGER", "tokens in the question span"),
+    Column("system_tokens", "INTEGER", "tokens in the system-prompt span"),
+    _TRUNCATED,
+    Column("difficulty", "DOUBLE", "difficulty from the prompts view"),
+    Column("problem", "VARCHAR", "problem text from the prompts view"),
+)
+RERANK_DOC = (
+    "rerank(w): the curriculum with angle_score = c_intra + w * c_inter and the rank re-derived, "
+    "e.g. SELECT * FROM rerank(0.0) WHERE checkpoint = '...' ORDER BY rank"
+)
+
+_GROUP = "PARTITION BY dataset, prompt_fingerprint, checkpoint"
+
+
+def _ranked_sql(score: str, weight: str) -> str:
+    """The curriculum query for a score expression over the scores view: one SQL for the view and the macro."""
+    return f"""
+WITH scored AS (
+    SELECT dataset, prompt_fingerprint, checkpoint, id, {score} AS angle_score, c_intra, c_inter,
+           {weight} AS inter_weight, n_tokens, question_tokens, system_tokens, truncated
+    FROM scores
+), ranked AS (
+    SELECT *,
+           row_number() OVER ({_GROUP} ORDER BY angle_score DESC NULLS LAST, id) AS "rank",
+           count(*) OVER ({_GROUP}) AS n_prompts
+    FROM scored
+)
+SELECT r.dataset, r.prompt_fingerprint, r.checkpoint, r."rank", r.n_prompts,
+       CAST(r."rank" AS DOUBLE) / r.n_prompts AS percentile, r.id, r.angle_score, r.c_intra, r.c_inter,
+       r.inter_weight, r.n_tokens, r.question_tokens, r.system_tokens, r.truncated, p.difficulty, p.problem
+FROM ranked AS r
+LEFT JOIN prompts AS p ON p.dataset = r.dataset AND p.id = r.id
+"""
+
+
+CURRICULUM_SQL = f"CREATE VIEW curriculum AS {_ranked_sql('angle_score', 'inter_weight')}"
+RERANK_SQL = f"CREATE MACRO rerank(w) AS TABLE {_ranked_sql('c_intra + CAST(w AS DOUBLE) * c_inter', 'CAST(w AS DOUBLE)')}"
+
+EXAMPLE_QUERIES: tuple[str, ...] = (
+    # Top 10 of the curriculum of the most recently registered checkpoint (any scored one if none is registered).
+    """WITH latest AS (
+    SELECT s.checkpoint FROM (SELECT DISTINCT checkpoint FROM curriculum) AS s
+    LEFT JOIN checkpoints AS c ON c.fingerprint = s.checkpoint
+    ORDER BY c.registered_at DESC NULLS LAST, s.checkpoint LIMIT 1
+)
+SELECT dataset, checkpoint, rank, round(percentile, 3) AS percentile, round(angle_score, 4) AS angle_score,
+       difficulty, left(problem, 80) AS problem
+FROM curriculum WHERE checkpoint = (SELECT checkpoint FROM latest)
+ORDER BY dataset, rank LIMIT 10""",
+    # How the score and its components vary with the dataset's difficulty, per checkpoint.
+    """SELECT dataset, checkpoint, difficulty, count(*) AS prompts,
+       round(avg(angle_score), 4) AS mean_score, round(stddev(angle_score), 4) AS sd_score,
+       round(avg(c_intra), 4) AS mean_c_intra, round(avg(c_inter), 4) AS mean_c_inter,
+       round(avg(percentile), 3) AS mean_percentile
+FROM curriculum GROUP BY ALL ORDER BY ALL""",
+    # Prompts whose rank moves most between inter weight 8 (published) and 0 (intra only).
+    """SELECT a.dataset, a.checkpoint, a.id, a.rank AS rank_w8, b.rank AS rank_w0, b.rank - a.rank AS shift,
+       left(a.problem, 60) AS problem
+FROM rerank(8.0) AS a JOIN rerank(0.0) AS b USING (dataset, prompt_fingerprint, checkpoint, id)
+ORDER BY abs(b.rank - a.rank) DESC, a.id LIMIT 10""",
+)
+
+
+def catalog_path(root: Path) -> Path:
+    return Layout(Path(root)).catalog
+
+
+def _comment_sql(view: str, doc: str, columns: tuple[Column, ...]) -> Iterator[str]:
+    yield f"COMMENT ON VIEW {view} IS {_literal(doc)}"
+    for column in columns:
+        yield f"COMMENT ON COLUMN {view}.{_ident(column.name)} IS {_literal(column.doc)}"
+
+
+def _build(con: duckdb.DuckDBPyConnection, layout: Layout) -> None:
+    for source in SOURCES:
+        (matches,) = con.execute("SELECT count(*) FROM glob(?)", [layout.glob(source.template)]).fetchall()[0]
+        doc = f"{source.doc} Files: <root>/{source.template.pattern}"
+        statements = [source.create_sql(layout, matches > 0), *_comment_sql(source.view, doc, source.columns)]
+        for statement in statements:
+            con.execute(statement)
+    for statement in (CURRICULUM_SQL, *_comment_sql("curriculum", CURRICULUM_DOC, CURRICULUM_COLUMNS), RERANK_SQL):
+        con.execute(statement)
+    con.execute(f"COMMENT ON MACRO TABLE rerank IS {_literal(RERANK_DOC)}")
+
+
+def refresh_catalog(root: Path) -> Path:
+    """(Re)write the catalog file with views over what is stored under `root` now.
+
+    Run it after a kind of artifact appears for the first time (until then its view is empty,
+    typed); more files of a kind that existed are seen without a refresh. The new database is
+    built in a temporary file and renamed over the old one: no lock is taken or waited for,
+    and readers of the old file are not disturbed.
+    """
+    root = Path(root).resolve()
+    target = catalog_path(root)
+    with atomic_path(target) as tmp:
+        tmp.unlink()  # DuckDB refuses to open the empty placeholder as a database
+        wal = tmp.with_name(tmp.name + ".wal")
+        try:
+            with duckdb.connect(str(tmp)) as con:
+                con.begin()  # one commit instead of one per statement: about 6x faster
+                _build(con, Layout(root))
+                con.commit()
+        finally:
+            wal.unlink(missing_ok=True)  # only left behind by a failed build: closing checkpoints it
+    return target
+
+
+def connect_readonly(root: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection whose default catalog is the refreshed file (built if missing).
+
+    The file is attached to a fresh in-memory database instead of opened with
+    `duckdb.connect(path)`: DuckDB caches databases by path within a process, so a second
+    connect after a refresh would get the old catalog.
+    """
+    path = catalog_path(Path(root).resolve())
+    if not path.exists():
+        refresh_catalog(root)
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH {_literal(str(path))} AS {CATALOG_NAME} (READ_ONLY)")
+        con.execute(f"USE {CATALOG_NAME}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def query(root: Path, sql: str, limit: int | None = None) -> pl.DataFrame:
+    """Run `sql` on a read-only catalog connection; with `limit`, stop reading after that many rows.
+
+    The limit bounds memory for an unbounded query typed at a prompt (`SELECT * FROM tokens`)
+    without changing its meaning, as wrapping it in another LIMIT could for some statements.
+    """
+    with connect_readonly(root) as con:
+        relation = con.sql(sql)
+        if relation is None:
+            return pl.DataFrame()
+        if limit is None:
+            return relation.pl()
+        reader = relation.to_arrow_reader()
+        batches, rows = [], 0
+        for batch in reader:
+            batches.append(batch)
+            rows += batch.num_rows
+            if rows >= limit:
+                break
+        return pl.DataFrame(pa.Table.from_batches(batches, schema=reader.schema).slice(0, limit))
+
+
+def describe_error(error: duckdb.Error) -> str:
+    """One line for a DuckDB error: its message without the echoed query and caret lines."""
+    lines = []
+    for line in str(error).splitlines():
+        if line.startswith("LINE "):
+            break
+        if line.strip():
+            lines.append(line.strip())
+    return " ".join(lines)

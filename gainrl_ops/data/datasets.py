@@ -1,0 +1,584 @@
+"""Load a user's dataset, whatever its format and field names, into one canonical table.
+
+Every later stage (tokenizing, angle scoring, ranking, GRPO sampling) reads the same
+columns: a content-derived `id`, the `problem` text, a string `answer`, the `source`,
+an optional `difficulty`, the remaining fields as JSON `metadata`, and the `row` it came
+from. Bad rows are reported with file, row and field, so a user can find and fix them;
+in "skip" mode they are collected in a rejects table instead of stopping the load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gainrl_ops.core.fingerprint import DIGEST_CHARS
+from gainrl_ops.core.storage import write_parquet_atomic
+
+logger = logging.getLogger(__name__)
+
+CANONICAL_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("problem", pa.string(), nullable=False),
+        pa.field("answer", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("difficulty", pa.float64(), nullable=True),
+        pa.field("metadata", pa.string(), nullable=False),
+        pa.field("row", pa.int64(), nullable=False),
+    ]
+)
+REJECTS_SCHEMA = pa.schema(
+    [
+        pa.field("file", pa.string()),
+        pa.field("row", pa.int64()),
+        pa.field("field", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("raw", pa.string()),
+    ]
+)
+
+# Candidate source fields, in order of preference, for fields the user did not name.
+PROBLEM_FIELDS = ("problem", "question", "prompt", "input", "query")
+ANSWER_FIELDS = ("answer", "final_answer", "ground_truth", "solution", "reward_model.ground_truth")
+SOURCE_FIELDS = ("data_source", "source")
+DIFFICULTY_FIELDS = ("difficulty", "level")
+
+# Pseudo field names for rows that could not be read as an object at all.
+LINE_FIELD = "<line>"
+ROW_FIELD = "<row>"
+
+_BATCH_ROWS = 8192  # Arrow rows converted to Python at a time: bounds memory on large files.
+_RAW_CHARS = 2000  # A reject keeps enough of the raw row to recognise it, not a whole document.
+_MISSING = object()  # `_lookup` result for an absent field (None means a present null).
+_LEVEL_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+_THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+
+
+class DatasetError(ValueError):
+    """A dataset (or one of its rows) that cannot be loaded, located precisely enough to fix."""
+
+    def __init__(self, file: str, reason: str, row: int | None = None, field: str | None = None):
+        self.file = file
+        self.reason = reason
+        self.row = row
+        self.field = field
+        where = file
+        if row is not None:
+            where += f", row {row}"
+        if field is not None:
+            where += f", field {field!r}"
+        super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, int | None, str | None]]:
+        # Keep the structured fields when the error crosses a process boundary (pickle).
+        return (type(self), (self.file, self.reason, self.row, self.field))
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Which source fields hold the problem, answer and source; None means auto-detect.
+
+    A name may be a dotted path into nested objects (e.g. "reward_model.ground_truth").
+    """
+
+    problem: str | None = None
+    answer: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """The canonical rows of one file, plus what was left out of them and why."""
+
+    table: pa.Table  # CANONICAL_SCHEMA; unique ids, in file order
+    rejects: pa.Table  # REJECTS_SCHEMA; bad rows (skip mode) and duplicates
+    n_read: int  # rows read from the file (blank JSONL lines are not rows)
+    duplicates: int  # rows dropped because their problem_id was already seen
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """A row that could not be decoded or parsed into a record; the reader reports it."""
+
+    field: str
+    reason: str
+    raw: str
+
+
+def problem_id(problem: str) -> str:
+    """Stable id of a problem, from its content, so that the same problem keeps its id
+    across formats, re-exports and whitespace/Unicode-normalisation differences.
+
+    blake2b-256 of the UTF-8 bytes of the NFC text with whitespace runs collapsed to one
+    space and stripped, as the first 16 hex characters (easy to reproduce elsewhere).
+    """
+    normalised = " ".join(unicodedata.normalize("NFC", problem).split())
+    return hashlib.blake2b(normalised.encode("utf-8"), digest_size=32).hexdigest()[:DIGEST_CHARS]
+
+
+def extract_final_answer(text: str) -> str:
+    """The final answer of a GSM8K-style solution ("... #### 1,234" -> "1234").
+
+    The reward compares final answers, not worked solutions; thousands separators are
+    removed because models rarely reproduce them. Text without "####" is returned stripped.
+    """
+    if "####" not in text:
+        return text.strip()
+    return _THOUSANDS_COMMA.sub("", text.rsplit("####", 1)[1].strip())
+
+
+def load_dataset(
+    path: str | Path,
+    *,
+    fields: FieldMap = FieldMap(),
+    on_error: Literal["fail", "skip"] = "fail",
+    source: str | None = None,
+) -> LoadedDataset:
+    """Read a JSON, JSONL/NDJSON, Parquet file or a `datasets.save_to_disk` folder into
+    the canonical table.
+
+    `on_error="fail"` raises the first bad row's DatasetError; `"skip"` records bad rows
+    in `rejects` and goes on. Duplicated problems are always dropped (first one wins) and
+    recorded in `rejects`: they would otherwise be scored and sampled twice. A file with
+    no usable row raises DatasetError in both modes, since there would be nothing to score.
+    `source` overrides the per-row source (`data_source`/`source` field, else file stem).
+    """
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
+    if source is not None and not source.strip():
+        raise ValueError("source must be a non-empty string or None")
+    path = Path(path)
+    file = str(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{file}: no such file or directory")
+    default_source = source or (path.resolve().name if path.is_dir() else path.stem)
+    converter = _RowConverter(file, fields, default_source, explicit_source=source is not None)
+
+    columns: dict[str, list[Any]] = {name: [] for name in CANONICAL_SCHEMA.names}
+    rejects: dict[str, list[Any]] = {name: [] for name in REJECTS_SCHEMA.names}
+    first_row_of_id: dict[str, int] = {}
+    n_read = duplicates = 0
+    for row, record in _read_records(path, file):
+        n_read += 1
+        try:
+            canonical = converter.convert(row, record)
+        except DatasetError as exc:
+            if on_error == "fail":
+                raise
+            _add_reject(rejects, exc, _raw(record))
+            continue
+        first_row = first_row_of_id.setdefault(canonical["id"], row)
+        if first_row != row:
+            duplicates += 1
+            reason = f"duplicate of row {first_row} (id {canonical['id']})"
+            _add_reject(rejects, DatasetError(file, reason, row, "problem"), _raw(record))
+            continue
+        for name, value in canonical.items():
+            columns[name].append(value)
+
+    if n_read == 0:
+        raise DatasetError(file, "no rows to load (the dataset is empty)")
+    n_bad = len(rejects["row"]) - duplicates
+    if not columns["id"]:
+        first = f"row {rejects['row'][0]}, field {rejects['field'][0]!r}: {rejects['reason'][0]}"
+        raise DatasetError(file, f"no valid rows: all {n_read} rows were rejected (first: {first})")
+    if n_bad:
+        logger.warning("%s: skipped %d bad row(s) of %d; see the rejects table", file, n_bad, n_read)
+    if duplicates:
+        logger.warning("%s: dropped %d duplicate problem(s) of %d rows", file, duplicates, n_read)
+    return LoadedDataset(
+        table=pa.Table.from_pydict(columns, schema=CANONICAL_SCHEMA),
+        rejects=pa.Table.from_pydict(rejects, schema=REJECTS_SCHEMA),
+        n_read=n_read,
+        duplicates=duplicates,
+    )
+
+
+def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path) -> dict[str, Path]:
+    """Write the prompts and rejects tables, each atomically so a concurrent reader never sees
+    a half-written file. Returns {"prompts": ..., "rejects": ...}."""
+    return {"prompts": write_parquet_atomic(loaded.table, prompts), "rejects": write_parquet_atomic(loaded.rejects, rejects)}
+
+
+class _RowConverter:
+    """Turns one raw record into a canonical row, raising DatasetError for a bad one.
+
+    An auto-detected field is chosen on the first row that has a candidate and then kept
+    for the whole file, so a later row that lacks it is reported as missing instead of
+    silently reading its answer from another field.
+    """
+
+    def __init__(self, file: str, fields: FieldMap, default_source: str, explicit_source: bool):
+        self._file = file
+        self._fields = fields
+        self._default_source = default_source
+        self._explicit_source = explicit_source
+        self._chosen: dict[str, str] = {}
+
+    def convert(self, row: int, record: Any) -> dict[str, Any]:
+        if isinstance(record, _Unreadable):
+            raise DatasetError(self._file, record.reason, row, record.field)
+        if not isinstance(record, dict):
+            raise DatasetError(self._file, f"not an object ({type(record).__name__})", row, ROW_FIELD)
+        extra: dict[str, Any] = {}
+        consumed: list[str] = []
+
+        problem_field, value = self._field(row, record, "problem", self._fields.problem, PROBLEM_FIELDS)
+        problem = self._problem_text(row, problem_field, value, extra)
+        consumed.append(problem_field)
+
+        answer_field, value = self._field(row, record, "answer", self._fields.answer, ANSWER_FIELDS)
+        answer = self._answer_text(row, answer_field, value, extra)
+        consumed.append(answer_field)
+
+        source, source_field = self._source(row, record)
+        if source_field is not None:
+            consumed.append(source_field)
+        difficulty, difficulty_fields = _difficulty(record)
+        consumed += difficulty_fields
+
+        metadata = record
+        for name in consumed:  # `_without` copies, so the caller's record is not modified
+            metadata = _without(metadata, name)
+        for key, value in extra.items():  # the row's own fields win over derived ones
+            metadata.setdefault(key, value)
+        return {
+            "id": problem_id(problem),
+            "problem": problem,
+            "answer": answer,
+            "source": source,
+            "difficulty": difficulty,
+            "metadata": _to_json(metadata),
+            "row": row,
+        }
+
+    def _field(
+        self, row: int, record: dict[str, Any], role: str, named: str | None, candidates: tuple[str, ...]
+    ) -> tuple[str, Any]:
+        """The (field name, value) that plays `role` in this record."""
+        name = named or self._chosen.get(role)
+        if name is None:
+            name = next((c for c in candidates if _lookup(record, c) is not _MISSING), None)
+            if name is None:
+                raise DatasetError(self._file, f"missing (looked for {', '.join(candidates)})", row, role)
+            self._chosen[role] = name
+        value = _lookup(record, name)
+        if value is _MISSING:
+            raise DatasetError(self._file, "missing", row, name)
+        return name, value
+
+    def _problem_text(self, row: int, field: str, value: Any, extra: dict[str, Any]) -> str:
+        if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+            value = self._chat_question(row, field, value, extra)
+        text = self._text(row, field, value)
+        if not text.strip():
+            raise DatasetError(self._file, "empty problem", row, field)
+        return text
+
+    def _chat_question(
+        self, row: int, field: str, messages: list[dict[str, Any]], extra: dict[str, Any]
+    ) -> Any:
+        """The verl layout: the question is the last user message; a system message is kept
+        as `system_prompt` (the angle score needs it), other turns as `chat_history`."""
+        users = [m for m in messages if m.get("role") == "user"]
+        if not users:
+            raise DatasetError(self._file, "chat prompt has no user message", row, field)
+        question = users[-1]
+        system = next((m for m in messages if m.get("role") == "system"), None)
+        if system is not None:
+            extra["system_prompt"] = system.get("content")
+        history = [m for m in messages if m is not question and m is not system]
+        if history:
+            extra["chat_history"] = history
+        return question.get("content")
+
+    def _answer_text(self, row: int, field: str, value: Any, extra: dict[str, Any]) -> str:
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise DatasetError(self._file, f"not a finite number ({value})", row, field)
+            value = str(int(value)) if value.is_integer() else repr(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        text = self._text(row, field, value)
+        if "####" in text:
+            extra["solution"] = text
+            text = extract_final_answer(text)
+        text = text.strip()
+        if not text:
+            raise DatasetError(self._file, "empty answer", row, field)
+        return text
+
+    def _source(self, row: int, record: dict[str, Any]) -> tuple[str, str | None]:
+        """(source, field it came from); the explicit argument wins, the file stem is the fallback."""
+        if self._explicit_source:
+            return self._default_source, None
+        if self._fields.source is not None:
+            name, value = self._field(row, record, "source", self._fields.source, ())
+            text = self._text(row, name, value).strip()
+            if not text:
+                raise DatasetError(self._file, "empty source", row, name)
+            return text, name
+        for name in SOURCE_FIELDS:
+            value = record.get(name)
+            if isinstance(value, str) and value.strip():
+                return value.strip(), name
+        return self._default_source, None
+
+    def _text(self, row: int, field: str, value: Any) -> str:
+        """`value` as text, or the DatasetError that says why it is not."""
+        if value is None:
+            raise DatasetError(self._file, "null value", row, field)
+        if isinstance(value, bytes):
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DatasetError(self._file, _undecodable(exc), row, field) from None
+        if not isinstance(value, str):
+            raise DatasetError(self._file, f"not text ({type(value).__name__})", row, field)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DatasetError(self._file, "invalid Unicode (lone surrogate)", row, field) from None
+        return value
+
+
+def _difficulty(record: dict[str, Any]) -> tuple[float | None, list[str]]:
+    """(difficulty, fields it accounts for): the first number, or number in a string like
+    "Level 3". Null fields are accounted for too; unparsable ones stay in metadata."""
+    accounted = [name for name in DIFFICULTY_FIELDS if name in record and record[name] is None]
+    for name in DIFFICULTY_FIELDS:
+        value = record.get(name)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return float(value), [*accounted, name]
+        if isinstance(value, str) and (match := _LEVEL_NUMBER.search(value)):
+            return float(match.group()), [*accounted, name]
+    return None, accounted
+
+
+def _lookup(record: dict[str, Any], path: str) -> Any:
+    """The value at `path` (a top-level key, else a dotted path into nested objects)."""
+    if path in record:
+        return record[path]
+    node: Any = record
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _without(record: dict[str, Any], path: str) -> dict[str, Any]:
+    """A shallow copy of `record` without the value at `path`; emptied parents go too."""
+    if path in record:
+        return {k: v for k, v in record.items() if k != path}
+    head, _, rest = path.partition(".")
+    if not rest or not isinstance(record.get(head), dict):
+        return dict(record)
+    inner = _without(record[head], rest)
+    out = {k: v for k, v in record.items() if k != head}
+    if inner:
+        out[head] = inner
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` with everything JSON cannot hold made representable: bytes as text where
+    they are UTF-8, NaN/inf as null (strict JSON readers such as DuckDB reject them),
+    anything else (dates, decimals) via str."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return str(value)
+    return str(value)
+
+
+def _to_json(value: Any) -> str:
+    """Compact, key-sorted JSON; readable non-ASCII unless it has lone surrogates
+    (which Arrow strings cannot hold), then escaped."""
+    text = json.dumps(_jsonable(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"))
+    return text
+
+
+def _raw(record: Any) -> str:
+    """What a reject shows of its row, truncated."""
+    text = record.raw if isinstance(record, _Unreadable) else _to_json(record)
+    return text if len(text) <= _RAW_CHARS else text[:_RAW_CHARS] + "...(truncated)"
+
+
+def _add_reject(rejects: dict[str, list[Any]], error: DatasetError, raw: str) -> None:
+    rejects["file"].append(error.file)
+    rejects["row"].append(error.row)
+    rejects["field"].append(error.field)
+    rejects["reason"].append(error.reason)
+    rejects["raw"].append(raw)
+
+
+def _undecodable(exc: UnicodeDecodeError) -> str:
+    return f"undecodable bytes (invalid UTF-8 at byte {exc.start}: {exc.reason})"
+
+
+def _read_records(path: Path, file: str) -> Iterator[tuple[int, Any]]:
+    """(row index, record or _Unreadable) for each row, by format."""
+    if path.is_dir():
+        return _iter_saved_dataset(path, file)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return _iter_json(path, file)
+    if suffix in (".jsonl", ".ndjson"):
+        return _iter_jsonl(path)
+    if suffix == ".parquet":
+        return _iter_parquet(path, file)
+    raise DatasetError(
+        file,
+        f"unsupported format {path.suffix or '(no suffix)'!r}: expected .json, .jsonl, .ndjson, "
+        ".parquet or a folder written by datasets' save_to_disk",
+    )
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """One record per line; the row index is the 0-based line number, so a user can find
+    it in an editor. Bytes are decoded per line, so one bad line does not lose the file."""
+    with path.open("rb") as f:
+        for row, line in enumerate(f):
+            if not line.strip():
+                continue
+            try:
+                text = line.decode("utf-8-sig" if row == 0 else "utf-8")
+            except UnicodeDecodeError as exc:
+                yield row, _Unreadable(LINE_FIELD, _undecodable(exc), repr(line[: _RAW_CHARS]))
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as exc:
+                reason = f"invalid JSON: {exc.msg} at column {exc.colno}"
+                record = _Unreadable(LINE_FIELD, reason, text.rstrip())
+            yield row, record
+
+
+def _iter_json(path: Path, file: str) -> Iterator[tuple[int, Any]]:
+    """A JSON list of objects, or {"data": [...]}. A `.json` file whose first line is an
+    object on its own is JSON Lines (what `datasets.Dataset.to_json` writes) and read as such."""
+    if _looks_like_json_lines(path):
+        yield from _iter_jsonl(path)
+        return
+    try:
+        document = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(file, f"not valid JSON: {exc}") from None
+    if isinstance(document, dict) and isinstance(document.get("data"), list):
+        document = document["data"]
+    if not isinstance(document, list):
+        expected = 'expected a JSON list of objects or {"data": [...]}'
+        raise DatasetError(file, f"{expected}, not {type(document).__name__}")
+    yield from enumerate(document)
+
+
+def _looks_like_json_lines(path: Path) -> bool:
+    """True if the first line is a complete JSON object and more lines follow
+    (a one-line `{"data": [...]}` document is not JSON Lines)."""
+    with path.open("rb") as f:
+        first = f.readline()
+        try:
+            if not isinstance(json.loads(first.decode("utf-8-sig")), dict):
+                return False
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return False
+        return any(line.strip() for line in f)
+
+
+def _iter_parquet(path: Path, file: str) -> Iterator[tuple[int, Any]]:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DatasetError(file, f"not a readable Parquet file: {exc}") from None
+    yield from _iter_arrow(parquet.iter_batches(batch_size=_BATCH_ROWS), file)
+
+
+def _iter_saved_dataset(path: Path, file: str) -> Iterator[tuple[int, Any]]:
+    """A folder from `Dataset.save_to_disk` or `DatasetDict.save_to_disk` (split "train",
+    else the only split)."""
+    import datasets  # noqa: PLC0415 - about 1 s to import; only save_to_disk folders need it
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except FileNotFoundError as exc:
+        raise DatasetError(file, f"not a folder written by datasets' save_to_disk ({exc})") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        splits = list(loaded)
+        if "train" in loaded:
+            loaded = loaded["train"]
+        elif len(splits) == 1:
+            loaded = loaded[splits[0]]
+        else:
+            raise DatasetError(
+                file,
+                f"DatasetDict with splits {splits} and no 'train' split: pass the folder of one split "
+                f"(e.g. {path / splits[0]})",
+            )
+    yield from _iter_arrow(loaded.with_format("arrow").iter(batch_size=_BATCH_ROWS), file)
+
+
+def _iter_arrow(batches: Iterable[pa.Table | pa.RecordBatch], file: str) -> Iterator[tuple[int, Any]]:
+    """Rows of Arrow batches as dicts. A string value that is not valid UTF-8 makes the
+    whole batch fail to convert; then the batch is converted row by row to isolate it."""
+    row = 0
+    batch_iter = iter(batches)
+    while True:
+        try:
+            batch = next(batch_iter, None)
+        except pa.ArrowException as exc:
+            raise DatasetError(file, f"unreadable from row {row} on: {exc}") from None
+        if batch is None:
+            return
+        try:
+            records = batch.to_pylist()
+        except UnicodeDecodeError:
+            records = [_arrow_row(batch.slice(i, 1)) for i in range(batch.num_rows)]
+        for record in records:
+            yield row, record
+            row += 1
+
+
+def _arrow_row(one: pa.Table | pa.RecordBatch) -> Any:
+    """The single row of `one` as a dict, or _Unreadable naming its undecodable column."""
+    try:
+        return one.to_pylist()[0]
+    except UnicodeDecodeError:
+        pass
+    record: dict[str, Any] = {}
+    errors: dict[str, UnicodeDecodeError] = {}
+    for name, column in zip(one.column_names, one.columns, strict=True):
+        try:
+            record[name] = column.to_pylist()[0]
+        except UnicodeDecodeError as exc:
+            record[name] = "<undecodable>"
+            errors[name] = exc
+    bad_column, error = next(iter(errors.items()))  # the row failed, so one of its columns did
+    return _Unreadable(bad_column, _undecodable(error), _to_json(record))

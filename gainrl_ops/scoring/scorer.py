@@ -1,0 +1,240 @@
+"""Score tokenized shards with a checkpoint: one Parquet part per shard, resumable.
+
+Memory stays flat in the dataset size: one shard is in memory at a time, and each batch
+keeps only the [batch, length, d] hidden states of the last layer's MLP input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+
+from gainrl_ops.core.layout import SCORE_PART, SCORE_SUMMARY
+from gainrl_ops.core.storage import write_parquet_atomic, write_text_atomic
+from gainrl_ops.data.shards import Shard, ShardSet
+from gainrl_ops.scoring import angles, capture
+from gainrl_ops.scoring.angles import DEFAULT_INTER_WEIGHT, angle_concentration
+from gainrl_ops.scoring.capture import last_mlp_input
+
+SCORE_SCHEMA = pa.schema([
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("c_intra", pa.float64()),
+    pa.field("c_inter", pa.float64()),
+    pa.field("angle_score", pa.float64()),
+    pa.field("inter_weight", pa.float64(), nullable=False),
+    pa.field("n_tokens", pa.int32(), nullable=False),
+    pa.field("question_tokens", pa.int32(), nullable=False),
+    pa.field("system_tokens", pa.int32(), nullable=False),
+    pa.field("truncated", pa.bool_(), nullable=False),
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("checkpoint", pa.string(), nullable=False),
+    pa.field("model", pa.string(), nullable=False),
+    pa.field("tokenizer", pa.string(), nullable=False),
+    pa.field("prompt_fingerprint", pa.string(), nullable=False),
+    pa.field("dtype", pa.string(), nullable=False),
+    pa.field("code_version", pa.string(), nullable=False),
+])
+SUMMARY = SCORE_SUMMARY.name()
+_PART_KEY = b"gainrl.part"
+
+
+def code_version() -> str:
+    """Digest of the source that defines a score; it changes exactly when the scoring code does."""
+    source = "".join(inspect.getsource(m) for m in (angles, capture)) + inspect.getsource(score_batch)
+    return hashlib.blake2b(source.encode(), digest_size=6).hexdigest()
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """How to batch and weigh.
+
+    inter_weight: w in angle_score = c_intra + w * c_inter (the published code uses 8).
+    max_batch_size: most prompts in one forward pass.
+    max_batch_tokens: most padded tokens (batch x longest prompt) in one forward pass. On
+        CPU, 1k-4k tokens run as fast as 16k with a quarter of the peak memory (measured
+        with benchmarks/bench_scorer.py); on a GPU raise it to fill the device.
+    """
+
+    inter_weight: float = DEFAULT_INTER_WEIGHT
+    max_batch_size: int = 64
+    max_batch_tokens: int = 4096
+
+
+@dataclass(frozen=True)
+class ScoreContext:
+    """What every score row records about how it was produced."""
+
+    dataset: str
+    checkpoint: str
+    model: str
+    tokenizer: str
+    prompt_fingerprint: str
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    directory: Path
+    rows: int
+    parts_written: int
+    parts_reused: int
+    code_version: str
+
+
+def length_batches(lengths: Sequence[int], config: ScoreConfig) -> list[list[int]]:
+    """Indices grouped into batches of similar length under the size and token budgets."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order.tolist():
+        width = lengths[index]
+        if current and (len(current) >= config.max_batch_size or width * (len(current) + 1) > config.max_batch_tokens):
+            batches.append(current)
+            current = []
+        current.append(index)
+    return batches + [current] if current else batches
+
+
+@torch.inference_mode()
+def score_batch(
+    model: PreTrainedModel,
+    input_ids: Sequence[Sequence[int]],
+    system_spans: Sequence[tuple[int, int]],
+    question_spans: Sequence[tuple[int, int]],
+    inter_weight: float = DEFAULT_INTER_WEIGHT,
+) -> angles.AngleScores:
+    """Angle scores of one batch: right-padded so real tokens keep positions 0..n-1 and,
+    under causal attention, never see a pad; the masks keep pads out of every sum."""
+    device = model.device
+    width = max(len(ids) for ids in input_ids)
+    batch = torch.zeros((len(input_ids), width), dtype=torch.long)
+    for row, ids in enumerate(input_ids):
+        batch[row, : len(ids)] = torch.as_tensor(ids)
+    positions = torch.arange(width)
+    lengths = torch.tensor([len(ids) for ids in input_ids])
+    attention = (positions[None, :] < lengths[:, None]).long()
+
+    def span_mask(spans: Sequence[tuple[int, int]]) -> torch.Tensor:
+        bounds = torch.tensor(spans).reshape(-1, 2)
+        return (positions[None, :] >= bounds[:, :1]) & (positions[None, :] < bounds[:, 1:])
+
+    hidden = last_mlp_input(model, batch.to(device), attention.to(device))
+    return angle_concentration(hidden, span_mask(question_spans).to(device), span_mask(system_spans).to(device), inter_weight)
+
+
+def _score_shard(model: PreTrainedModel, table: pa.Table, config: ScoreConfig, bar: tqdm) -> dict[str, np.ndarray]:
+    columns = table.to_pydict()
+    n = table.num_rows
+    out = {name: np.full(n, np.nan) for name in ("c_intra", "c_inter", "angle_score")}
+    for batch in length_batches(columns["n_tokens"], config):
+        scores = score_batch(
+            model,
+            [columns["input_ids"][i] for i in batch],
+            [(columns["system_start"][i], columns["system_end"][i]) for i in batch],
+            [(columns["question_start"][i], columns["question_end"][i]) for i in batch],
+            config.inter_weight,
+        )
+        for name in out:
+            out[name][batch] = getattr(scores, name).double().cpu().numpy()
+        bar.update(len(batch))
+    return out
+
+
+def _part_tag(shard: Shard, context: ScoreContext, config: ScoreConfig) -> bytes:
+    return json.dumps(
+        {"shard": shard.digest, "context": asdict(context), "w": config.inter_weight, "code": code_version()},
+        sort_keys=True,
+    ).encode()
+
+
+def _has_tag(path: Path, tag: bytes) -> bool:
+    return path.exists() and (pq.read_schema(path).metadata or {}).get(_PART_KEY) == tag
+
+
+def part_path(out_dir: Path, shard: Shard) -> Path:
+    return Path(out_dir) / SCORE_PART.name(index=shard.index)
+
+
+def score_shard(
+    model: PreTrainedModel,
+    shard: Shard,
+    out_dir: Path,
+    context: ScoreContext,
+    config: ScoreConfig = ScoreConfig(),
+    bar: tqdm | None = None,
+    reuse_from: Path | None = None,
+) -> bool:
+    """Score one shard into its part file; returns False when a valid part was reused.
+
+    A part is tagged with the shard digest, the context, the weight and the code version;
+    a part with the same tag in `out_dir` (an interrupted run) or in `reuse_from` (the
+    published result) is kept or linked instead of recomputed, any other is replaced.
+    """
+    path = part_path(out_dir, shard)
+    tag = _part_tag(shard, context, config)
+    bar = bar or tqdm(total=shard.rows, disable=True)
+    if _has_tag(path, tag):
+        bar.update(shard.rows)
+        return False
+    if reuse_from is not None and _has_tag(previous := part_path(reuse_from, shard), tag):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.link(previous, path)
+        bar.update(shard.rows)
+        return False
+    table = pq.read_table(shard.path)
+    scores = _score_shard(model, table, config, bar)
+    n = table.num_rows
+    part = pa.table({
+        "id": table.column("id"),
+        **{name: pa.array(values) for name, values in scores.items()},
+        "inter_weight": pa.array(np.full(n, config.inter_weight)),
+        "n_tokens": table.column("n_tokens"),
+        "question_tokens": pc.subtract(table.column("question_end"), table.column("question_start")),
+        "system_tokens": pc.subtract(table.column("system_end"), table.column("system_start")),
+        "truncated": table.column("truncated"),
+        **{name: pa.array([value] * n, pa.string()) for name, value in asdict(context).items()},
+        "code_version": pa.array([code_version()] * n, pa.string()),
+    }, schema=SCORE_SCHEMA.with_metadata({_PART_KEY: tag}))
+    write_parquet_atomic(part, path)
+    return True
+
+
+def write_summary(out_dir: Path, shards: ShardSet, context: ScoreContext, written: int) -> ScoreSummary:
+    """Check that every shard has its part, then record the run in `summary.json`."""
+    missing = [s.path.name for s in shards.shards if not part_path(out_dir, s).exists()]
+    if missing:
+        raise RuntimeError(f"{out_dir}: no scores for shards {missing}")
+    summary = ScoreSummary(Path(out_dir), shards.rows, written, len(shards.shards) - written, code_version())
+    write_text_atomic(
+        json.dumps({**asdict(summary), "directory": str(out_dir), **asdict(context)}, indent=2),
+        Path(out_dir) / SUMMARY,
+    )
+    return summary
+
+
+def score_shards(
+    model: PreTrainedModel,
+    shards: ShardSet,
+    out_dir: Path,
+    context: ScoreContext,
+    config: ScoreConfig = ScoreConfig(),
+    progress: bool = True,
+) -> ScoreSummary:
+    """Score every shard into `out_dir/part-NNNNN.parquet`, resuming after an interruption:
+    finished parts are skipped, so no shard is scored twice and no row is duplicated."""
+    with tqdm(total=shards.rows, desc=f"scoring {context.model}", unit="prompt", disable=not progress) as bar:
+        written = sum(score_shard(model, shard, out_dir, context, config, bar) for shard in shards.shards)
+    return write_summary(out_dir, shards, context, written)

@@ -1,0 +1,126 @@
+"""Named training runs: the configuration of each `training_run` partition."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from gainrl_ops.scoring.angles import DEFAULT_INTER_WEIGHT
+from gainrl_ops.training.sampling import (
+    EpochSampler,
+    GainRLConfig,
+    GainRLSampler,
+    UniformSampler,
+)
+
+SAMPLERS = ("gainrl", "uniform")
+# TRL GRPOConfig fields we set unless a run overrides them; any other GRPOConfig field may be
+# given too. On CPU, bf16 and vLLM stay off whatever is given (see trainer.grpo_config).
+GRPO_DEFAULTS: dict[str, Any] = {
+    "num_generations": 8,
+    "per_device_train_batch_size": 32,
+    "learning_rate": 5e-5,
+    "temperature": 1.0,
+    "max_completion_length": 48,
+    "beta": 0.0,
+}
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class TrainingRunConfig:
+    """A named training run.
+
+    Curriculum:
+        sampler: "gainrl" (Gaussian window over the angle ranking, moved by feedback) or
+            "uniform" (the baseline).
+        subset_size: prompts per epoch.
+        n_frac, sigma_frac, adj_max_frac: GAIN-RL's n, sigma and adj_max as fractions of
+            the dataset size (published: 500, 1000, 1000 of ~7.5k prompts).
+        alpha, beta: GAIN-RL's controller gains.
+    GRPO:
+        grpo: `trl.GRPOConfig` fields by their own names, over `GRPO_DEFAULTS`
+            (e.g. {learning_rate: 1e-5, beta: 0.04, max_completion_length: 256}).
+    Run:
+        epochs, seed, checkpoint_every (epochs; the last epoch is always saved),
+        inter_weight: w of the angle score used for the epoch feedback.
+    """
+
+    name: str
+    sampler: Literal["gainrl", "uniform"] = "gainrl"
+    seed: int = 0
+    epochs: int = 3
+    subset_size: int = 32
+    n_frac: float = 500 / 7500
+    sigma_frac: float = 1000 / 7500
+    adj_max_frac: float = 1000 / 7500
+    alpha: float = 2.0
+    beta: float = 0.5
+    grpo: dict[str, Any] = field(default_factory=dict)
+    checkpoint_every: int = 1
+    inter_weight: float = DEFAULT_INTER_WEIGHT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "grpo", {**GRPO_DEFAULTS, **self.grpo})
+        problems = [*self._run_problems(), *self._batch_problems()]
+        if problems:
+            raise ValueError(f"training run {self.name!r}: {'; '.join(problems)}")
+
+    def _run_problems(self) -> list[str]:
+        problems = []
+        if not _NAME.fullmatch(self.name):
+            problems.append("the name must match [A-Za-z0-9._-]+")
+        if self.sampler not in SAMPLERS:
+            problems.append(f"sampler {self.sampler!r} is not one of {SAMPLERS}")
+        for name in ("epochs", "subset_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("n_frac", "sigma_frac"):
+            if not 0 < getattr(self, name) <= 1:
+                problems.append(f"{name} must lie in (0, 1], not {getattr(self, name)}")
+        if not 0 <= self.adj_max_frac <= 1:
+            problems.append(f"adj_max_frac must lie in [0, 1], not {self.adj_max_frac}")
+        if not 0 <= self.beta <= 1:
+            problems.append(f"beta is an accuracy threshold in [0, 1], not {self.beta}")
+        return problems
+
+    def _batch_problems(self) -> list[str]:
+        """TRL generates `per_device_train_batch_size` completions per step, `num_generations` per
+        prompt, and an epoch must be whole steps of whole groups."""
+        generations, batch = self.grpo["num_generations"], self.grpo["per_device_train_batch_size"]
+        if generations < 2 or batch % generations:
+            return [f"grpo.per_device_train_batch_size {batch} must be a multiple of grpo.num_generations {generations} (at least 2)"]
+        per_step = batch // generations
+        if self.subset_size % per_step:
+            return [f"subset_size {self.subset_size} must be a multiple of the {per_step} prompts per step "
+                    f"(per_device_train_batch_size {batch} / num_generations {generations})"]
+        return []
+
+    def make_sampler(self, n_prompts: int) -> EpochSampler:
+        if self.sampler == "uniform":
+            return UniformSampler(self.subset_size, n_prompts, seed=self.seed)
+        config = GainRLConfig.scale_free(
+            n_prompts, n=self.n_frac, sigma=self.sigma_frac, adj_max=self.adj_max_frac,
+            alpha=self.alpha, beta=self.beta, subset_size=self.subset_size,
+        )
+        return GainRLSampler(config, n_prompts, seed=self.seed)
+
+
+def load_run_configs(path: Path) -> dict[str, TrainingRunConfig]:
+    """Run configurations from a YAML mapping of run name to fields; unknown fields are errors."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    known = {f.name for f in fields(TrainingRunConfig)} - {"name"}
+    runs = {}
+    for name, values in raw.items():
+        unknown = set(values or {}) - known
+        if unknown:
+            raise ValueError(f"{path}: run {name!r} has unknown fields {sorted(unknown)}; known: {sorted(known)}")
+        try:
+            runs[str(name)] = TrainingRunConfig(name=str(name), **(values or {}))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from None
+    return runs

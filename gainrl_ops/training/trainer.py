@@ -1,0 +1,302 @@
+"""GRPO training with a curriculum sampler, on upstream TRL (no fork).
+
+`CurriculumGRPOTrainer` only replaces `_get_train_sampler`: the sampler keeps TRL's
+`RepeatSampler` layout (each prompt `num_generations` times, the same order on every
+process) and a constant length per epoch, and draws a new subset at `set_epoch`. A
+callback closes the loop after each epoch: accuracy from that epoch's rewards, the mean
+angle score of its prompts under the current policy (a prefill with the scorer, not a
+second generation), the controller update, the selection table and checkpoints.
+`from trl import ...` costs seconds, so nothing imports this module at Dagster load time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from datasets import Dataset
+from torch.utils.data import Sampler
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import RepeatSampler
+
+from gainrl_ops.core.layout import Layout
+from gainrl_ops.core.storage import (
+    atomic_directory,
+    write_parquet_atomic,
+    write_text_atomic,
+)
+from gainrl_ops.data.prompts import PromptConfig, chat_messages, render_prompt
+from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore
+from gainrl_ops.scoring.models import eval_mode
+from gainrl_ops.scoring.scorer import score_batch
+from gainrl_ops.training.config import TrainingRunConfig
+from gainrl_ops.training.evaluation import greedy_accuracy
+from gainrl_ops.training.plots import plot_runs
+from gainrl_ops.training.rewards import correctness_reward
+from gainrl_ops.training.sampling import EpochSampler
+
+EPOCHS_SCHEMA = {
+    "run": pl.String, "epoch": pl.Int32, "sampler": pl.String, "mu": pl.Float64, "sigma": pl.Float64,
+    "accuracy": pl.Float64, "held_out_accuracy": pl.Float64, "angle": pl.Float64, "mu_next": pl.Float64, "seconds": pl.Float64, "checkpoint_path": pl.String,
+}
+
+
+class CorrectnessReward:
+    """TRL reward function: 1 for a correct final answer. Keeps the epoch's rewards so the
+    curriculum can read the epoch accuracy (instance state, not a module-level list)."""
+
+    __name__ = "correctness"
+
+    def __init__(self) -> None:
+        self.rewards: list[float] = []
+
+    def __call__(self, prompts: list, completions: list, answer: list[str], **_: Any) -> list[float]:
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        rewards = [correctness_reward(text, ref) for text, ref in zip(texts, answer)]
+        self.rewards += rewards
+        return rewards
+
+    def take(self) -> list[float]:
+        rewards, self.rewards = self.rewards, []
+        return rewards
+
+
+class CurriculumSampler(Sampler[int]):
+    """TRL's RepeatSampler layout over the ranks the curriculum selects for the epoch."""
+
+    def __init__(self, epoch_sampler: EpochSampler, subset_size: int, mini_repeat_count: int, batch_size: int, repeat_count: int):
+        if subset_size % batch_size:
+            raise ValueError(f"subset_size {subset_size} must be a multiple of the {batch_size} prompts per generation batch")
+        self.epoch_sampler = epoch_sampler
+        self.layout = dict(mini_repeat_count=mini_repeat_count, batch_size=batch_size, repeat_count=repeat_count)
+        self.subset_size = subset_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        ranks = self.epoch_sampler.select(self.epoch)
+        positions = RepeatSampler(range(self.subset_size), shuffle=False, **self.layout)
+        return (int(ranks[i]) for i in positions)
+
+    def __len__(self) -> int:
+        return len(RepeatSampler(range(self.subset_size), shuffle=False, **self.layout))
+
+
+class CurriculumGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose prompts per epoch come from an `EpochSampler` over the ranked dataset."""
+
+    def __init__(self, *args: Any, epoch_sampler: EpochSampler, subset_size: int, **kwargs: Any):
+        self.epoch_sampler = epoch_sampler
+        self.subset_size = subset_size
+        super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, dataset: Dataset | None = None) -> Sampler:
+        return CurriculumSampler(
+            self.epoch_sampler,
+            self.subset_size,
+            mini_repeat_count=self.num_generations,
+            batch_size=self.args.generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * self.args.steps_per_generation,
+        )
+
+
+@dataclass
+class EpochFeedback(TrainerCallback):
+    """After each epoch: feedback to the curriculum, one row per epoch and per selected
+    prompt, and a checkpoint every `checkpoint_every` epochs."""
+
+    run: TrainingRunConfig
+    ranked: pl.DataFrame
+    tokenizer: PreTrainedTokenizerBase
+    prompt: PromptConfig
+    sampler: EpochSampler
+    reward: CorrectnessReward
+    save_checkpoint: Callable[[PreTrainedModel, int], str]
+    evaluate: Callable[[PreTrainedModel], float] | None = None
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    selections: list[pl.DataFrame] = field(default_factory=list)
+    _started: float = field(default_factory=time.perf_counter)
+
+    def _angle(self, model: PreTrainedModel, ranks: np.ndarray) -> float:
+        """Mean angle score of the epoch's prompts under the current policy (prefill only)."""
+        rendered = [render_prompt(self.tokenizer, q, self.prompt) for q in self.ranked["problem"].gather(ranks).to_list()]
+        with eval_mode(model):
+            scores = score_batch(model, [r.input_ids for r in rendered], [r.system_span for r in rendered], [r.question_span for r in rendered], self.run.inter_weight)
+        return float(torch.nanmean(scores.angle_score))
+
+    def _held_out(self, model: PreTrainedModel) -> float | None:
+        if self.evaluate is None:
+            return None
+        with eval_mode(model):
+            return self.evaluate(model)
+
+    def on_epoch_end(self, args, state, control, model: PreTrainedModel | None = None, **kwargs: Any):
+        epoch = len(self.epochs)
+        ranks = self.sampler.select(epoch)
+        rewards = self.reward.take()
+        accuracy = float(np.mean(rewards)) if rewards else float("nan")
+        angle = self._angle(model, ranks)
+        mu = self.sampler.mu
+        self.sampler.update(accuracy, angle)
+        last = epoch + 1 == self.run.epochs
+        saved = str(self.save_checkpoint(model, epoch)) if last or (epoch + 1) % self.run.checkpoint_every == 0 else None
+        held_out = self._held_out(model)
+        self.epochs.append({
+            "run": self.run.name, "epoch": epoch, "sampler": self.run.sampler, "mu": mu, "sigma": self.sampler.sigma,
+            "accuracy": accuracy, "held_out_accuracy": held_out, "angle": angle, "mu_next": self.sampler.mu,
+            "seconds": time.perf_counter() - self._started, "checkpoint_path": saved,
+        })
+        self.selections.append(pl.DataFrame({
+            "run": self.run.name, "epoch": epoch, "rank": (ranks + 1).astype(np.int64),
+            "id": self.ranked["id"].gather(ranks),
+        }))
+        return control
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """Per-epoch rows (run, epoch, mu, sigma, accuracy, angle, ...) and per-selection rows
+    (run, epoch, rank, id), as written to `epochs.parquet` and `selections.parquet`."""
+
+    epochs: pl.DataFrame
+    selections: pl.DataFrame
+    checkpoints: list[str]
+    directory: Path
+
+
+def grpo_dataset(ranked: pl.DataFrame, tokenizer: PreTrainedTokenizerBase, prompt: PromptConfig) -> Dataset:
+    """Rows in rank order (row i = rank i + 1), so a rank is a dataset index. Chat prompts
+    when the tokenizer has a chat template (TRL renders them), plain text otherwise."""
+    problems = ranked["problem"].to_list()
+    prompts: list[Any] = (
+        [chat_messages(q, prompt) for q in problems]
+        if tokenizer.chat_template is not None
+        else [render_prompt(tokenizer, q, prompt).text for q in problems]
+    )
+    return Dataset.from_dict({"prompt": prompts, "answer": ranked["answer"].to_list(), "id": ranked["id"].to_list()})
+
+
+def grpo_config(run: TrainingRunConfig, output_dir: Path) -> GRPOConfig:
+    """TRL settings: the run's `grpo` fields, plus what the curriculum loop needs. bf16 only on
+    a GPU that has it (TRL defaults it on, 2-2.7x slower on CPU)."""
+    known = {f.name for f in dataclasses.fields(GRPOConfig)}
+    unknown = sorted(set(run.grpo) - known)
+    if unknown:
+        raise ValueError(f"training run {run.name!r}: {unknown} are not trl.GRPOConfig fields")
+    cuda = torch.cuda.is_available()
+    return GRPOConfig(**{
+        "bf16": cuda and torch.cuda.is_bf16_supported(),
+        **run.grpo,
+        "output_dir": str(output_dir),
+        "num_train_epochs": run.epochs,
+        "seed": run.seed,
+        "use_cpu": not cuda,
+        "use_vllm": False,
+        "report_to": "none",
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "dataloader_num_workers": 0,
+    })
+
+
+def train_run(
+    run: TrainingRunConfig,
+    model_path: str,
+    ranked: pl.DataFrame,
+    prompt: PromptConfig,
+    layout: Layout,
+    save_checkpoint: Callable[[PreTrainedModel, PreTrainedTokenizerBase, int], str],
+    evaluate: Callable[[PreTrainedModel, PreTrainedTokenizerBase], float] | None = None,
+) -> TrainingResult:
+    """Train `run` from the checkpoint at `model_path` on the `ranked` prompts (columns id,
+    problem, answer, in curriculum order) and write the epoch and selection tables.
+
+    `save_checkpoint(model, tokenizer, epoch)` stores a checkpoint and returns where it went;
+    `evaluate(model, tokenizer)`, if given, is the held-out accuracy recorded after each epoch.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from gainrl_ops.scoring.models import load_tokenizer
+
+    torch.manual_seed(run.seed)
+    tokenizer = load_tokenizer(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    sampler = run.make_sampler(ranked.height)
+    reward = CorrectnessReward()
+    feedback = EpochFeedback(
+        run, ranked, tokenizer, prompt, sampler, reward,
+        save_checkpoint=lambda m, epoch: save_checkpoint(m, tokenizer, epoch),
+        evaluate=(lambda m: evaluate(m, tokenizer)) if evaluate else None,
+    )
+    with tempfile.TemporaryDirectory(prefix="grpo-") as scratch:
+        trainer = CurriculumGRPOTrainer(
+            model=model,
+            processing_class=tokenizer,
+            reward_funcs=[reward],
+            args=grpo_config(run, Path(scratch)),
+            train_dataset=grpo_dataset(ranked, tokenizer, prompt),
+            callbacks=[feedback],
+            epoch_sampler=sampler,
+            subset_size=run.subset_size,
+        )
+        trainer.train()
+    epochs = pl.DataFrame(feedback.epochs, schema=EPOCHS_SCHEMA)
+    selections = pl.concat(feedback.selections)
+    write_parquet_atomic(epochs.to_arrow(), layout.epochs(run.name))
+    write_parquet_atomic(selections.to_arrow(), layout.selections(run.name))
+    write_text_atomic(json.dumps({"run": asdict(run), "sampler": sampler.state_dict()}, default=float), layout.run_state(run.name))
+    return TrainingResult(epochs, selections, [p for p in epochs["checkpoint_path"].to_list() if p], layout.run_dir(run.name))
+
+
+def save_to_store(
+    store: LocalCheckpointStore, name: str
+) -> Callable[[PreTrainedModel, PreTrainedTokenizerBase, int], Path]:
+    """A `save_checkpoint` that writes the store entry `<name>-epoch<k>` atomically (a temporary
+    folder renamed into place), so the store never shows half a checkpoint."""
+
+    def save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, epoch: int) -> Path:
+        target = store.entry(f"{name}-epoch{epoch + 1:03d}")
+        with atomic_directory(target) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        return target
+
+    return save
+
+
+def train_from_store(
+    run: TrainingRunConfig,
+    store: LocalCheckpointStore,
+    base: CheckpointRecord,
+    ranked: pl.DataFrame,
+    prompt: PromptConfig,
+    layout: Layout,
+    held_out: list[tuple[str, str]],
+) -> tuple[TrainingResult, Path]:
+    """Train `run` from the store's `base` checkpoint on the `ranked` prompts, register every
+    saved checkpoint in the store as a child of `base`, record held-out accuracy after each
+    epoch, and plot the curves. Returns the result and the curve PNG."""
+    save = save_to_store(store, run.name)
+
+    def save_and_register(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, epoch: int) -> Path:
+        path = save(model, tokenizer, epoch)
+        store.register(str(path), name=path.name, source=f"training run {run.name}, epoch {epoch + 1}", parent=base.fingerprint)
+        return path
+
+    result = train_run(
+        run, base.path, ranked, prompt, layout, save_and_register,
+        evaluate=lambda model, tokenizer: greedy_accuracy(model, tokenizer, held_out, prompt),
+    )
+    return result, plot_runs(result.epochs, layout.run_curve(run.name), title=run.name)

@@ -1,0 +1,1 @@
+"""One folder per domain, each with its assets, checks and automation: curriculum, training, diagnostics."""

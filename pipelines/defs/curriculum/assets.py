@@ -1,0 +1,188 @@
+"""The curriculum assets: dataset -> shards -> scores per checkpoint -> curriculum -> report.
+
+Each asset resolves its target, makes one library call, and describes what it wrote.
+"""
+
+import dagster as dg
+import polars as pl
+import pyarrow.parquet as pq
+from dagster import AssetExecutionContext, MaterializeResult
+from tqdm.auto import tqdm
+
+from gainrl_ops.core.fingerprint import fingerprint_json
+from gainrl_ops.core.layout import SCORE_PART
+from gainrl_ops.core.storage import replace_directory
+from gainrl_ops.curriculum.ranking import export_ranking, previous_ranking
+from gainrl_ops.curriculum.report import build_report
+from gainrl_ops.data.datasets import CANONICAL_SCHEMA
+from gainrl_ops.data.shards import SHARD_SCHEMA, tokenize_to_shards
+from gainrl_ops.data.sources import prepare_dataset
+from gainrl_ops.scoring.scorer import SCORE_SCHEMA, score_shard, write_summary
+
+from ... import partitions
+from ...hooks import refresh_catalog_hook
+from ...metadata import image, preview, table_schema
+from ...resources import (
+    DatasetResource,
+    ScoringResource,
+    StorageResource,
+    TargetsResource,
+)
+
+GROUP = "curriculum"
+
+
+@dg.asset(group_name=GROUP, kinds={"parquet"}, code_version="1", hooks={refresh_catalog_hook})
+def raw_dataset(storage: StorageResource, dataset: DatasetResource) -> MaterializeResult:
+    """The training prompts in the canonical table (id, problem, answer, source, difficulty,
+    metadata), with rejected rows and duplicates in a rejects table beside it."""
+    loaded, paths = prepare_dataset(dataset.source, storage.layout)
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": loaded.table.num_rows,
+            "dagster/column_schema": table_schema(CANONICAL_SCHEMA),
+            "rejected_rows": loaded.rejects.num_rows,
+            "duplicates": loaded.duplicates,
+            "rows_read": loaded.n_read,
+            "path": dg.MetadataValue.path(str(paths["prompts"])),
+            "rejects_path": dg.MetadataValue.path(str(paths["rejects"])),
+            "preview": preview(pl.from_arrow(loaded.table).select("id", "problem", "answer", "difficulty")),
+        },
+        data_version=dg.DataVersion(fingerprint_json(loaded.table.column("id").to_pylist())),
+    )
+
+
+@dg.asset(group_name=GROUP, kinds={"pytorch"}, code_version="1", hooks={refresh_catalog_hook})
+def base_checkpoint(context: AssetExecutionContext, targets: TargetsResource) -> MaterializeResult:
+    """The base model, registered in the checkpoint store and as a `checkpoints` partition.
+    "embedded" builds the tiny local Qwen2 once (cached by its configuration)."""
+    record = targets.base()
+    context.instance.add_dynamic_partitions(partitions.checkpoints.name, [record.fingerprint])
+    return MaterializeResult(
+        metadata={
+            "checkpoint": record.fingerprint,
+            "path": dg.MetadataValue.path(record.path),
+            "parameters": record.parameters or 0,
+            "source": record.source,
+        },
+        data_version=dg.DataVersion(record.fingerprint),
+    )
+
+
+@dg.asset(group_name=GROUP, kinds={"parquet"}, code_version="1", deps=[raw_dataset, base_checkpoint], hooks={refresh_catalog_hook})
+def tokenized_shards(targets: TargetsResource, scoring: ScoringResource) -> MaterializeResult:
+    """Prompts rendered with the base model's chat template and tokenized, with the token
+    spans of the system prompt and the question; keyed by tokenizer + template fingerprint.
+    Recorded as the dataset's current shard set, which every checkpoint partition scores."""
+    from gainrl_ops.scoring.models import load_tokenizer
+
+    layout, name = targets.layout, targets.dataset.name
+    tokenizer = load_tokenizer(targets.base_model_path())
+    shards = tokenize_to_shards(pq.read_table(layout.prompts(name)), tokenizer, targets.model.prompt, layout, name, shard_size=scoring.shard_size)
+    lengths = pl.concat([pl.read_parquet(s.path, columns=["n_tokens", "truncated"]) for s in shards.shards])
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": shards.rows,
+            "dagster/column_schema": table_schema(SHARD_SCHEMA),
+            "shards": len(shards.shards),
+            "prompt_fingerprint": shards.prompt_fingerprint,
+            "tokenizer_fingerprint": shards.tokenizer_fingerprint,
+            "mean_tokens": float(lengths["n_tokens"].mean()),
+            "max_tokens": int(lengths["n_tokens"].max()),
+            "truncated": int(lengths["truncated"].sum()),
+            "path": dg.MetadataValue.path(str(shards.directory)),
+        },
+        data_version=dg.DataVersion(shards.prompt_fingerprint + fingerprint_json([s.digest for s in shards.shards])),
+    )
+
+
+@dg.op(ins={"shards_ready": dg.In(dg.Nothing)}, out=dg.DynamicOut(int))
+def plan_scoring(context: dg.OpExecutionContext, targets: TargetsResource):
+    """One step per shard, so the multiprocess (or Kubernetes/Celery) executor scores them in parallel."""
+    for shard in targets.resolve(context).shards.shards:
+        yield dg.DynamicOutput(shard.index, mapping_key=shard.path.stem.replace("-", "_"))
+
+
+@dg.op
+def score_shard_step(context: dg.OpExecutionContext, index: int, targets: TargetsResource, scoring: ScoringResource) -> int:
+    """Score one shard into the staging folder (a part that is already valid is reused)."""
+    target = targets.resolve(context)
+    target.load_tokenizer(check_shards=True)
+    shard = target.shards.shards[index]
+    with tqdm(total=shard.rows, desc=f"scoring {shard.path.name}", unit="prompt") as bar:
+        written = score_shard(target.load_model(), shard, target.staging, target.score_context(), scoring.config, bar, reuse_from=target.scores)
+    context.log.info(f"{shard.path.name}: {'scored' if written else 'reused'} {shard.rows} prompts")
+    return int(written)
+
+
+@dg.op(out=dg.Out(dg.Nothing))
+def publish_scores(context: dg.OpExecutionContext, written: list[int], targets: TargetsResource) -> None:
+    """Swap the complete staging folder in place of the partition's previous scores."""
+    target = targets.resolve(context)
+    summary = write_summary(target.staging, target.shards, target.score_context(), sum(written))
+    replace_directory(target.staging, target.scores)
+    scores = pl.read_parquet(target.scores / SCORE_PART.name_glob())
+    context.add_output_metadata({
+        "dagster/row_count": scores.height,
+        "dagster/column_schema": table_schema(SCORE_SCHEMA),
+        "checkpoint": target.checkpoint,
+        "model": target.record.name,
+        "tokenizer_fingerprint": target.shards.tokenizer_fingerprint,
+        "prompt_fingerprint": target.shards.prompt_fingerprint,
+        "code_version": summary.code_version,
+        "parts_scored": summary.parts_written,
+        "parts_reused": summary.parts_reused,
+        "score_mean": float(scores["angle_score"].mean()),
+        "score_std": float(scores["angle_score"].std()),
+        "path": dg.MetadataValue.path(str(target.scores)),
+        "preview": preview(scores.sort("angle_score", descending=True).select("id", "angle_score", "c_intra", "c_inter", "n_tokens")),
+    })
+
+
+@dg.graph_asset(
+    group_name=GROUP,
+    partitions_def=partitions.checkpoints,
+    kinds={"pytorch", "parquet"},
+    code_version="1",
+    ins={"tokenized_shards": dg.AssetIn(dagster_type=dg.Nothing)},
+)
+def angle_scores(tokenized_shards):
+    """Angle-concentration scores (c_intra, c_inter, angle_score) of every prompt under one
+    checkpoint, with its fingerprint, tokenizer, template and code version on every row.
+    Scoring fans out by shard; the partition is replaced atomically when all shards are done."""
+    written = plan_scoring(tokenized_shards).map(score_shard_step).collect()
+    return publish_scores.with_hooks({refresh_catalog_hook})(written)
+
+
+@dg.asset(
+    group_name=GROUP, partitions_def=partitions.checkpoints, kinds={"duckdb", "parquet"}, code_version="1",
+    deps=[angle_scores], hooks={refresh_catalog_hook},
+)
+def curriculum(context: AssetExecutionContext, targets: TargetsResource) -> MaterializeResult:
+    """Prompts ranked from highest to lowest angle score (the `curriculum` SQL view),
+    snapshotted to Parquet for training."""
+    target = targets.resolve(context)
+    frame, path = export_ranking(target.layout, target.dataset, target.shards.prompt_fingerprint, target.checkpoint)
+    return MaterializeResult(metadata={
+        "dagster/row_count": frame.height,
+        "checkpoint": target.checkpoint,
+        "duckdb": dg.MetadataValue.path(str(target.layout.catalog)),
+        "path": dg.MetadataValue.path(str(path)),
+        "top": preview(frame.select("rank", "id", "angle_score", "problem")),
+        "bottom": preview(frame.tail(10).select("rank", "id", "angle_score", "problem")),
+    })
+
+
+@dg.asset(group_name=GROUP, partitions_def=partitions.checkpoints, kinds={"python"}, code_version="1", deps=[curriculum])
+def curriculum_report(context: AssetExecutionContext, targets: TargetsResource) -> MaterializeResult:
+    """Score histogram, score against prompt length and difficulty (Spearman), and rank
+    agreement with the previous checkpoint (Spearman, top-k overlap), as plots and numbers."""
+    target = targets.resolve(context)
+    previous = previous_ranking(target.layout, target.dataset, target.shards.prompt_fingerprint, targets.store.records(), target.record)
+    report = build_report(pl.read_parquet(target.existing_ranking()), target.report_dir, previous=previous[1] if previous else None)
+    return MaterializeResult(metadata={
+        **report.as_metadata(),
+        "previous_checkpoint": previous[0].fingerprint if previous else "none",
+        **{f"plot_{name}": image(path) for name, path in report.plots.items()},
+        **{f"plot_{name}_path": dg.MetadataValue.path(str(path)) for name, path in report.plots.items()},
+    })

@@ -1,0 +1,76 @@
+"""Training and evaluation assets: GRPO runs on the curriculum, and held-out accuracy per checkpoint."""
+
+import dagster as dg
+from dagster import AssetExecutionContext, MaterializeResult
+
+from gainrl_ops.core.storage import write_parquet_atomic
+from gainrl_ops.curriculum.ranking import ranked_prompts
+from gainrl_ops.data.sources import held_out_for
+
+from ... import partitions
+from ...hooks import refresh_catalog_hook
+from ...metadata import image, preview
+from ...resources import HeldOutResource, TargetsResource, TrainingResource
+
+GROUP = "training"
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=partitions.training_runs,
+    kinds={"pytorch", "parquet"},
+    code_version="1",
+    deps=[dg.AssetDep("curriculum", partition_mapping=dg.AllPartitionMapping())],
+    hooks={refresh_catalog_hook},
+)
+def training_run(context: AssetExecutionContext, targets: TargetsResource, training: TrainingResource, held_out: HeldOutResource) -> MaterializeResult:
+    """A GRPO run (TRL) on the base checkpoint's curriculum with the run's sampler (GAIN-RL
+    or uniform): per-epoch table, per-selection table, curves, and checkpoints saved into
+    the checkpoint store, where the rescoring sensor picks them up."""
+    from gainrl_ops.training.trainer import (
+        train_from_store,  # TRL import: seconds, so only when training
+    )
+
+    run = training.run(context.partition_key)
+    target = targets.target(targets.base())
+    ranked = ranked_prompts(target.layout, target.dataset, target.existing_ranking())
+    problems = list(held_out_for(target.source, held_out.config, target.layout).select("problem", "answer").iter_rows())
+    result, curve = train_from_store(run, targets.store, target.record, ranked, target.model.prompt, target.layout, problems)
+    last = result.epochs.row(-1, named=True)
+    return MaterializeResult(metadata={
+        "dagster/row_count": result.selections.height,
+        "sampler": run.sampler,
+        "epochs": result.epochs.height,
+        "final_rollout_accuracy": last["accuracy"],
+        "final_held_out_accuracy": last["held_out_accuracy"],
+        "checkpoints": dg.MetadataValue.json(result.checkpoints),
+        "epoch_table": preview(result.epochs.drop("checkpoint_path")),
+        "curve": image(curve),
+        "path": dg.MetadataValue.path(str(result.directory)),
+    })
+
+
+@dg.asset(
+    group_name=GROUP, partitions_def=partitions.checkpoints, kinds={"pytorch", "parquet"}, code_version="1",
+    deps=["raw_dataset"], hooks={refresh_catalog_hook},
+)
+def evaluation(context: AssetExecutionContext, targets: TargetsResource, held_out: HeldOutResource) -> MaterializeResult:
+    """Greedy accuracy of the checkpoint on held-out problems (none of them a training prompt)."""
+    from gainrl_ops.training.evaluation import evaluate_checkpoint
+
+    target = targets.resolve(context)
+    problems = held_out_for(target.source, held_out.config, target.layout)
+    frame = evaluate_checkpoint(
+        target.load_model(), target.load_tokenizer(), problems, target.model.prompt, target.checkpoint, held_out.max_new_tokens
+    )
+    write_parquet_atomic(frame.to_arrow(), target.evaluation)
+    accuracy = float(frame["correct"].mean())
+    context.log.info(f"checkpoint {target.record.name} ({target.checkpoint}): held-out accuracy {accuracy:.3f}")
+    return MaterializeResult(metadata={
+        "accuracy": accuracy,
+        "dagster/row_count": frame.height,
+        "checkpoint": target.checkpoint,
+        "checkpoint_name": target.record.name,
+        "path": dg.MetadataValue.path(str(target.evaluation)),
+        "preview": preview(frame.select("id", "answer", "predicted", "correct", "completion")),
+    })
