@@ -289,7 +289,7 @@ def build_shards(tokenizer: PreTrainedTokenizerBase, sizes: list[int], root: Pat
     """The first N generated problems of one fixed list, tokenized once per size (not timed)."""
     problems = generate(ArithmeticConfig(n_problems=max(sizes), seed=PROMPT_SEED))
     table = pa.table({"id": [f"p{i:06d}" for i in range(len(problems))], "problem": [p.problem for p in problems]})
-    return {n: tokenize_to_shards(table.slice(0, n), tokenizer, PromptConfig(), Layout(root), f"n{n}").directory for n in sizes}
+    return {n: tokenize_to_shards(table.slice(0, n), tokenizer, PromptConfig(), Layout(root), f"n{n}", "0" * 16).directory for n in sizes}
 
 
 def model_summary(path: Path, temporary: bool) -> dict[str, object]:

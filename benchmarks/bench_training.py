@@ -49,15 +49,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def ranked_prompts(model_path: str, source: DatasetSource, layout: Layout, prompt: PromptConfig) -> pl.DataFrame:
     """The training prompts in curriculum order: the `curriculum` SQL view's ranking, the same
     one the `training_run` asset trains on."""
-    loaded, _ = prepare_dataset(source, layout)
+    loaded, label = prepare_dataset(source, layout)
     tokenizer = load_tokenizer(model_path)
-    shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout, source.name)
+    shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout, source.name, label.version)
     checkpoint = checkpoint_fingerprint(model_path)
-    out = layout.scores(source.name, shards.prompt_fingerprint, checkpoint)
-    context = ScoreContext(source.name, checkpoint, "embedded", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
+    out = layout.scores(source.name, label.version, shards.prompt_fingerprint, checkpoint)
+    context = ScoreContext(source.name, label.version, checkpoint, "embedded", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
     score_shards(load_model(ModelSpec(model_path)), shards, out, context)
     refresh_catalog(layout.root)
-    ranked, _ = export_ranking(layout, source.name, shards.prompt_fingerprint, checkpoint)
+    ranked, _ = export_ranking(layout, source.name, label.version, shards.prompt_fingerprint, checkpoint)
     answers = pl.from_arrow(loaded.table).select("id", "answer")
     return ranked.select("id", "rank", "problem", "difficulty", "angle_score").join(answers, on="id", how="left", maintain_order="left")
 

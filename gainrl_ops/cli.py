@@ -1,40 +1,53 @@
-"""`gainrl` command line: score a dataset with a checkpoint, without Dagster."""
+"""`gainrl` command line: score a dataset with a checkpoint, and query the catalog, without Dagster.
+
+Errors a user can fix (a bad file, a bad name, a bad query) are one line on stderr,
+`gainrl <command>: <file>[, row N][, field F]: <reason>`, with exit code 2; `--debug`
+shows the traceback. torch and transformers are imported only by the commands that run a model.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from gainrl_ops.core.layout import SCORE_PART, Layout
-from gainrl_ops.core.storage import storage_root
 from gainrl_ops.curriculum.catalog import (
     EXAMPLE_QUERIES,
+    ReadOnlyError,
+    catalog_problems,
     describe_error,
     query,
     refresh_catalog,
 )
 from gainrl_ops.data.arithmetic import ArithmeticConfig
-from gainrl_ops.data.datasets import FieldMap
+from gainrl_ops.data.datasets import DatasetError, FieldMap
 from gainrl_ops.data.prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
-from gainrl_ops.data.shards import tokenize_to_shards
 from gainrl_ops.data.sources import EMBEDDED, DatasetSource, prepare_dataset
 from gainrl_ops.scoring.angles import DEFAULT_INTER_WEIGHT
-from gainrl_ops.scoring.embedded import resolve_model
-from gainrl_ops.scoring.models import (
-    ModelSpec,
-    checkpoint_fingerprint,
-    load_model,
-    load_tokenizer,
-)
-from gainrl_ops.scoring.scorer import ScoreConfig, ScoreContext, score_shards
+
+# What a user can fix: these end in one line; anything else is a bug and keeps its traceback.
+USER_ERRORS = (DatasetError, ReadOnlyError, OSError, ValueError, json.JSONDecodeError, pa.ArrowException, duckdb.Error)
 
 
 def _score(args: argparse.Namespace) -> int:
+    from gainrl_ops.data.shards import tokenize_to_shards
+    from gainrl_ops.scoring.embedded import resolve_model
+    from gainrl_ops.scoring.models import (
+        ModelSpec,
+        checkpoint_fingerprint,
+        load_model,
+        load_tokenizer,
+    )
+    from gainrl_ops.scoring.scorer import ScoreConfig, ScoreContext, score_and_publish
+
     layout = Layout.default()
     source = DatasetSource(
         path=args.data,
@@ -44,18 +57,19 @@ def _score(args: argparse.Namespace) -> int:
         generator=ArithmeticConfig(n_problems=args.n_problems),
     )
     name = source.name
-    loaded, _ = prepare_dataset(source, layout)
-    print(f"dataset {name}: {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, {loaded.duplicates} duplicates")
+    loaded, label = prepare_dataset(source, layout)
+    print(f"dataset {name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, {loaded.duplicates} duplicates")
 
     model_path = resolve_model(args.model, layout)
     spec = ModelSpec(model_path, dtype=args.dtype, device=args.device)
     tokenizer = load_tokenizer(model_path)
     prompt = PromptConfig(system_prompt=args.system_prompt, max_tokens=args.max_tokens)
-    shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout, name, shard_size=args.shard_size)
+    shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout, name, label.version, shard_size=args.shard_size)
     checkpoint = checkpoint_fingerprint(model_path)
-    context = ScoreContext(name, checkpoint, model_path, shards.tokenizer_fingerprint, shards.prompt_fingerprint, args.dtype)
-    out = layout.scores(name, shards.prompt_fingerprint, checkpoint)
-    summary = score_shards(load_model(spec), shards, out, context, ScoreConfig(inter_weight=args.inter_weight))
+    context = ScoreContext(name, label.version, checkpoint, model_path, shards.tokenizer_fingerprint, shards.prompt_fingerprint, args.dtype)
+    out = layout.scores(name, label.version, shards.prompt_fingerprint, checkpoint)
+    staging = layout.scores_staging(name, label.version, shards.prompt_fingerprint, checkpoint)
+    summary = score_and_publish(load_model(spec), shards, out, staging, context, ScoreConfig(inter_weight=args.inter_weight))
     refresh_catalog(layout.root)
     print(f"scored {summary.rows} prompts ({summary.parts_written} parts written, {summary.parts_reused} reused) -> {out}")
     top = (
@@ -70,14 +84,12 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _sql(args: argparse.Namespace) -> int:
-    root = storage_root()
-    try:
-        if args.refresh:
-            refresh_catalog(root)
-        frame = query(root, args.query, limit=args.max_rows + 1)
-    except duckdb.Error as error:
-        print(f"gainrl sql: {describe_error(error)}", file=sys.stderr)
-        return 2
+    root = Layout.default().root
+    if args.refresh:
+        refresh_catalog(root)
+    for problem in catalog_problems(root):
+        print(f"gainrl sql: warning: {problem['path']} left out of the catalog: {problem['error']}", file=sys.stderr)
+    frame = query(root, args.query, limit=args.max_rows + 1)
     with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=240, tbl_hide_dataframe_shape=True):
         print(frame.head(args.max_rows))
     more = " (more rows not shown: add a LIMIT or raise --max-rows)" if frame.height > args.max_rows else ""
@@ -85,19 +97,30 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gainrl", description=__doc__)
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, duckdb.Error):
+        return describe_error(error)
+    if isinstance(error, json.JSONDecodeError):
+        return f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.filename}: {error.strerror or error}"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gainrl", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
     score = commands.add_parser("score", help="load, tokenize and score a dataset with one checkpoint")
     score.add_argument("--data", default=EMBEDDED, help="JSON, JSONL, Parquet or saved HF dataset; 'embedded' generates arithmetic")
     score.add_argument("--model", default=EMBEDDED, help="HF model id or local path; 'embedded' builds the tiny default")
-    score.add_argument("--name", help="dataset name in the storage root (default: file stem)")
+    score.add_argument("--name", help="dataset name in the storage root (default: file stem); letters, digits, '.', '_', '-'")
     score.add_argument("--problem-field")
     score.add_argument("--answer-field")
     score.add_argument("--on-error", choices=("fail", "skip"), default="fail")
-    score.add_argument("--n-problems", type=int, default=2000, help="size of the generated dataset")
+    score.add_argument("--n-problems", type=int, default=ArithmeticConfig.n_problems, help="size of the generated dataset")
     score.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT)
-    score.add_argument("--max-tokens", type=int, default=1024)
+    score.add_argument("--max-tokens", type=int, default=PromptConfig.max_tokens)
     score.add_argument("--shard-size", type=int, default=1024)
     score.add_argument("--inter-weight", type=float, default=DEFAULT_INTER_WEIGHT)
     score.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
@@ -106,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     sql = commands.add_parser(
         "sql",
         help="query the curriculum catalog (DuckDB views over the stored artifacts), read-only",
-        epilog="views: checkpoints, prompts, rejects, tokens, scores, curriculum; macro: rerank(w). Examples:\n\n"
+        epilog="views: checkpoints, prompts, rejects, tokens, scores, curriculum, dataset_versions, epochs, selections, "
+        "evaluations, diagnostics, catalog_problems; macro: rerank(w). Only SELECT-like statements run, and only files "
+        "under the storage root can be read (duckdb -readonly <root>/gainrl.duckdb has full power). Examples:\n\n"
         + "\n\n".join(EXAMPLE_QUERIES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -114,9 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     sql.add_argument("--max-rows", type=int, default=40, help="rows to print at most")
     sql.add_argument("--no-refresh", dest="refresh", action="store_false", help="query the catalog as last refreshed")
     sql.set_defaults(run=_sql)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+    try:
+        return args.run(args)
+    except USER_ERRORS as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"gainrl {args.command}: {_one_line(error)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -29,7 +29,10 @@ DEMO_RUN = os.environ.get("GAINRL_DEMO_RUN", "gainrl-demo")
 
 def _materialize(instance: dg.DagsterInstance, selection: list[str], partition: str | None = None) -> dg.ExecuteInProcessResult:
     everything = [*defs.assets, *defs.asset_checks]
-    result = dg.materialize(everything, selection=selection, partition_key=partition, instance=instance, resources=default_resources())
+    result = dg.materialize(
+        everything, selection=selection, partition_key=partition, instance=instance, resources=default_resources(),
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},  # Dagster's step events are DEBUG
+    )
     evaluations = result.get_asset_check_evaluations()
     failed = [e.check_name for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
     if failed:
@@ -46,9 +49,9 @@ def _tick(instance: dg.DagsterInstance, sensor: dg.SensorDefinition) -> list[str
         result = sensor(context)
     if isinstance(result, dg.SkipReason):
         return []
-    for request in result.dynamic_partitions_requests:
+    for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    return [r.partition_key for r in result.run_requests]
+    return [r.partition_key for r in result.run_requests or []]
 
 
 def main() -> int:

@@ -23,7 +23,12 @@ from gainrl_ops.data.arithmetic import ArithmeticConfig
 from gainrl_ops.data.datasets import FieldMap
 from gainrl_ops.data.prompts import PromptConfig
 from gainrl_ops.data.shards import ShardSet, current_shards
-from gainrl_ops.data.sources import EMBEDDED, DatasetSource, HeldOutConfig
+from gainrl_ops.data.sources import (
+    EMBEDDED,
+    DatasetSource,
+    HeldOutConfig,
+    current_label,
+)
 from gainrl_ops.diagnostics.signal import DiagnosticsConfig
 from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore
 from gainrl_ops.scoring.scorer import ScoreConfig
@@ -198,6 +203,7 @@ class CheckpointTarget:
 
     layout: Layout
     source: DatasetSource
+    version: str
     record: CheckpointRecord
     model: ModelResource
     shard_set: Callable[[], ShardSet]
@@ -217,40 +223,40 @@ class CheckpointTarget:
 
     @property
     def prompts(self) -> Path:
-        return self.layout.prompts(self.dataset)
+        return self.layout.prompts(self.dataset, self.version)
 
     @property
     def scores(self) -> Path:
-        return self.layout.scores(self.dataset, self.shards.prompt_fingerprint, self.checkpoint)
+        return self.layout.scores(self.dataset, self.version, self.shards.prompt_fingerprint, self.checkpoint)
 
     @property
     def staging(self) -> Path:
-        return self.layout.scores_staging(self.dataset, self.shards.prompt_fingerprint, self.checkpoint)
+        return self.layout.scores_staging(self.dataset, self.version, self.shards.prompt_fingerprint, self.checkpoint)
 
     @property
     def ranking(self) -> Path:
-        return self.layout.ranking(self.dataset, self.shards.prompt_fingerprint, self.checkpoint)
+        return self.layout.ranking(self.dataset, self.version, self.shards.prompt_fingerprint, self.checkpoint)
 
     def existing_ranking(self) -> Path:
-        return existing_ranking(self.layout, self.dataset, self.shards.prompt_fingerprint, self.checkpoint)
+        return existing_ranking(self.layout, self.dataset, self.version, self.shards.prompt_fingerprint, self.checkpoint)
 
     @property
     def report_dir(self) -> Path:
-        return self.layout.report_dir(self.dataset, self.shards.prompt_fingerprint, self.checkpoint)
+        return self.layout.report_dir(self.dataset, self.version, self.shards.prompt_fingerprint, self.checkpoint)
 
     @property
     def evaluation(self) -> Path:
-        return self.layout.evaluation(self.dataset, self.checkpoint)
+        return self.layout.evaluation(self.dataset, self.version, self.checkpoint)
 
     @property
     def diagnostics_stem(self) -> Path:
-        return self.layout.diagnostics_stem(self.dataset, self.checkpoint)
+        return self.layout.diagnostics_stem(self.dataset, self.version, self.checkpoint)
 
     def score_context(self):  # -> ScoreContext
         from gainrl_ops.scoring.scorer import ScoreContext
 
         return ScoreContext(
-            self.dataset, self.checkpoint, self.record.name, self.shards.tokenizer_fingerprint, self.shards.prompt_fingerprint, self.model.dtype
+            self.dataset, self.version, self.checkpoint, self.record.name, self.shards.tokenizer_fingerprint, self.shards.prompt_fingerprint, self.model.dtype
         )
 
     def load_model(self):  # -> PreTrainedModel
@@ -289,9 +295,13 @@ class TargetsResource(dg.ConfigurableResource):
     def store(self) -> LocalCheckpointStore:
         return self.checkpoint_store.store(self.layout)
 
-    def shards(self) -> ShardSet:
+    def version(self) -> str:
+        """The content version the dataset's name points at now (raw_dataset sets it)."""
+        return current_label(self.layout, self.dataset.name).version
+
+    def shards(self, version: str | None = None) -> ShardSet:
         """The shard set tokenized_shards made last; it must match the model's prompt settings."""
-        return current_shards(self.layout, self.dataset.name, self.model.prompt)
+        return current_shards(self.layout, self.dataset.name, version or self.version(), self.model.prompt)
 
     def base_model_path(self) -> str:
         """The base model's loadable id or path ("embedded" is built once and cached)."""
@@ -304,7 +314,8 @@ class TargetsResource(dg.ConfigurableResource):
         return self.store.register(self.base_model_path(), name="base", source=self.model.base_model)
 
     def target(self, record: CheckpointRecord) -> CheckpointTarget:
-        return CheckpointTarget(self.layout, self.dataset.source, record, self.model, self.shards)
+        version = self.version()
+        return CheckpointTarget(self.layout, self.dataset.source, version, record, self.model, lambda: self.shards(version))
 
     def resolve(self, context: dg.AssetExecutionContext | dg.OpExecutionContext | dg.AssetCheckExecutionContext) -> CheckpointTarget:
         """The checkpoint partition being run."""

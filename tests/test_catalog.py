@@ -4,6 +4,7 @@ with the real schemas, typed empty views, ranking and re-ranking, readers across
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -29,6 +30,7 @@ from gainrl_ops.data.shards import SHARD_SCHEMA
 from gainrl_ops.scoring.scorer import SCORE_SCHEMA
 
 DATASET = "arith"
+VERSION = "aaaabbbbccccdddd"
 PROMPT_FP = "1111222233334444"
 CK_BASE = "0123456789abcdef"
 CK_TUNED = "fedcba9876543210"
@@ -52,12 +54,14 @@ def write_prompts(root: Path, dataset: str = DATASET) -> None:
         },
         schema=CANONICAL_SCHEMA,
     )
-    write_parquet_atomic(prompts, layout.dataset_dir(dataset) / "prompts.parquet")
+    write_parquet_atomic(prompts, layout.prompts(dataset, VERSION))
+    label = {"dataset": dataset, "version": VERSION, "file": "in.jsonl", "rows": n, "loaded_at": "2026-11-25T00:00:00+00:00"}
+    write_text_atomic(json.dumps(label), layout.dataset_label(dataset))
     rejects = pa.table(
         {"file": ["in.jsonl"], "row": [9], "field": ["answer"], "reason": ["missing"], "raw": ["{}"]},
         schema=REJECTS_SCHEMA,
     )
-    write_parquet_atomic(rejects, layout.dataset_dir(dataset) / "rejects.parquet")
+    write_parquet_atomic(rejects, layout.rejects(dataset, VERSION))
     start = 0
     for index, size in enumerate(SHARD_SIZES):
         ids = IDS[start : start + size]
@@ -75,7 +79,7 @@ def write_prompts(root: Path, dataset: str = DATASET) -> None:
             },
             schema=SHARD_SCHEMA,
         )
-        write_parquet_atomic(shard, layout.shards(dataset, PROMPT_FP) / f"shard-{index:05d}.parquet")
+        write_parquet_atomic(shard, layout.shards(dataset, VERSION, PROMPT_FP) / f"shard-{index:05d}.parquet")
 
 
 def score_table(ids: list[str], checkpoint: str, seed: int, nan_first: bool = False) -> pa.Table:
@@ -97,6 +101,7 @@ def score_table(ids: list[str], checkpoint: str, seed: int, nan_first: bool = Fa
             "system_tokens": [2] * n,
             "truncated": [False] * n,
             "dataset": [DATASET] * n,
+            "dataset_version": [VERSION] * n,
             "checkpoint": [checkpoint] * n,
             "model": ["tiny"] * n,
             "tokenizer": ["tok"] * n,
@@ -109,7 +114,7 @@ def score_table(ids: list[str], checkpoint: str, seed: int, nan_first: bool = Fa
 
 
 def write_scores(root: Path, checkpoint: str, seed: int, nan_first: bool = False) -> None:
-    out = Layout(root).scores(DATASET, PROMPT_FP, checkpoint)
+    out = Layout(root).scores(DATASET, VERSION, PROMPT_FP, checkpoint)
     table = score_table(IDS, checkpoint, seed, nan_first)
     write_parquet_atomic(table.slice(0, SHARD_SIZES[0]), out / "part-00000.parquet")
     write_parquet_atomic(table.slice(SHARD_SIZES[0]), out / "part-00001.parquet")
@@ -130,11 +135,14 @@ def register(root: Path, name: str, fingerprint: str, when: str, parent: str | N
 
 def write_decoys(root: Path) -> None:
     """Staging folders and foreign folders that no view may read."""
-    scores = root / "scores" / DATASET / PROMPT_FP
+    scores = root / "scores" / DATASET / VERSION / PROMPT_FP
     for folder in (".staging-0123456789abcdef", "_tmp", "not-a-fingerprint", "0123456789ABCDEF"):
         write_parquet_atomic(score_table(["decoy"], CK_BASE, 0), scores / folder / "part-00000.parquet")
-    write_parquet_atomic(score_table(["decoy"], CK_BASE, 0), root / "scores" / "_staging" / PROMPT_FP / CK_BASE / "part-00000.parquet")
-    write_prompts(root, dataset=".hidden")
+    write_parquet_atomic(score_table(["decoy"], CK_BASE, 0), root / "scores" / "_staging" / VERSION / PROMPT_FP / CK_BASE / "part-00000.parquet")
+    # Layout refuses such names, so a decoy dataset folder is written by hand.
+    hidden = root / "datasets" / ".hidden"
+    shutil.copytree(root / "datasets" / DATASET, hidden)
+    (hidden / "current.json").write_text(json.dumps({"dataset": ".hidden", "version": VERSION}))
     register(root, "_partial", "ffffffffffffffff", "2030-01-01T00:00:00+00:00", None)
 
 
@@ -165,13 +173,13 @@ def views(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
 
 def test_views_return_stored_rows(root: Path) -> None:
     prompts = query(root, "SELECT * FROM prompts ORDER BY id")
-    assert prompts.columns == ["dataset", *CANONICAL_SCHEMA.names]
+    assert prompts.columns == ["dataset", "dataset_version", *CANONICAL_SCHEMA.names]
     assert prompts["id"].to_list() == IDS and set(prompts["dataset"]) == {DATASET}
     assert json.loads(prompts["metadata"][3]) == {"i": 3}
 
     rejects = query(root, "SELECT * FROM rejects")
-    assert rejects.columns == ["dataset", *REJECTS_SCHEMA.names]
-    assert rejects.rows() == [(DATASET, "in.jsonl", 9, "answer", "missing", "{}")]
+    assert rejects.columns == ["dataset", "dataset_version", *REJECTS_SCHEMA.names]
+    assert rejects.rows() == [(DATASET, VERSION, "in.jsonl", 9, "answer", "missing", "{}")]
 
     tokens = query(root, "SELECT * FROM tokens ORDER BY id")
     assert set(SHARD_SCHEMA.names) <= set(tokens.columns)
@@ -208,7 +216,7 @@ def root_types(tmp_path: Path) -> dict[str, list[tuple[str, str]]]:
     refresh_catalog(other)
     with connect_readonly(other) as con:
         types = views(con)
-    assert set(types) == {"checkpoints", "prompts", "rejects", "tokens", "scores", "curriculum", "epochs", "selections", "evaluations", "diagnostics"}
+    assert set(types) == {"checkpoints", "prompts", "rejects", "tokens", "scores", "curriculum", "epochs", "selections", "evaluations", "diagnostics", "dataset_labels", "dataset_versions", "catalog_problems"}
     return types
 
 

@@ -325,7 +325,7 @@ def test_unsupported_and_missing_files(tmp_path: Path) -> None:
     csv.write_text("problem,answer\n")
     with pytest.raises(DatasetError, match=r"data\.csv: unsupported format '\.csv'"):
         load_dataset(csv)
-    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+    with pytest.raises(DatasetError, match="nope.jsonl: no such file or directory"):
         load_dataset(tmp_path / "nope.jsonl")
     not_json = tmp_path / "broken.json"
     not_json.write_text("[{")

@@ -11,7 +11,7 @@ from gainrl_ops.core.layout import Layout, Template
 from gainrl_ops.curriculum.catalog import SOURCES
 
 VALUES = {
-    "dataset": "gsm8k", "prompt_fingerprint": "0123456789abcdef", "checkpoint": "fedcba9876543210", "index": 7,
+    "dataset": "gsm8k", "version": "00112233aabbccdd", "prompt_fingerprint": "0123456789abcdef", "checkpoint": "fedcba9876543210", "index": 7,
     "run": "gainrl-demo", "name": "base", "digest": "00ff", "plot": "score_histogram", "build": "embedded-1", "rest": "a/b.bin",
 }
 
@@ -32,7 +32,8 @@ def test_each_template_finds_the_paths_it_makes(template: Template, tmp_path: Pa
 def test_regex_extracts_every_field_from_a_made_path(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     path = "/" + layout.path(tree.SCORE_PART, **{k: VALUES[k] for k in tree.SCORE_PART.fields()}).relative_to(tmp_path).as_posix()
-    assert path == "/scores/gsm8k/0123456789abcdef/fedcba9876543210/part-00007.parquet"
+    assert path == "/scores/gsm8k/00112233aabbccdd/0123456789abcdef/fedcba9876543210/part-00007.parquet"
+    assert re.search(tree.SCORE_PART.regex("version"), path).group(1) == "00112233aabbccdd"
     assert re.search(tree.SCORE_PART.regex("dataset"), path).group(1) == "gsm8k"
     assert re.search(tree.SCORE_PART.regex("prompt_fingerprint"), path).group(1) == "0123456789abcdef"
     assert re.search(tree.SCORE_PART.regex("checkpoint"), path).group(1) == "fedcba9876543210"
@@ -40,10 +41,29 @@ def test_regex_extracts_every_field_from_a_made_path(tmp_path: Path) -> None:
 
 def test_staging_and_temporary_files_are_not_published(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
-    staging = layout.scores_staging("gsm8k", "0123456789abcdef", "fedcba9876543210") / "part-00000.parquet"
+    staging = layout.scores_staging("gsm8k", "00112233aabbccdd", "0123456789abcdef", "fedcba9876543210") / "part-00000.parquet"
     assert not fnmatchcase(staging.relative_to(tmp_path).as_posix(), tree.SCORE_PART.glob())
-    temporary = layout.prompts("gsm8k").with_name(".prompts.parquet.x1y2.tmp")
+    assert layout.kind_of(staging) is None
+    temporary = layout.prompts("gsm8k", "00112233aabbccdd").with_name(".prompts.parquet.x1y2.tmp")
     assert layout.kind_of(temporary) is None
+
+
+@pytest.mark.parametrize("name", ["../escape", "/abs", "a/b", ".hidden", "_staging", "", "x y", "a[1]"])
+def test_names_that_would_leave_their_folder_are_refused(name: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must match"):
+        Layout(tmp_path).prompts(name, "00112233aabbccdd")
+
+
+def test_glob_characters_in_the_root_are_literal(tmp_path: Path) -> None:
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    layout = Layout(tmp_path / "home[1]*?")
+    target = layout.prompts("gsm8k", "00112233aabbccdd")
+    target.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["a"]}), target)
+    assert duckdb.sql(f"SELECT count(*) FROM glob('{layout.glob(tree.PROMPTS)}')").fetchall() == [(1,)]
 
 
 def test_every_catalog_view_reads_a_layout_template() -> None:

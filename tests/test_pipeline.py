@@ -140,36 +140,40 @@ def test_signal_diagnostics_writes_rows_plot_verdict_and_sql_view(instance, tmp_
 def test_rescoring_a_partition_replaces_it_without_duplicates(instance, tmp_path: Path, tiny_model_path: Path) -> None:
     partition = _prepare(instance, tmp_path, tiny_model_path)
     _rescore(instance, tmp_path, tiny_model_path, partition)
-    first = pl.read_parquet(tmp_path / "scores" / "arithmetic" / "*" / partition / "part-*.parquet").sort("id")
+    first = pl.read_parquet(tmp_path / "scores" / "arithmetic" / "*" / "*" / partition / "part-*.parquet").sort("id")
     result = _rescore(instance, tmp_path, tiny_model_path, partition)
-    second = pl.read_parquet(tmp_path / "scores" / "arithmetic" / "*" / partition / "part-*.parquet").sort("id")
+    second = pl.read_parquet(tmp_path / "scores" / "arithmetic" / "*" / "*" / partition / "part-*.parquet").sort("id")
     assert second.equals(first)
     meta = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}["angle_scores"]
     assert meta.step_materialization_data.materialization.metadata["parts_reused"].value == 3
     assert not list((tmp_path / "scores").rglob("_staging-*"))
 
 
-def test_sensor_registers_a_new_checkpoint_once(instance, tmp_path: Path, tiny_model_path: Path) -> None:
+def _tick(instance: dg.DagsterInstance, resources: dict, cursor: str | None = None) -> dg.SensorResult:
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
+        return new_checkpoint_sensor(context)
+
+
+def test_sensor_registers_a_copied_checkpoint_once_it_held_still_for_two_ticks(instance, tmp_path: Path, tiny_model_path: Path) -> None:
     _prepare(instance, tmp_path, tiny_model_path)
     resources = {k: v for k, v in _resources(tmp_path, tiny_model_path).items() if k in ("storage", "checkpoint_store")}
-    with dg.build_sensor_context(instance=instance, resources=resources) as context:
-        assert isinstance(new_checkpoint_sensor(context), dg.SkipReason)  # the base is already a partition
+    assert not _tick(instance, resources).run_requests  # the base is already a partition
 
-    # A trainer (or a person) drops a new checkpoint folder into the store.
+    # A person copies a checkpoint into the store with `cp -p`: old modification times.
     new = tmp_path / "checkpoints" / "step-100"
-    shutil.copytree(tiny_model_path, new)
+    shutil.copytree(tiny_model_path, new, copy_function=shutil.copy2)
     config = json.loads((new / "config.json").read_text())
     config["rms_norm_eps"] = 1e-5  # different content, so a different fingerprint
     (new / "config.json").write_text(json.dumps(config))
 
-    with dg.build_sensor_context(instance=instance, resources=resources) as context:
-        first = new_checkpoint_sensor(context)
-        assert len(first.run_requests) == 1
-        (request,) = first.dynamic_partitions_requests
-        assert request.partition_keys == [first.run_requests[0].partition_key] == [first.run_requests[0].run_key]
+    first = _tick(instance, resources)
+    assert not first.run_requests, "one look proves nothing, whatever the mtimes say"
+    second = _tick(instance, resources, first.cursor)
+    assert len(second.run_requests) == 1
+    (request,) = second.dynamic_partitions_requests
+    assert request.partition_keys == [second.run_requests[0].partition_key] == [second.run_requests[0].run_key]
     instance.add_dynamic_partitions("checkpoints", request.partition_keys)
-    with dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor) as context:
-        assert isinstance(new_checkpoint_sensor(context), dg.SkipReason)
+    assert not _tick(instance, resources, second.cursor).run_requests
 
 
 def test_schedule_requests_the_latest_checkpoint(instance, tmp_path: Path, tiny_model_path: Path) -> None:

@@ -37,6 +37,8 @@ from gainrl_ops.scoring.scorer import (
     score_shards,
 )
 
+VERSION = "0123456789abcdef"  # a dataset content version; these tests build shards directly
+
 
 def cosine_matrix_scores(hidden: torch.Tensor, system: tuple[int, int], question: tuple[int, int], w: float) -> tuple[float, float, float]:
     """DESIGN.md's definition read literally: the L x L cosine matrix of one prompt."""
@@ -152,13 +154,13 @@ def _dataset(n: int) -> pa.Table:
 
 
 def _context(path: Path, shards: ShardSet) -> ScoreContext:
-    return ScoreContext("arithmetic", checkpoint_fingerprint(str(path)), "tiny", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
+    return ScoreContext("arithmetic", VERSION, checkpoint_fingerprint(str(path)), "tiny", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
 
 
 def test_score_shards_writes_one_row_per_prompt_with_provenance(tiny, tiny_model_path: Path, tmp_path: Path) -> None:
     model, tokenizer = tiny
     table = _dataset(50)
-    shards = tokenize_to_shards(table, tokenizer, PromptConfig(), Layout(tmp_path), "d", shard_size=16)
+    shards = tokenize_to_shards(table, tokenizer, PromptConfig(), Layout(tmp_path), "d", VERSION, shard_size=16)
     assert len(shards.shards) == 4
     summary = score_shards(model, shards, tmp_path / "scores", _context(tiny_model_path, shards), progress=False)
     scores = pa.concat_tables(
@@ -175,7 +177,7 @@ def test_score_shards_writes_one_row_per_prompt_with_provenance(tiny, tiny_model
 
 def test_interrupted_scoring_resumes_without_rescoring_or_duplicates(tiny, tiny_model_path: Path, tmp_path: Path, monkeypatch) -> None:
     model, tokenizer = tiny
-    shards = tokenize_to_shards(_dataset(40), tokenizer, PromptConfig(), Layout(tmp_path), "d", shard_size=10)
+    shards = tokenize_to_shards(_dataset(40), tokenizer, PromptConfig(), Layout(tmp_path), "d", VERSION, shard_size=10)
     context = _context(tiny_model_path, shards)
     real = scorer._score_shard
     calls = []
@@ -203,9 +205,9 @@ def test_interrupted_scoring_resumes_without_rescoring_or_duplicates(tiny, tiny_
 def test_tokenize_to_shards_resumes_and_reuses_finished_sets(tiny, tmp_path: Path, monkeypatch) -> None:
     _, tokenizer = tiny
     table = _dataset(30)
-    first = tokenize_to_shards(table, tokenizer, PromptConfig(), Layout(tmp_path), "d", shard_size=10)
+    first = tokenize_to_shards(table, tokenizer, PromptConfig(), Layout(tmp_path), "d", VERSION, shard_size=10)
     mtimes = {s.path: s.path.stat().st_mtime_ns for s in first.shards}
-    again = tokenize_to_shards(table, tokenizer, PromptConfig(), Layout(tmp_path), "d", shard_size=10)
+    again = tokenize_to_shards(table, tokenizer, PromptConfig(), Layout(tmp_path), "d", VERSION, shard_size=10)
     assert again == first and {s.path: s.path.stat().st_mtime_ns for s in again.shards} == mtimes
     rows = pq.read_table(first.shards[0].path).to_pylist()
     assert all(r["n_tokens"] == len(r["input_ids"]) and r["question_end"] > r["question_start"] for r in rows)
@@ -214,11 +216,11 @@ def test_tokenize_to_shards_resumes_and_reuses_finished_sets(tiny, tmp_path: Pat
 def test_current_shards_are_the_last_set_made_and_must_match_the_prompt(tiny, tmp_path: Path) -> None:
     _, tokenizer = tiny
     layout = Layout(tmp_path)
-    first = tokenize_to_shards(_dataset(12), tokenizer, PromptConfig(), layout, "d", shard_size=10)
-    assert current_shards(layout, "d", PromptConfig()) == first
-    other = tokenize_to_shards(_dataset(12), tokenizer, PromptConfig(system_prompt="Be brief."), layout, "d", shard_size=10)
-    assert other.prompt_fingerprint != first.prompt_fingerprint and current_shards(layout, "d") == other
+    first = tokenize_to_shards(_dataset(12), tokenizer, PromptConfig(), layout, "d", VERSION, shard_size=10)
+    assert current_shards(layout, "d", VERSION, PromptConfig()) == first
+    other = tokenize_to_shards(_dataset(12), tokenizer, PromptConfig(system_prompt="Be brief."), layout, "d", VERSION, shard_size=10)
+    assert other.prompt_fingerprint != first.prompt_fingerprint and current_shards(layout, "d", VERSION) == other
     with pytest.raises(ValueError, match="materialize tokenized_shards again"):
-        current_shards(layout, "d", PromptConfig())
+        current_shards(layout, "d", VERSION, PromptConfig())
     with pytest.raises(FileNotFoundError, match="materialize tokenized_shards first"):
-        current_shards(layout, "unknown")
+        current_shards(layout, "unknown", VERSION)

@@ -5,22 +5,28 @@ are staging or temporary and never read as published):
 
     <root>/
       gainrl.duckdb                                          SQL catalog (views only, no rows)
-      datasets/{dataset}/prompts.parquet                     canonical prompts
-      datasets/{dataset}/rejects.parquet                     rows dropped while loading, with the reason
+      datasets/{dataset}/current.json                        the label: which content version the name means now
       datasets/{dataset}/generated-{digest}.jsonl            the embedded dataset, generated once
-      datasets/{dataset}/shards/current.json                 which shard set tokenized_shards made last
-      datasets/{dataset}/shards/{prompt_fingerprint}/shard-{index}.parquet, manifest.json
-      scores/{dataset}/{prompt_fingerprint}/{checkpoint}/part-{index}.parquet, summary.json
-      scores/{dataset}/{prompt_fingerprint}/_staging-{checkpoint}/   a scoring run in progress
-      curriculum/{dataset}/{prompt_fingerprint}/{checkpoint}.parquet ranking snapshot
-      reports/{dataset}/{prompt_fingerprint}/{checkpoint}/{plot}.png curriculum report plots
+      datasets/{dataset}/{version}/prompts.parquet           canonical prompts of one content version
+      datasets/{dataset}/{version}/rejects.parquet           rows dropped while loading, with the reason
+      datasets/{dataset}/{version}/shards/current.json       which shard set tokenized_shards made last
+      datasets/{dataset}/{version}/shards/{prompt_fingerprint}/shard-{index}.parquet, manifest.json
+      scores/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/part-{index}.parquet, summary.json
+      scores/{dataset}/{version}/{prompt_fingerprint}/_staging-{checkpoint}/   a scoring run in progress
+      curriculum/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}.parquet ranking snapshot
+      reports/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/{plot}.png curriculum report plots
       runs/{run}/epochs.parquet, selections.parquet, state.json, curve.png
-      evaluations/{dataset}/{checkpoint}.parquet             held-out answers of a checkpoint
-      diagnostics/{dataset}/{checkpoint}.parquet, .json, .png signal diagnostics
+      evaluations/{dataset}/{version}/{checkpoint}.parquet   held-out answers of a checkpoint
+      diagnostics/{dataset}/{version}/{checkpoint}.parquet, .json, .png   signal diagnostics
       checkpoints/{name}/gainrl_checkpoint.json (+ weights)  the checkpoint store
       models/{build}/                                        embedded model builds
       dagster/                                               DAGSTER_HOME under `make`
       screenshots/                                           the browser test's screenshots
+
+`{version}` is the digest of a dataset's content (ids, problems, answers), so an edited file
+gets new shards, scores and rankings instead of mixing with the old ones, which stay
+addressable under their own version. Every other placeholder must be a plain name
+(`[A-Za-z0-9][A-Za-z0-9._-]*`), so no value can reach outside the root.
 
 Each kind is a `Template`; the catalog builds its globs and file-name regexes from the same
 templates, so a folder moves by editing this file alone.
@@ -37,8 +43,9 @@ from gainrl_ops.core.storage import storage_root
 
 _PUBLISHED = "[!._]*"  # a name not starting with "." or "_" (staging and temporary files do)
 _FIELD = re.compile(r"\{(\w+)\}")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # How a field is matched in a glob; any other field matches a published name.
-_GLOBS = {"checkpoint": "[0-9a-f]" * DIGEST_CHARS, "index": "[0-9]*", "rest": "**"}
+_GLOBS = {"checkpoint": "[0-9a-f]" * DIGEST_CHARS, "version": "[0-9a-f]" * DIGEST_CHARS, "index": "[0-9]*", "rest": "**"}
 # How a field is written: shard and part files sort by their zero-padded index.
 _FORMATS = {"index": "{:05d}"}
 
@@ -53,7 +60,7 @@ class Template:
         return _FIELD.findall(self.pattern)
 
     def relative(self, **values: object) -> str:
-        return _FIELD.sub(lambda m: _FORMATS.get(m.group(1), "{}").format(values[m.group(1)]), self.pattern)
+        return _FIELD.sub(lambda m: _value(m.group(1), values[m.group(1)]), self.pattern)
 
     def name(self, **values: object) -> str:
         """The file name alone (the last path component), for writers handed a folder."""
@@ -76,31 +83,52 @@ class Template:
                 out.append(re.escape(part))
             elif part == "rest":
                 out.append(".+")
-            else:
-                out.append("([^/]+)" if part == capture else "[^/]+")
+            else:  # a published name: staging and temporary names start with "." or "_"
+                out.append("([^/._][^/]*)" if part == capture else "[^/._][^/]*")
         return "/" + "".join(out) + "$"
 
 
+def safe_name(value: str, what: str = "name") -> str:
+    """`value` if it is a plain name that stays inside its folder, else a ValueError saying why."""
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise ValueError(f"{what} {value!r} must match [A-Za-z0-9][A-Za-z0-9._-]* (letters, digits, '.', '_', '-'; no path)")
+    return value
+
+
+def _value(field: str, value: object) -> str:
+    if field == "rest":
+        return str(value)
+    if field in _FORMATS:
+        return _FORMATS[field].format(value)
+    return safe_name(str(value), field)
+
+
+def glob_escape(path: str) -> str:
+    """`path` with glob characters taken literally, for DuckDB's glob (e.g. a root named `a[1]`)."""
+    return re.sub(r"[\[\]*?]", lambda m: f"[{m.group()}]", path)
+
+
 CATALOG = Template("gainrl.duckdb")
+DATASET_LABEL = Template("datasets/{dataset}/current.json")
 GENERATED = Template("datasets/{dataset}/generated-{digest}.jsonl")
-PROMPTS = Template("datasets/{dataset}/prompts.parquet")
-REJECTS = Template("datasets/{dataset}/rejects.parquet")
-CURRENT_SHARDS = Template("datasets/{dataset}/shards/current.json")
-SHARD = Template("datasets/{dataset}/shards/{prompt_fingerprint}/shard-{index}.parquet")
-SHARD_MANIFEST = Template("datasets/{dataset}/shards/{prompt_fingerprint}/manifest.json")
-SCORE_PART = Template("scores/{dataset}/{prompt_fingerprint}/{checkpoint}/part-{index}.parquet")
-SCORE_SUMMARY = Template("scores/{dataset}/{prompt_fingerprint}/{checkpoint}/summary.json")
-SCORE_STAGING = Template("scores/{dataset}/{prompt_fingerprint}/_staging-{checkpoint}")
-RANKING = Template("curriculum/{dataset}/{prompt_fingerprint}/{checkpoint}.parquet")
-REPORT_PLOT = Template("reports/{dataset}/{prompt_fingerprint}/{checkpoint}/{plot}.png")
+PROMPTS = Template("datasets/{dataset}/{version}/prompts.parquet")
+REJECTS = Template("datasets/{dataset}/{version}/rejects.parquet")
+CURRENT_SHARDS = Template("datasets/{dataset}/{version}/shards/current.json")
+SHARD = Template("datasets/{dataset}/{version}/shards/{prompt_fingerprint}/shard-{index}.parquet")
+SHARD_MANIFEST = Template("datasets/{dataset}/{version}/shards/{prompt_fingerprint}/manifest.json")
+SCORE_PART = Template("scores/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/part-{index}.parquet")
+SCORE_SUMMARY = Template("scores/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/summary.json")
+SCORE_STAGING = Template("scores/{dataset}/{version}/{prompt_fingerprint}/_staging-{checkpoint}")
+RANKING = Template("curriculum/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}.parquet")
+REPORT_PLOT = Template("reports/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/{plot}.png")
 EPOCHS = Template("runs/{run}/epochs.parquet")
 SELECTIONS = Template("runs/{run}/selections.parquet")
 RUN_STATE = Template("runs/{run}/state.json")
 RUN_CURVE = Template("runs/{run}/curve.png")
-EVALUATION = Template("evaluations/{dataset}/{checkpoint}.parquet")
-DIAGNOSTICS = Template("diagnostics/{dataset}/{checkpoint}.parquet")
-DIAGNOSTICS_SUMMARY = Template("diagnostics/{dataset}/{checkpoint}.json")
-DIAGNOSTICS_PLOT = Template("diagnostics/{dataset}/{checkpoint}.png")
+EVALUATION = Template("evaluations/{dataset}/{version}/{checkpoint}.parquet")
+DIAGNOSTICS = Template("diagnostics/{dataset}/{version}/{checkpoint}.parquet")
+DIAGNOSTICS_SUMMARY = Template("diagnostics/{dataset}/{version}/{checkpoint}.json")
+DIAGNOSTICS_PLOT = Template("diagnostics/{dataset}/{version}/{checkpoint}.png")
 CHECKPOINT_RECORD = Template("checkpoints/{name}/gainrl_checkpoint.json")
 CHECKPOINT_FILE = Template("checkpoints/{name}/{rest}")
 MODEL_FILE = Template("models/{build}/{rest}")
@@ -108,7 +136,7 @@ DAGSTER_FILE = Template("dagster/{rest}")
 SCREENSHOT = Template("screenshots/{rest}")
 
 TREE: tuple[Template, ...] = (
-    CATALOG, GENERATED, PROMPTS, REJECTS, CURRENT_SHARDS, SHARD, SHARD_MANIFEST, SCORE_PART, SCORE_SUMMARY,
+    CATALOG, DATASET_LABEL, GENERATED, PROMPTS, REJECTS, CURRENT_SHARDS, SHARD, SHARD_MANIFEST, SCORE_PART, SCORE_SUMMARY,
     RANKING, REPORT_PLOT, EPOCHS, SELECTIONS, RUN_STATE, RUN_CURVE, EVALUATION, DIAGNOSTICS,
     DIAGNOSTICS_SUMMARY, DIAGNOSTICS_PLOT, CHECKPOINT_RECORD, CHECKPOINT_FILE, MODEL_FILE, DAGSTER_FILE, SCREENSHOT,
 )
@@ -128,44 +156,47 @@ class Layout:
         return self.root / template.relative(**values)
 
     def glob(self, template: Template) -> str:
-        return str(self.root / template.glob())
+        """Glob over every published artifact of a kind; the root's own characters are literal."""
+        return glob_escape(str(self.root)) + "/" + template.glob()
 
     def kind_of(self, path: Path) -> Template | None:
-        """The template a file under the root belongs to, if any."""
+        """The published kind of a file under the root, if any (staging and temporary files have none)."""
         text = "/" + Path(path).resolve().relative_to(self.root.resolve()).as_posix()
         return next((t for t in TREE if re.search("^" + t.regex(), text)), None)
 
-    # datasets
-    def dataset_dir(self, dataset: str) -> Path:
-        return self.prompts(dataset).parent
-
-    def prompts(self, dataset: str) -> Path:
-        return self.path(PROMPTS, dataset=dataset)
-
-    def rejects(self, dataset: str) -> Path:
-        return self.path(REJECTS, dataset=dataset)
+    # datasets: a name is a label; content lives under its version
+    def dataset_label(self, dataset: str) -> Path:
+        return self.path(DATASET_LABEL, dataset=dataset)
 
     def generated(self, dataset: str, digest: str) -> Path:
         return self.path(GENERATED, dataset=dataset, digest=digest)
 
-    def current_shards(self, dataset: str) -> Path:
-        return self.path(CURRENT_SHARDS, dataset=dataset)
+    def prompts(self, dataset: str, version: str) -> Path:
+        return self.path(PROMPTS, dataset=dataset, version=version)
 
-    def shards(self, dataset: str, prompt_fingerprint: str) -> Path:
-        return self.path(SHARD_MANIFEST, dataset=dataset, prompt_fingerprint=prompt_fingerprint).parent
+    def rejects(self, dataset: str, version: str) -> Path:
+        return self.path(REJECTS, dataset=dataset, version=version)
+
+    def current_shards(self, dataset: str, version: str) -> Path:
+        return self.path(CURRENT_SHARDS, dataset=dataset, version=version)
+
+    def shards(self, dataset: str, version: str, prompt_fingerprint: str) -> Path:
+        return self.path(SHARD_MANIFEST, dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint).parent
 
     # scores, rankings, reports
-    def scores(self, dataset: str, prompt_fingerprint: str, checkpoint: str) -> Path:
-        return self.path(SCORE_SUMMARY, dataset=dataset, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint).parent
+    def scores(self, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
+        values = dict(dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)
+        return self.path(SCORE_SUMMARY, **values).parent
 
-    def scores_staging(self, dataset: str, prompt_fingerprint: str, checkpoint: str) -> Path:
-        return self.path(SCORE_STAGING, dataset=dataset, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)
+    def scores_staging(self, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
+        return self.path(SCORE_STAGING, dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)
 
-    def ranking(self, dataset: str, prompt_fingerprint: str, checkpoint: str) -> Path:
-        return self.path(RANKING, dataset=dataset, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)
+    def ranking(self, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
+        return self.path(RANKING, dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)
 
-    def report_dir(self, dataset: str, prompt_fingerprint: str, checkpoint: str) -> Path:
-        return self.path(REPORT_PLOT, dataset=dataset, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint, plot="x").parent
+    def report_dir(self, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
+        values = dict(dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)
+        return self.path(REPORT_PLOT, **values, plot="x").parent
 
     # training, evaluation, diagnostics
     def run_dir(self, run: str) -> Path:
@@ -183,12 +214,12 @@ class Layout:
     def run_curve(self, run: str) -> Path:
         return self.path(RUN_CURVE, run=run)
 
-    def evaluation(self, dataset: str, checkpoint: str) -> Path:
-        return self.path(EVALUATION, dataset=dataset, checkpoint=checkpoint)
+    def evaluation(self, dataset: str, version: str, checkpoint: str) -> Path:
+        return self.path(EVALUATION, dataset=dataset, version=version, checkpoint=checkpoint)
 
-    def diagnostics_stem(self, dataset: str, checkpoint: str) -> Path:
+    def diagnostics_stem(self, dataset: str, version: str, checkpoint: str) -> Path:
         """Signal diagnostics of a checkpoint: `<stem>.parquet`, `.json` and `.png`."""
-        return self.path(DIAGNOSTICS, dataset=dataset, checkpoint=checkpoint).with_suffix("")
+        return self.path(DIAGNOSTICS, dataset=dataset, version=version, checkpoint=checkpoint).with_suffix("")
 
     # stores and services
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 HOME_ENV = "GAINRL_HOME"
+# atomic_directory's temporary folders: "." + target name + "." + mkdtemp's 8 random characters.
+_TEMP_DIR = re.compile(r"\..+\.[a-z0-9_]{8}")
 _DEFAULT_HOME = Path(__file__).resolve().parent.parent / "data" / ".gainrl"
 
 
@@ -53,6 +56,27 @@ def write_text_atomic(text: str, target: Path) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
     return Path(target)
+
+
+def sweep_temporary(directory: Path, started: float) -> list[Path]:
+    """Delete what interrupted writers left in `directory` before `started` (a time.time()):
+    temporary files of `atomic_path`, folders of `atomic_directory` and retired folders.
+    Newer ones may belong to a writer that is still running, so they stay."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for path in directory.iterdir():
+        if not path.name.startswith(".") or path.stat().st_mtime >= started:
+            continue
+        if path.is_file() and path.name.endswith((".tmp", ".tmp.wal")):
+            path.unlink(missing_ok=True)
+        elif path.is_dir() and (path.name.startswith(".retired-") or _TEMP_DIR.fullmatch(path.name)):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            continue
+        removed.append(path)
+    return removed
 
 
 def replace_directory(source: Path, target: Path) -> None:

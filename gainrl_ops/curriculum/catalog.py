@@ -56,6 +56,7 @@ next refresh replaces the file.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,13 +67,19 @@ import pyarrow as pa
 
 from gainrl_ops.core import layout as tree
 from gainrl_ops.core.layout import Layout, Template
-from gainrl_ops.core.storage import atomic_path
+from gainrl_ops.core.storage import atomic_path, sweep_temporary
 
 # The catalog's name inside a connection, the same one the duckdb CLI gives the file.
 CATALOG_NAME = "gainrl"
 
 _PARQUET = "read_parquet({files}, filename = true, union_by_name = true)"
 # Explicit columns: the JSON reader would otherwise guess a type per file (e.g. an all-null parent).
+_LABEL_JSON = (
+    "read_json({files}, format = 'auto', columns = {{dataset: 'VARCHAR', version: 'VARCHAR', file: 'VARCHAR', "
+    "rows: 'BIGINT', loaded_at: 'VARCHAR'}})"
+)
+# What each dataset name points at now (datasets/<dataset>/current.json); the views filter on it.
+LABELS = "dataset_labels"
 _CHECKPOINT_JSON = (
     "read_json({files}, format = 'auto', filename = true, columns = {{fingerprint: 'VARCHAR', "
     "name: 'VARCHAR', path: 'VARCHAR', registered_at: 'VARCHAR', source: 'VARCHAR', "
@@ -127,18 +134,25 @@ class Source:
     template: Template
     reader: str  # table function call with a `{files}` placeholder
     columns: tuple[Column, ...]
+    current_only: bool = False  # rows of a dataset's current content version only
 
-    def create_sql(self, layout: Layout, has_files: bool) -> str:
-        """The view over the files, or a typed empty view: DuckDB fails on a glob that matches nothing."""
-        if has_files:
-            reader = self.reader.format(files=_literal(layout.glob(self.template)))
-            body = f"SELECT {', '.join(c.select() for c in self.columns)} FROM {reader}"
-        else:
-            body = f"SELECT {', '.join(c.null() for c in self.columns)} WHERE false"
-        return f"CREATE VIEW {self.view} AS {body}"
+    def body_sql(self, files: str | list[str] | None, every_version: bool = False) -> str:
+        """The query over `files` (a glob or a list), or a typed empty one when there are none:
+        DuckDB fails on a glob that matches nothing."""
+        if not files:
+            return f"SELECT {', '.join(c.null() for c in self.columns)} WHERE false"
+        listed = _literal(files) if isinstance(files, str) else "[" + ", ".join(_literal(f) for f in files) + "]"
+        body = f"SELECT {', '.join(c.select() for c in self.columns)} FROM {self.reader.format(files=listed)}"
+        if self.current_only and not every_version:
+            body = f"SELECT * FROM ({body}) WHERE (dataset, dataset_version) IN (SELECT dataset, version FROM {LABELS})"
+        return body
+
+    def create_sql(self, files: str | list[str] | None) -> str:
+        return f"CREATE VIEW {self.view} AS {self.body_sql(files)}"
 
 
-_DATASET = Column("dataset", "VARCHAR", "dataset name (its folder under datasets/)")
+_DATASET = Column("dataset", "VARCHAR", "dataset name (a label for one content version at a time)")
+_VERSION = Column("dataset_version", "VARCHAR", "digest of the dataset content (ids, problems, answers) the row belongs to")
 _ID = Column("id", "VARCHAR", "prompt id: digest of the normalised problem text")
 _PROMPT_FP = Column("prompt_fingerprint", "VARCHAR", "fingerprint of tokenizer + chat template + system prompt")
 _CHECKPOINT = Column("checkpoint", "VARCHAR", "content fingerprint of the checkpoint that scored the prompt")
@@ -168,6 +182,7 @@ SOURCES: tuple[Source, ...] = (
         _PARQUET,
         (
             Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.PROMPTS, "dataset")),
+            Column("dataset_version", "VARCHAR", _VERSION.doc, _from_path(tree.PROMPTS, "version")),
             _ID,
             Column("problem", "VARCHAR", "problem text"),
             Column("answer", "VARCHAR", "reference final answer"),
@@ -176,6 +191,7 @@ SOURCES: tuple[Source, ...] = (
             Column("metadata", "VARCHAR", "other input fields as a JSON object (use json_extract)"),
             Column("row", "BIGINT", "row of the prompt in the input file"),
         ),
+        current_only=True,
     ),
     Source(
         "rejects",
@@ -184,12 +200,14 @@ SOURCES: tuple[Source, ...] = (
         _PARQUET,
         (
             Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.REJECTS, "dataset")),
+            Column("dataset_version", "VARCHAR", _VERSION.doc, _from_path(tree.REJECTS, "version")),
             Column("file", "VARCHAR", "input file"),
             Column("row", "BIGINT", "row (or line) in the input file"),
             Column("field", "VARCHAR", "offending field"),
             Column("reason", "VARCHAR", "why the row was dropped"),
             Column("raw", "VARCHAR", "start of the raw row"),
         ),
+        current_only=True,
     ),
     Source(
         "tokens",
@@ -198,6 +216,7 @@ SOURCES: tuple[Source, ...] = (
         _PARQUET,
         (
             Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.SHARD, "dataset")),
+            Column("dataset_version", "VARCHAR", _VERSION.doc, _from_path(tree.SHARD, "version")),
             Column("prompt_fingerprint", "VARCHAR", _PROMPT_FP.doc, _from_path(tree.SHARD, "prompt_fingerprint")),
             _ID,
             _N_TOKENS,
@@ -208,6 +227,7 @@ SOURCES: tuple[Source, ...] = (
             Column("question_end", "INTEGER", "end (exclusive) of the question"),
             Column("input_ids", "INTEGER[]", "token ids of the rendered prompt"),
         ),
+        current_only=True,
     ),
     Source(
         "scores",
@@ -225,6 +245,7 @@ SOURCES: tuple[Source, ...] = (
             Column("system_tokens", "INTEGER", "tokens in the system-prompt span"),
             _TRUNCATED,
             _DATASET,
+            _VERSION,
             _CHECKPOINT,
             Column("model", "VARCHAR", "model id or path it was loaded from"),
             Column("tokenizer", "VARCHAR", "tokenizer fingerprint"),
@@ -232,6 +253,7 @@ SOURCES: tuple[Source, ...] = (
             Column("dtype", "VARCHAR", "dtype of the forward pass"),
             Column("code_version", "VARCHAR", "version of the scoring code"),
         ),
+        current_only=True,
     ),
     Source(
         "epochs",
@@ -271,6 +293,7 @@ SOURCES: tuple[Source, ...] = (
         _PARQUET,
         (
             Column("dataset", "VARCHAR", "training dataset the held-out problems exclude", _from_path(tree.EVALUATION, "dataset")),
+            Column("dataset_version", "VARCHAR", _VERSION.doc, _from_path(tree.EVALUATION, "version")),
             _CHECKPOINT,
             _ID,
             Column("answer", "VARCHAR", "reference answer"),
@@ -278,6 +301,7 @@ SOURCES: tuple[Source, ...] = (
             Column("predicted", "VARCHAR", "final answer extracted from the completion"),
             Column("correct", "BOOLEAN", "predicted matches the answer"),
         ),
+        current_only=True,
     ),
     Source(
         "diagnostics",
@@ -287,6 +311,7 @@ SOURCES: tuple[Source, ...] = (
         _PARQUET,
         (
             Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.DIAGNOSTICS, "dataset")),
+            Column("dataset_version", "VARCHAR", _VERSION.doc, _from_path(tree.DIAGNOSTICS, "version")),
             _PROMPT_FP,
             Column("checkpoint", "VARCHAR", "content fingerprint of the checkpoint measured", _from_path(tree.DIAGNOSTICS, "checkpoint")),
             _ID,
@@ -305,6 +330,7 @@ SOURCES: tuple[Source, ...] = (
             Column("completion_tokens", "DOUBLE", "mean tokens per sampled completion"),
             Column("reference_tokens", "BIGINT", "tokens of the reference solution (reference_nll rows)"),
         ),
+        current_only=True,
     ),
 )
 
@@ -314,6 +340,7 @@ CURRICULUM_DOC = (
 )
 CURRICULUM_COLUMNS: tuple[Column, ...] = (
     _DATASET,
+    _VERSION,
     _PROMPT_FP,
     _CHECKPOINT,
     Column("rank", "BIGINT", "1 = highest angle_score (train first); ties by id, unscored last"),
@@ -336,14 +363,14 @@ RERANK_DOC = (
     "e.g. SELECT * FROM rerank(0.0) WHERE checkpoint = '...' ORDER BY rank"
 )
 
-_GROUP = "PARTITION BY dataset, prompt_fingerprint, checkpoint"
+_GROUP = "PARTITION BY dataset, dataset_version, prompt_fingerprint, checkpoint"
 
 
 def _ranked_sql(score: str, weight: str) -> str:
     """The curriculum query for a score expression over the scores view: one SQL for the view and the macro."""
     return f"""
 WITH scored AS (
-    SELECT dataset, prompt_fingerprint, checkpoint, id, {score} AS angle_score, c_intra, c_inter,
+    SELECT dataset, dataset_version, prompt_fingerprint, checkpoint, id, {score} AS angle_score, c_intra, c_inter,
            {weight} AS inter_weight, n_tokens, question_tokens, system_tokens, truncated
     FROM scores
 ), ranked AS (
@@ -352,11 +379,11 @@ WITH scored AS (
            count(*) OVER ({_GROUP}) AS n_prompts
     FROM scored
 )
-SELECT r.dataset, r.prompt_fingerprint, r.checkpoint, r."rank", r.n_prompts,
+SELECT r.dataset, r.dataset_version, r.prompt_fingerprint, r.checkpoint, r."rank", r.n_prompts,
        CAST(r."rank" AS DOUBLE) / r.n_prompts AS percentile, r.id, r.angle_score, r.c_intra, r.c_inter,
        r.inter_weight, r.n_tokens, r.question_tokens, r.system_tokens, r.truncated, p.difficulty, p.problem
 FROM ranked AS r
-LEFT JOIN prompts AS p ON p.dataset = r.dataset AND p.id = r.id
+LEFT JOIN prompts AS p ON p.dataset = r.dataset AND p.dataset_version = r.dataset_version AND p.id = r.id
 """
 
 
@@ -398,59 +425,158 @@ def _comment_sql(view: str, doc: str, columns: tuple[Column, ...]) -> Iterator[s
         yield f"COMMENT ON COLUMN {view}.{_ident(column.name)} IS {_literal(column.doc)}"
 
 
-def _build(con: duckdb.DuckDBPyConnection, layout: Layout) -> None:
+def _labels_sql(layout: Layout, con: duckdb.DuckDBPyConnection) -> str:
+    files = _matching(con, layout.glob(tree.DATASET_LABEL))
+    if not files:
+        return f"CREATE VIEW {LABELS} AS SELECT CAST(NULL AS VARCHAR) AS dataset, CAST(NULL AS VARCHAR) AS version, " \
+            "CAST(NULL AS VARCHAR) AS file, CAST(NULL AS BIGINT) AS rows, CAST(NULL AS VARCHAR) AS loaded_at WHERE false"
+    return f"CREATE VIEW {LABELS} AS SELECT * FROM {_LABEL_JSON.format(files=_literal(layout.glob(tree.DATASET_LABEL)))}"
+
+
+DATASET_VERSIONS_SQL = f"""
+CREATE VIEW dataset_versions AS
+SELECT p.dataset, p.dataset_version AS version, count(*) AS prompts, l.version IS NOT NULL AS current, l.file, l.loaded_at
+FROM ({{all_prompts}}) AS p LEFT JOIN {LABELS} AS l ON l.dataset = p.dataset AND l.version = p.dataset_version
+GROUP BY ALL
+"""
+DATASET_VERSIONS_DOC = (
+    "One row per content version of each dataset name: its prompt count, whether the name points at it now "
+    "(current), and for the current one the file it was loaded from. Other views show current versions only."
+)
+LABELS_DOC = "One row per dataset name: the content version it points at now, the file it came from, when it was loaded."
+PROBLEMS_DOC = "Artifacts left out of the catalog at its last refresh because they could not be read: view, path, error."
+
+
+def _matching(con: duckdb.DuckDBPyConnection, pattern: str) -> list[str]:
+    return [row[0] for row in con.execute("SELECT file FROM glob(?) ORDER BY file", [pattern]).fetchall()]
+
+
+def _readable(probe: duckdb.DuckDBPyConnection, source: Source, files: str | list[str]) -> str | None:
+    """None if the query over `files` binds and counts (every footer or document parses), else why not.
+    `probe` is a connection of its own: a failed statement would abort the catalog's transaction."""
+    try:
+        probe.execute(f"SELECT count(*) FROM ({source.body_sql(files, every_version=True)})").fetchall()
+    except duckdb.Error as error:
+        return describe_error(error)
+    return None
+
+
+def _readable_files(con: duckdb.DuckDBPyConnection, probe: duckdb.DuckDBPyConnection, layout: Layout, source: Source,
+                    problems: list[tuple[str, str, str]]) -> str | list[str] | None:
+    """What a view reads: its glob when every file reads, else the list of files that do (the
+    others go to `problems`), or None when there is no file."""
+    pattern = layout.glob(source.template)
+    if not _matching(con, pattern):
+        return None
+    if _readable(probe, source, pattern) is None:
+        return pattern
+    files = []
+    for file in _matching(con, pattern):
+        if error := _readable(probe, source, [file]):
+            problems.append((source.view, file, error))
+        else:
+            files.append(file)
+    return files
+
+
+def _build(con: duckdb.DuckDBPyConnection, layout: Layout) -> list[tuple[str, str, str]]:
+    """Create every view; a file that cannot be read is left out and returned as (view, path, error)."""
+    problems: list[tuple[str, str, str]] = []
+    con.execute(_labels_sql(layout, con))
+    with duckdb.connect() as probe:
+        files = {source.view: _readable_files(con, probe, layout, source, problems) for source in SOURCES}
     for source in SOURCES:
-        (matches,) = con.execute("SELECT count(*) FROM glob(?)", [layout.glob(source.template)]).fetchall()[0]
         doc = f"{source.doc} Files: <root>/{source.template.pattern}"
-        statements = [source.create_sql(layout, matches > 0), *_comment_sql(source.view, doc, source.columns)]
-        for statement in statements:
+        for statement in (source.create_sql(files[source.view]), *_comment_sql(source.view, doc, source.columns)):
             con.execute(statement)
     for statement in (CURRICULUM_SQL, *_comment_sql("curriculum", CURRICULUM_DOC, CURRICULUM_COLUMNS), RERANK_SQL):
         con.execute(statement)
     con.execute(f"COMMENT ON MACRO TABLE rerank IS {_literal(RERANK_DOC)}")
+    prompts = next(s for s in SOURCES if s.view == "prompts")
+    con.execute(DATASET_VERSIONS_SQL.format(all_prompts=prompts.body_sql(files["prompts"], every_version=True)))
+    con.execute(f"COMMENT ON VIEW dataset_versions IS {_literal(DATASET_VERSIONS_DOC)}")
+    rows = ", ".join(f"({_literal(v)}, {_literal(p)}, {_literal(e)})" for v, p, e in problems)
+    empty = "SELECT CAST(NULL AS VARCHAR) AS view, CAST(NULL AS VARCHAR) AS path, CAST(NULL AS VARCHAR) AS error WHERE false"
+    con.execute(f"CREATE VIEW catalog_problems AS {f'SELECT * FROM (VALUES {rows}) AS t(view, path, error)' if problems else empty}")
+    con.execute(f"COMMENT ON VIEW catalog_problems IS {_literal(PROBLEMS_DOC)}")
+    con.execute(f"COMMENT ON VIEW {LABELS} IS {_literal(LABELS_DOC)}")
+    return problems
 
 
-def refresh_catalog(root: Path) -> Path:
+def refresh_catalog(root: Path) -> list[tuple[str, str, str]]:
     """(Re)write the catalog file with views over what is stored under `root` now.
 
     Run it after a kind of artifact appears for the first time (until then its view is empty,
-    typed); more files of a kind that existed are seen without a refresh. The new database is
-    built in a temporary file and renamed over the old one: no lock is taken or waited for,
-    and readers of the old file are not disturbed.
+    typed); more files of a kind that existed are seen without a refresh. A file that cannot
+    be read is left out of its view and listed in `catalog_problems` (and returned as
+    (view, path, error)), so one bad artifact never breaks the others. The new database is built in a temporary file and renamed over
+    the old one: no lock is taken or waited for, and readers of the old file are not disturbed.
     """
     root = Path(root).resolve()
     target = catalog_path(root)
+    started = time.time()
     with atomic_path(target) as tmp:
         tmp.unlink()  # DuckDB refuses to open the empty placeholder as a database
         wal = tmp.with_name(tmp.name + ".wal")
         try:
             with duckdb.connect(str(tmp)) as con:
                 con.begin()  # one commit instead of one per statement: about 6x faster
-                _build(con, Layout(root))
+                problems = _build(con, Layout(root))
                 con.commit()
         finally:
             wal.unlink(missing_ok=True)  # only left behind by a failed build: closing checkpoints it
-    return target
+    sweep_temporary(root, started)
+    return problems
 
 
-def connect_readonly(root: Path) -> duckdb.DuckDBPyConnection:
+def connect_readonly(root: Path, sandbox: bool = True) -> duckdb.DuckDBPyConnection:
     """A read-only connection whose default catalog is the refreshed file (built if missing).
 
     The file is attached to a fresh in-memory database instead of opened with
     `duckdb.connect(path)`: DuckDB caches databases by path within a process, so a second
-    connect after a refresh would get the old catalog.
+    connect after a refresh would get the old catalog. With `sandbox`, the connection can
+    read files under `root` only, cannot load or install extensions, and its configuration
+    is locked (together with `query`'s statement check, a shell that cannot write).
     """
-    path = catalog_path(Path(root).resolve())
+    root = Path(root).resolve()
+    path = catalog_path(root)
     if not path.exists():
         refresh_catalog(root)
     con = duckdb.connect()
     try:
         con.execute(f"ATTACH {_literal(str(path))} AS {CATALOG_NAME} (READ_ONLY)")
         con.execute(f"USE {CATALOG_NAME}")
+        if sandbox:
+            con.execute(f"SET allowed_directories = [{_literal(str(root) + '/')}]")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
     except BaseException:
         con.close()
         raise
     return con
+
+
+class ReadOnlyError(ValueError):
+    """A statement that would write or reach outside the catalog, refused before it runs."""
+
+
+# Statement types that only read; COPY, ATTACH, INSTALL/LOAD, CREATE, SET, EXPORT ... are refused.
+_READ_ONLY = {"SELECT", "EXPLAIN", "PRAGMA", "CALL"}
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    for statement in con.extract_statements(sql):
+        kind = statement.type.name
+        if kind not in _READ_ONLY:
+            raise ReadOnlyError(
+                f"{kind} statements are refused: the catalog is read-only (for full power: duckdb -readonly <root>/gainrl.duckdb)"
+            )
+
+
+def catalog_problems(root: Path) -> list[dict[str, str]]:
+    """The artifacts the last refresh left out (view, path, error)."""
+    with connect_readonly(root) as con:
+        return [dict(zip(("view", "path", "error"), row)) for row in con.execute("SELECT * FROM catalog_problems").fetchall()]
 
 
 def query(root: Path, sql: str, limit: int | None = None) -> pl.DataFrame:
@@ -460,6 +586,7 @@ def query(root: Path, sql: str, limit: int | None = None) -> pl.DataFrame:
     without changing its meaning, as wrapping it in another LIMIT could for some statements.
     """
     with connect_readonly(root) as con:
+        check_read_only(con, sql)
         relation = con.sql(sql)
         if relation is None:
             return pl.DataFrame()

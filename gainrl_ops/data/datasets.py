@@ -61,6 +61,7 @@ ROW_FIELD = "<row>"
 
 _BATCH_ROWS = 8192  # Arrow rows converted to Python at a time: bounds memory on large files.
 _RAW_CHARS = 2000  # A reject keeps enough of the raw row to recognise it, not a whole document.
+_TOO_DEEP = "JSON nested too deeply to read"
 _MISSING = object()  # `_lookup` result for an absent field (None means a present null).
 _LEVEL_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -162,7 +163,7 @@ def load_dataset(
     path = Path(path)
     file = str(path)
     if not path.exists():
-        raise FileNotFoundError(f"{file}: no such file or directory")
+        raise DatasetError(file, "no such file or directory")
     default_source = source or (path.resolve().name if path.is_dir() else path.stem)
     converter = _RowConverter(file, fields, default_source, explicit_source=source is not None)
 
@@ -204,6 +205,19 @@ def load_dataset(
         n_read=n_read,
         duplicates=duplicates,
     )
+
+
+def dataset_version(table: pa.Table) -> str:
+    """Digest of a canonical table's content (each row's id, problem and answer, in order):
+    the key of everything derived from it, so an edited file never reuses stale artifacts."""
+    digest = hashlib.blake2b(digest_size=32)
+    for column in ("id", "problem", "answer"):
+        for chunk in table.column(column).chunks:
+            for value in chunk.to_pylist():
+                digest.update(value.encode("utf-8"))
+                digest.update(b"\x00")
+        digest.update(b"\x01")
+    return digest.hexdigest()[:DIGEST_CHARS]
 
 
 def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path) -> dict[str, Path]:
@@ -254,13 +268,17 @@ class _RowConverter:
             metadata = _without(metadata, name)
         for key, value in extra.items():  # the row's own fields win over derived ones
             metadata.setdefault(key, value)
+        try:
+            metadata_json = _to_json(metadata)
+        except RecursionError:
+            raise DatasetError(self._file, _TOO_DEEP, row, "metadata") from None
         return {
             "id": problem_id(problem),
             "problem": problem,
             "answer": answer,
             "source": source,
             "difficulty": difficulty,
-            "metadata": _to_json(metadata),
+            "metadata": metadata_json,
             "row": row,
         }
 
@@ -428,7 +446,10 @@ def _to_json(value: Any) -> str:
 
 def _raw(record: Any) -> str:
     """What a reject shows of its row, truncated."""
-    text = record.raw if isinstance(record, _Unreadable) else _to_json(record)
+    try:
+        text = record.raw if isinstance(record, _Unreadable) else _to_json(record)
+    except RecursionError:
+        text = f"<{_TOO_DEEP}>"
     return text if len(text) <= _RAW_CHARS else text[:_RAW_CHARS] + "...(truncated)"
 
 
@@ -479,6 +500,8 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             except json.JSONDecodeError as exc:
                 reason = f"invalid JSON: {exc.msg} at column {exc.colno}"
                 record = _Unreadable(LINE_FIELD, reason, text.rstrip())
+            except RecursionError:
+                record = _Unreadable(LINE_FIELD, _TOO_DEEP, text[:_RAW_CHARS])
             yield row, record
 
 
@@ -492,6 +515,8 @@ def _iter_json(path: Path, file: str) -> Iterator[tuple[int, Any]]:
         document = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(file, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DatasetError(file, _TOO_DEEP) from None
     if isinstance(document, dict) and isinstance(document.get("data"), list):
         document = document["data"]
     if not isinstance(document, list):
@@ -508,7 +533,7 @@ def _looks_like_json_lines(path: Path) -> bool:
         try:
             if not isinstance(json.loads(first.decode("utf-8-sig")), dict):
                 return False
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             return False
         return any(line.strip() for line in f)
 

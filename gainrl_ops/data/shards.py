@@ -9,6 +9,8 @@ the set made last, so the pipeline finds it without loading a tokenizer.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,11 @@ from transformers import PreTrainedTokenizerBase
 from gainrl_ops.core import layout as tree
 from gainrl_ops.core.fingerprint import fingerprint_json
 from gainrl_ops.core.layout import Layout
-from gainrl_ops.core.storage import write_parquet_atomic, write_text_atomic
+from gainrl_ops.core.storage import (
+    sweep_temporary,
+    write_parquet_atomic,
+    write_text_atomic,
+)
 from gainrl_ops.data.prompts import (
     PromptConfig,
     prompt_fingerprint,
@@ -39,6 +45,7 @@ SHARD_SCHEMA = pa.schema([
     pa.field("n_tokens", pa.int32(), nullable=False),
     pa.field("truncated", pa.bool_(), nullable=False),
 ])
+log = logging.getLogger(__name__)
 MANIFEST = tree.SHARD_MANIFEST.pattern.rsplit("/", 1)[-1]
 _DIGEST_KEY = b"gainrl.shard_digest"
 
@@ -84,13 +91,13 @@ def _prompt_config(config: PromptConfig) -> dict[str, object]:
     return json.loads(json.dumps({"system_prompt": config.system_prompt, "few_shot": config.few_shot, "max_tokens": config.max_tokens}))
 
 
-def current_shards(layout: Layout, dataset: str, prompt: PromptConfig | None = None) -> ShardSet:
-    """The shard set that was made last for `dataset`; with `prompt`, it must have been
-    rendered with that prompt configuration."""
-    pointer = layout.current_shards(dataset)
+def current_shards(layout: Layout, dataset: str, version: str, prompt: PromptConfig | None = None) -> ShardSet:
+    """The shard set that was made last for this version of `dataset`; with `prompt`, it must
+    have been rendered with that prompt configuration."""
+    pointer = layout.current_shards(dataset, version)
     if not pointer.exists():
-        raise FileNotFoundError(f"{pointer}: dataset {dataset!r} has no tokenized shards; materialize tokenized_shards first")
-    shards = ShardSet.open(layout.shards(dataset, json.loads(pointer.read_text())["prompt_fingerprint"]))
+        raise FileNotFoundError(f"{pointer}: dataset {dataset!r} (version {version}) has no tokenized shards; materialize tokenized_shards first")
+    shards = ShardSet.open(layout.shards(dataset, version, json.loads(pointer.read_text())["prompt_fingerprint"]))
     if prompt is not None and shards.prompt_config != _prompt_config(prompt):
         raise ValueError(
             f"the shards of dataset {dataset!r} were rendered with {shards.prompt_config}, not {_prompt_config(prompt)}; "
@@ -110,33 +117,63 @@ def tokenize_to_shards(
     config: PromptConfig,
     layout: Layout,
     dataset: str,
+    version: str,
     shard_size: int = 1024,
 ) -> ShardSet:
-    """Render and tokenize the `id`/`problem` rows of `prompts` into the dataset's shard set
-    for this prompt fingerprint, and make it the dataset's current set.
+    """Render and tokenize the `id`/`problem` rows of `prompts` (the content `version` of
+    `dataset`) into its shard set for this prompt fingerprint, and make it the current set.
 
-    Finished sets are reused; shards already written by an interrupted run are kept.
+    A finished set is reused once every shard verifies against the manifest (readable, same
+    rows, same digest); a shard that does not is rebuilt, and so is one left by an
+    interrupted run that does not verify.
     """
     key = prompt_fingerprint(tokenizer, config)
-    directory = layout.shards(dataset, key)
-    if not (directory / MANIFEST).exists():
-        _tokenize(prompts, tokenizer, config, layout, dataset, key, shard_size)
-    write_text_atomic(json.dumps({"prompt_fingerprint": key}), layout.current_shards(dataset))
+    directory = layout.shards(dataset, version, key)
+    if _set_problems(directory):
+        sweep_temporary(directory, time.time())
+        _tokenize(prompts, tokenizer, config, layout.path(tree.SHARD_MANIFEST, dataset=dataset, version=version, prompt_fingerprint=key), key, shard_size)
+    write_text_atomic(json.dumps({"prompt_fingerprint": key}), layout.current_shards(dataset, version))
     return ShardSet.open(directory)
 
 
-def _tokenize(
-    prompts: pa.Table, tokenizer: PreTrainedTokenizerBase, config: PromptConfig, layout: Layout, dataset: str, key: str, shard_size: int
-) -> None:
+def shard_problem(shard: Shard) -> str | None:
+    """Why `shard` cannot be trusted (missing, unreadable, other rows or digest), or None."""
+    if not shard.path.exists():
+        return "missing"
+    try:
+        meta = pq.read_metadata(shard.path)
+    except (pa.ArrowException, OSError) as error:
+        return f"unreadable ({error})"
+    if meta.num_rows != shard.rows:
+        return f"{meta.num_rows} rows where the manifest says {shard.rows}"
+    if (meta.metadata or {}).get(_DIGEST_KEY) != shard.digest.encode():
+        return "its digest differs from the manifest's"
+    return None
+
+
+def _set_problems(directory: Path) -> list[str]:
+    """What is wrong with the shard set in `directory` (nothing when it can be reused)."""
+    if not (directory / MANIFEST).exists():
+        return ["no manifest"]
+    try:
+        shards = ShardSet.open(directory)
+    except (ValueError, KeyError, TypeError) as error:
+        return [f"{directory / MANIFEST}: unreadable manifest ({error})"]
+    problems = [f"{s.path}: {problem}" for s in shards.shards if (problem := shard_problem(s))]
+    for problem in problems:
+        log.warning("rebuilding a shard: %s", problem)
+    return problems
+
+
+def _tokenize(prompts: pa.Table, tokenizer: PreTrainedTokenizerBase, config: PromptConfig, manifest: Path, key: str, shard_size: int) -> None:
     shards = []
     with tqdm(total=prompts.num_rows, desc="tokenizing", unit="prompt") as bar:
         for index, chunk in enumerate(_chunks(prompts.select(["id", "problem"]), shard_size)):
             ids = chunk.column("id").to_pylist()
-            digest = fingerprint_json({"prompt": key, "ids": ids})
-            path = layout.path(tree.SHARD, dataset=dataset, prompt_fingerprint=key, index=index)
-            if not _has_digest(path, digest):
-                _write_shard(ids, chunk.column("problem").to_pylist(), tokenizer, config, path, digest)
-            shards.append(Shard(path, digest, len(ids), index))
+            shard = Shard(manifest.parent / tree.SHARD.name(index=index), fingerprint_json({"prompt": key, "ids": ids}), len(ids), index)
+            if shard_problem(shard):
+                _write_shard(ids, chunk.column("problem").to_pylist(), tokenizer, config, shard.path, shard.digest)
+            shards.append(shard)
             bar.update(len(ids))
     write_text_atomic(json.dumps({
         "prompt_fingerprint": key,
@@ -145,14 +182,7 @@ def _tokenize(
         "chat_template": tokenizer.chat_template,
         "rows": sum(s.rows for s in shards),
         "shards": [{"file": s.path.name, "digest": s.digest, "rows": s.rows} for s in shards],
-    }, indent=2), layout.shards(dataset, key) / MANIFEST)
-
-
-def _has_digest(path: Path, digest: str) -> bool:
-    if not path.exists():
-        return False
-    meta = pq.read_schema(path).metadata or {}
-    return meta.get(_DIGEST_KEY) == digest.encode()
+    }, indent=2), manifest)
 
 
 def _write_shard(

@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import polars as pl
 
 from gainrl_ops.core.fingerprint import fingerprint_json
-from gainrl_ops.core.layout import Layout
+from gainrl_ops.core.layout import Layout, safe_name
+from gainrl_ops.core.storage import sweep_temporary, write_text_atomic
 from gainrl_ops.data.arithmetic import ArithmeticConfig, generate, write_jsonl
 from gainrl_ops.data.datasets import (
     FieldMap,
     LoadedDataset,
+    dataset_version,
     load_dataset,
     problem_id,
     write_dataset,
 )
 
 EMBEDDED = "embedded"
+
+
+@dataclass(frozen=True)
+class DatasetLabel:
+    """What a dataset name means now: one content version, loaded from `file` at `loaded_at`."""
+
+    dataset: str
+    version: str
+    file: str
+    rows: int
+    loaded_at: str
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,9 @@ class DatasetSource:
     on_error: str = "fail"
     generator: ArithmeticConfig = field(default_factory=ArithmeticConfig)
 
+    def __post_init__(self) -> None:
+        safe_name(self.name, "dataset name")
+
     def file(self, layout: Layout) -> Path:
         """The file to load; the embedded dataset is generated (deterministically) on first use."""
         if self.path != EMBEDDED:
@@ -46,10 +65,28 @@ class DatasetSource:
         return target
 
 
-def prepare_dataset(source: DatasetSource, layout: Layout) -> tuple[LoadedDataset, dict[str, Path]]:
-    """Load and normalise the dataset and write its prompts and rejects tables."""
-    loaded = load_dataset(source.file(layout), fields=source.fields, on_error=source.on_error)  # type: ignore[arg-type]
-    return loaded, write_dataset(loaded, layout.prompts(source.name), layout.rejects(source.name))
+def prepare_dataset(source: DatasetSource, layout: Layout) -> tuple[LoadedDataset, DatasetLabel]:
+    """Load and normalise the dataset, write its prompts and rejects under its content version,
+    then point the dataset's name at that version (written last, so a reader never follows the
+    label to a version that is not complete)."""
+    started = time.time()
+    file = source.file(layout)
+    loaded = load_dataset(file, fields=source.fields, on_error=source.on_error)  # type: ignore[arg-type]
+    version = dataset_version(loaded.table)
+    for folder in (layout.dataset_label(source.name).parent, layout.prompts(source.name, version).parent):
+        sweep_temporary(folder, started)
+    write_dataset(loaded, layout.prompts(source.name, version), layout.rejects(source.name, version))
+    label = DatasetLabel(source.name, version, str(file), loaded.table.num_rows, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    write_text_atomic(json.dumps(asdict(label), indent=2), layout.dataset_label(source.name))
+    return loaded, label
+
+
+def current_label(layout: Layout, dataset: str) -> DatasetLabel:
+    """The version a dataset name points at now."""
+    path = layout.dataset_label(safe_name(dataset, "dataset name"))
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: dataset {dataset!r} was never loaded; materialize raw_dataset (or run gainrl score) first")
+    return DatasetLabel(**json.loads(path.read_text()))
 
 
 @dataclass(frozen=True)
@@ -88,7 +125,7 @@ def held_out_problems(
     return held_out
 
 
-def held_out_for(source: DatasetSource, config: HeldOutConfig, layout: Layout) -> pl.DataFrame:
+def held_out_for(source: DatasetSource, version: str, config: HeldOutConfig, layout: Layout) -> pl.DataFrame:
     """The held-out problems for a prepared training dataset: none of its prompts among them."""
-    training_ids = pl.read_parquet(layout.prompts(source.name), columns=["id"])["id"].to_list()
+    training_ids = pl.read_parquet(layout.prompts(source.name, version), columns=["id"])["id"].to_list()
     return held_out_problems(config.path, config.n_problems, config.seed, set(training_ids), source.generator)

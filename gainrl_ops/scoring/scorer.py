@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,8 +25,13 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from gainrl_ops.core.layout import SCORE_PART, SCORE_SUMMARY
-from gainrl_ops.core.storage import write_parquet_atomic, write_text_atomic
-from gainrl_ops.data.shards import Shard, ShardSet
+from gainrl_ops.core.storage import (
+    replace_directory,
+    sweep_temporary,
+    write_parquet_atomic,
+    write_text_atomic,
+)
+from gainrl_ops.data.shards import Shard, ShardSet, shard_problem
 from gainrl_ops.scoring import angles, capture
 from gainrl_ops.scoring.angles import DEFAULT_INTER_WEIGHT, angle_concentration
 from gainrl_ops.scoring.capture import last_mlp_input
@@ -40,6 +47,7 @@ SCORE_SCHEMA = pa.schema([
     pa.field("system_tokens", pa.int32(), nullable=False),
     pa.field("truncated", pa.bool_(), nullable=False),
     pa.field("dataset", pa.string(), nullable=False),
+    pa.field("dataset_version", pa.string(), nullable=False),
     pa.field("checkpoint", pa.string(), nullable=False),
     pa.field("model", pa.string(), nullable=False),
     pa.field("tokenizer", pa.string(), nullable=False),
@@ -48,6 +56,8 @@ SCORE_SCHEMA = pa.schema([
     pa.field("code_version", pa.string(), nullable=False),
 ])
 SUMMARY = SCORE_SUMMARY.name()
+log = logging.getLogger(__name__)
+_OTHER_INPUTS = "made from other shards, settings or scoring code"
 _PART_KEY = b"gainrl.part"
 
 
@@ -78,6 +88,7 @@ class ScoreContext:
     """What every score row records about how it was produced."""
 
     dataset: str
+    dataset_version: str
     checkpoint: str
     model: str
     tokenizer: str
@@ -160,8 +171,26 @@ def _part_tag(shard: Shard, context: ScoreContext, config: ScoreConfig) -> bytes
     ).encode()
 
 
-def _has_tag(path: Path, tag: bytes) -> bool:
-    return path.exists() and (pq.read_schema(path).metadata or {}).get(_PART_KEY) == tag
+def _part_problem(path: Path, tag: bytes, rows: int) -> str | None:
+    """Why the part at `path` cannot be reused for this shard and context, or None."""
+    if not path.exists():
+        return "missing"
+    try:
+        meta = pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as error:
+        return f"unreadable ({error})"
+    if (meta.metadata or {}).get(_PART_KEY) != tag:
+        return _OTHER_INPUTS
+    if meta.num_rows != rows:
+        return f"{meta.num_rows} rows for a shard of {rows}"
+    return None
+
+
+def _log_problem(path: Path, problem: str) -> None:
+    if problem == _OTHER_INPUTS:  # expected after a change of weight, shards or code
+        log.info("%s: %s; rescoring", path, problem)
+    elif problem != "missing":
+        log.warning("%s: %s; rescoring", path, problem)
 
 
 def part_path(out_dir: Path, shard: Shard) -> Path:
@@ -179,21 +208,31 @@ def score_shard(
 ) -> bool:
     """Score one shard into its part file; returns False when a valid part was reused.
 
-    A part is tagged with the shard digest, the context, the weight and the code version;
-    a part with the same tag in `out_dir` (an interrupted run) or in `reuse_from` (the
-    published result) is kept or linked instead of recomputed, any other is replaced.
+    A part is tagged with the shard digest, the context, the weight and the code version; a
+    part in `out_dir` (an interrupted run) or in `reuse_from` (the published result) is kept
+    or linked only if it reads, has that tag and the shard's row count, and the shard itself
+    still matches its manifest. Anything else is rescored, and the log says which file and why.
     """
+    if problem := shard_problem(shard):
+        raise ValueError(f"{shard.path}: {problem}; materialize tokenized_shards (or rerun gainrl score) to rebuild it")
     path = part_path(out_dir, shard)
     tag = _part_tag(shard, context, config)
     bar = bar or tqdm(total=shard.rows, disable=True)
-    if _has_tag(path, tag):
+    problem = _part_problem(path, tag, shard.rows)
+    if problem is None:
         bar.update(shard.rows)
         return False
-    if reuse_from is not None and _has_tag(previous := part_path(reuse_from, shard), tag):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.link(previous, path)
-        bar.update(shard.rows)
-        return False
+    if reuse_from is not None:
+        previous = part_path(reuse_from, shard)
+        reuse_problem = _part_problem(previous, tag, shard.rows)
+        if reuse_problem is None:
+            path.unlink(missing_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.link(previous, path)
+            bar.update(shard.rows)
+            return False
+        _log_problem(previous, reuse_problem)
+    _log_problem(path, problem)
     table = pq.read_table(shard.path)
     scores = _score_shard(model, table, config, bar)
     n = table.num_rows
@@ -232,9 +271,43 @@ def score_shards(
     context: ScoreContext,
     config: ScoreConfig = ScoreConfig(),
     progress: bool = True,
+    reuse_from: Path | None = None,
 ) -> ScoreSummary:
-    """Score every shard into `out_dir/part-NNNNN.parquet`, resuming after an interruption:
-    finished parts are skipped, so no shard is scored twice and no row is duplicated."""
+    """Score every shard into its part in `out_dir`, resuming after an interruption: verified
+    parts are skipped, so no shard is scored twice and no row is duplicated."""
     with tqdm(total=shards.rows, desc=f"scoring {context.model}", unit="prompt", disable=not progress) as bar:
-        written = sum(score_shard(model, shard, out_dir, context, config, bar) for shard in shards.shards)
+        written = sum(score_shard(model, shard, out_dir, context, config, bar, reuse_from) for shard in shards.shards)
     return write_summary(out_dir, shards, context, written)
+
+
+def sweep_staging(final: Path, staging: Path) -> None:
+    """Remove what interrupted runs left beside `final` and in `staging` (temporary part files,
+    retired folders), before a run starts writing there."""
+    started = time.time()
+    for folder in (Path(final).parent, Path(staging)):
+        for path in sweep_temporary(folder, started):
+            log.info("removed %s, left by an interrupted run", path)
+
+
+def publish(staging: Path, final: Path, shards: ShardSet, context: ScoreContext, written: int) -> ScoreSummary:
+    """Check the complete staging folder, then swap it in place of the published scores, so
+    a reader sees the old scores or the new ones, never a part of a run."""
+    write_summary(staging, shards, context, written)
+    replace_directory(staging, final)
+    return write_summary(final, shards, context, written)
+
+
+def score_and_publish(
+    model: PreTrainedModel,
+    shards: ShardSet,
+    final: Path,
+    staging: Path,
+    context: ScoreContext,
+    config: ScoreConfig = ScoreConfig(),
+    progress: bool = True,
+) -> ScoreSummary:
+    """Score into `staging` (reusing verified parts of an interrupted run or of `final`), then
+    publish. Temporary files that interrupted runs left are removed first."""
+    sweep_staging(final, staging)
+    summary = score_shards(model, shards, staging, context, config, progress, reuse_from=final)
+    return publish(staging, final, shards, context, summary.parts_written)

@@ -11,13 +11,12 @@ from tqdm.auto import tqdm
 
 from gainrl_ops.core.fingerprint import fingerprint_json
 from gainrl_ops.core.layout import SCORE_PART
-from gainrl_ops.core.storage import replace_directory
 from gainrl_ops.curriculum.ranking import export_ranking, previous_ranking
 from gainrl_ops.curriculum.report import build_report
 from gainrl_ops.data.datasets import CANONICAL_SCHEMA
 from gainrl_ops.data.shards import SHARD_SCHEMA, tokenize_to_shards
 from gainrl_ops.data.sources import prepare_dataset
-from gainrl_ops.scoring.scorer import SCORE_SCHEMA, score_shard, write_summary
+from gainrl_ops.scoring.scorer import SCORE_SCHEMA, publish, score_shard, sweep_staging
 
 from ... import partitions
 from ...hooks import refresh_catalog_hook
@@ -36,19 +35,22 @@ GROUP = "curriculum"
 def raw_dataset(storage: StorageResource, dataset: DatasetResource) -> MaterializeResult:
     """The training prompts in the canonical table (id, problem, answer, source, difficulty,
     metadata), with rejected rows and duplicates in a rejects table beside it."""
-    loaded, paths = prepare_dataset(dataset.source, storage.layout)
+    layout = storage.layout
+    loaded, label = prepare_dataset(dataset.source, layout)
     return MaterializeResult(
         metadata={
             "dagster/row_count": loaded.table.num_rows,
             "dagster/column_schema": table_schema(CANONICAL_SCHEMA),
+            "dataset_version": label.version,
             "rejected_rows": loaded.rejects.num_rows,
             "duplicates": loaded.duplicates,
             "rows_read": loaded.n_read,
-            "path": dg.MetadataValue.path(str(paths["prompts"])),
-            "rejects_path": dg.MetadataValue.path(str(paths["rejects"])),
+            "file": label.file,
+            "path": dg.MetadataValue.path(str(layout.prompts(label.dataset, label.version))),
+            "rejects_path": dg.MetadataValue.path(str(layout.rejects(label.dataset, label.version))),
             "preview": preview(pl.from_arrow(loaded.table).select("id", "problem", "answer", "difficulty")),
         },
-        data_version=dg.DataVersion(fingerprint_json(loaded.table.column("id").to_pylist())),
+        data_version=dg.DataVersion(label.version),
     )
 
 
@@ -76,9 +78,10 @@ def tokenized_shards(targets: TargetsResource, scoring: ScoringResource) -> Mate
     Recorded as the dataset's current shard set, which every checkpoint partition scores."""
     from gainrl_ops.scoring.models import load_tokenizer
 
-    layout, name = targets.layout, targets.dataset.name
+    layout, name, version = targets.layout, targets.dataset.name, targets.version()
     tokenizer = load_tokenizer(targets.base_model_path())
-    shards = tokenize_to_shards(pq.read_table(layout.prompts(name)), tokenizer, targets.model.prompt, layout, name, shard_size=scoring.shard_size)
+    prompts = pq.read_table(layout.prompts(name, version))
+    shards = tokenize_to_shards(prompts, tokenizer, targets.model.prompt, layout, name, version, shard_size=scoring.shard_size)
     lengths = pl.concat([pl.read_parquet(s.path, columns=["n_tokens", "truncated"]) for s in shards.shards])
     return MaterializeResult(
         metadata={
@@ -99,7 +102,9 @@ def tokenized_shards(targets: TargetsResource, scoring: ScoringResource) -> Mate
 @dg.op(ins={"shards_ready": dg.In(dg.Nothing)}, out=dg.DynamicOut(int))
 def plan_scoring(context: dg.OpExecutionContext, targets: TargetsResource):
     """One step per shard, so the multiprocess (or Kubernetes/Celery) executor scores them in parallel."""
-    for shard in targets.resolve(context).shards.shards:
+    target = targets.resolve(context)
+    sweep_staging(target.scores, target.staging)
+    for shard in target.shards.shards:
         yield dg.DynamicOutput(shard.index, mapping_key=shard.path.stem.replace("-", "_"))
 
 
@@ -119,8 +124,7 @@ def score_shard_step(context: dg.OpExecutionContext, index: int, targets: Target
 def publish_scores(context: dg.OpExecutionContext, written: list[int], targets: TargetsResource) -> None:
     """Swap the complete staging folder in place of the partition's previous scores."""
     target = targets.resolve(context)
-    summary = write_summary(target.staging, target.shards, target.score_context(), sum(written))
-    replace_directory(target.staging, target.scores)
+    summary = publish(target.staging, target.scores, target.shards, target.score_context(), sum(written))
     scores = pl.read_parquet(target.scores / SCORE_PART.name_glob())
     context.add_output_metadata({
         "dagster/row_count": scores.height,
@@ -162,7 +166,7 @@ def curriculum(context: AssetExecutionContext, targets: TargetsResource) -> Mate
     """Prompts ranked from highest to lowest angle score (the `curriculum` SQL view),
     snapshotted to Parquet for training."""
     target = targets.resolve(context)
-    frame, path = export_ranking(target.layout, target.dataset, target.shards.prompt_fingerprint, target.checkpoint)
+    frame, path = export_ranking(target.layout, target.dataset, target.version, target.shards.prompt_fingerprint, target.checkpoint)
     return MaterializeResult(metadata={
         "dagster/row_count": frame.height,
         "checkpoint": target.checkpoint,
@@ -178,7 +182,9 @@ def curriculum_report(context: AssetExecutionContext, targets: TargetsResource) 
     """Score histogram, score against prompt length and difficulty (Spearman), and rank
     agreement with the previous checkpoint (Spearman, top-k overlap), as plots and numbers."""
     target = targets.resolve(context)
-    previous = previous_ranking(target.layout, target.dataset, target.shards.prompt_fingerprint, targets.store.records(), target.record)
+    previous = previous_ranking(
+        target.layout, target.dataset, target.version, target.shards.prompt_fingerprint, targets.store.records(), target.record
+    )
     report = build_report(pl.read_parquet(target.existing_ranking()), target.report_dir, previous=previous[1] if previous else None)
     return MaterializeResult(metadata={
         **report.as_metadata(),

@@ -23,21 +23,31 @@ rescore_job = dg.define_asset_job(
 @dg.sensor(job=rescore_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def new_checkpoint_sensor(
     context: dg.SensorEvaluationContext, storage: StorageResource, checkpoint_store: CheckpointStoreResource
-) -> dg.SensorResult | dg.SkipReason:
+) -> dg.SensorResult:
     """Registers each new checkpoint of the store as a partition and requests its scoring.
 
-    The run key is the checkpoint fingerprint and the cursor remembers the fingerprints
-    already seen, so a checkpoint is scored once however often it is listed.
+    A folder copied in by hand is taken once its weights are complete and it looked the same on
+    two ticks `settle_seconds` apart; the cursor keeps what each tick saw. A broken folder is
+    logged and retried on later ticks without holding up the others. The run key is the
+    checkpoint fingerprint and the cursor remembers the fingerprints seen, so a checkpoint is
+    scored once however often it is listed.
     """
-    seen = set(json.loads(context.cursor or "[]"))
+    state = json.loads(context.cursor or "{}")
+    seen = set(state.get("seen", []))
+    store = checkpoint_store.store(storage.layout)
+    found = store.discover(state.get("arrivals"))
+    for problem in found.problems:
+        context.log.warning(f"not a checkpoint yet: {problem}")
     known = set(context.instance.get_dynamic_partitions(partitions.checkpoints.name))
-    new = [r.fingerprint for r in checkpoint_store.store(storage.layout).records() if r.fingerprint not in seen | known]
+    new = [r.fingerprint for r in store.records() if r.fingerprint not in seen | known]
+    cursor = json.dumps({"seen": sorted(seen | set(new)), "arrivals": found.arrivals})
     if not new:
-        return dg.SkipReason("no new checkpoint in the store")
+        waiting = f"; watching {len(found.arrivals)} copied folder(s)" if found.arrivals else ""
+        return dg.SensorResult(skip_reason=f"no new checkpoint in the store{waiting}", cursor=cursor)
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=fp, partition_key=fp) for fp in new],
         dynamic_partitions_requests=[partitions.checkpoints.build_add_request(new)],
-        cursor=json.dumps(sorted(seen | set(new))),
+        cursor=cursor,
     )
 
 

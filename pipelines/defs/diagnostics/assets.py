@@ -30,7 +30,7 @@ def signal_diagnostics(context: AssetExecutionContext, targets: TargetsResource,
     the angle score, its components and prompt length, and the partial correlation with the
     angle score controlling for length, each with a bootstrap interval, and the verdict."""
     target = targets.resolve(context)
-    scored = ranked_prompts(target.layout, target.dataset, target.existing_ranking(), columns=("answer", "metadata"))
+    scored = ranked_prompts(target.layout, target.dataset, target.version, target.existing_ranking(), columns=("answer", "metadata"))
     report = diagnose(target.load_model(), target.load_tokenizer(), scored, target.model.prompt, diagnostics.config)
     paths = write_report(report, target.diagnostics_stem)
     context.log.info(f"checkpoint {target.record.name} ({target.checkpoint}): {report.verdict}")

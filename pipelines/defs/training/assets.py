@@ -33,8 +33,8 @@ def training_run(context: AssetExecutionContext, targets: TargetsResource, train
 
     run = training.run(context.partition_key)
     target = targets.target(targets.base())
-    ranked = ranked_prompts(target.layout, target.dataset, target.existing_ranking())
-    problems = list(held_out_for(target.source, held_out.config, target.layout).select("problem", "answer").iter_rows())
+    ranked = ranked_prompts(target.layout, target.dataset, target.version, target.existing_ranking())
+    problems = list(held_out_for(target.source, target.version, held_out.config, target.layout).select("problem", "answer").iter_rows())
     result, curve = train_from_store(run, targets.store, target.record, ranked, target.model.prompt, target.layout, problems)
     last = result.epochs.row(-1, named=True)
     return MaterializeResult(metadata={
@@ -59,7 +59,7 @@ def evaluation(context: AssetExecutionContext, targets: TargetsResource, held_ou
     from gainrl_ops.training.evaluation import evaluate_checkpoint
 
     target = targets.resolve(context)
-    problems = held_out_for(target.source, held_out.config, target.layout)
+    problems = held_out_for(target.source, target.version, held_out.config, target.layout)
     frame = evaluate_checkpoint(
         target.load_model(), target.load_tokenizer(), problems, target.model.prompt, target.checkpoint, held_out.max_new_tokens
     )
