@@ -57,7 +57,7 @@ def ranked_prompts(model_path: str, source: DatasetSource, layout: Layout, promp
     context = ScoreContext(source.name, label.version, checkpoint, "embedded", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
     score_shards(load_model(ModelSpec(model_path)), shards, out, context)
     refresh_catalog(layout.root)
-    ranked, _ = export_ranking(layout, source.name, label.version, shards.prompt_fingerprint, checkpoint)
+    ranked = pl.read_parquet(export_ranking(layout, source.name, label.version, shards.prompt_fingerprint, checkpoint))
     answers = pl.from_arrow(loaded.table).select("id", "answer")
     return ranked.select("id", "rank", "problem", "difficulty", "angle_score").join(answers, on="id", how="left", maintain_order="left")
 

@@ -18,7 +18,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from gainrl_ops.core.layout import SCORE_PART, Layout
+from gainrl_ops.core.layout import Layout
 from gainrl_ops.curriculum.catalog import (
     EXAMPLE_QUERIES,
     ReadOnlyError,
@@ -73,10 +73,9 @@ def _score(args: argparse.Namespace) -> int:
     refresh_catalog(layout.root)
     print(f"scored {summary.rows} prompts ({summary.parts_written} parts written, {summary.parts_reused} reused) -> {out}")
     top = (
-        pl.read_parquet(out / SCORE_PART.name_glob())
-        .join(pl.from_arrow(loaded.table).select("id", "problem"), on="id")
-        .sort("angle_score", descending=True)
-        .select("id", "angle_score", "c_intra", "c_inter", "n_tokens", "problem")
+        pl.read_parquet(layout.ranked_scores(name, label.version, shards.prompt_fingerprint, checkpoint), n_rows=5)
+        .join(pl.from_arrow(loaded.table).select("id", "problem"), on="id", how="left", maintain_order="left")
+        .select("rank", "id", "angle_score", "c_intra", "c_inter", "n_tokens", "problem")
     )
     with pl.Config(fmt_str_lengths=60, tbl_width_chars=160):
         print(top.head(5))

@@ -230,6 +230,10 @@ class CheckpointTarget:
         return self.layout.scores(self.dataset, self.version, self.shards.prompt_fingerprint, self.checkpoint)
 
     @property
+    def ranked_scores(self) -> Path:
+        return self.layout.ranked_scores(self.dataset, self.version, self.shards.prompt_fingerprint, self.checkpoint)
+
+    @property
     def staging(self) -> Path:
         return self.layout.scores_staging(self.dataset, self.version, self.shards.prompt_fingerprint, self.checkpoint)
 

@@ -27,7 +27,7 @@ from gainrl_ops.curriculum.catalog import (
 )
 from gainrl_ops.data.datasets import CANONICAL_SCHEMA, REJECTS_SCHEMA
 from gainrl_ops.data.shards import SHARD_SCHEMA
-from gainrl_ops.scoring.scorer import SCORE_SCHEMA
+from gainrl_ops.scoring.scorer import SCORE_SCHEMA, compact
 
 DATASET = "arith"
 VERSION = "aaaabbbbccccdddd"
@@ -116,8 +116,9 @@ def score_table(ids: list[str], checkpoint: str, seed: int, nan_first: bool = Fa
 def write_scores(root: Path, checkpoint: str, seed: int, nan_first: bool = False) -> None:
     out = Layout(root).scores(DATASET, VERSION, PROMPT_FP, checkpoint)
     table = score_table(IDS, checkpoint, seed, nan_first)
-    write_parquet_atomic(table.slice(0, SHARD_SIZES[0]), out / "part-00000.parquet")
-    write_parquet_atomic(table.slice(SHARD_SIZES[0]), out / "part-00001.parquet")
+    write_parquet_atomic(table.slice(0, SHARD_SIZES[0]), out / "parts" / "part-00000.parquet")
+    write_parquet_atomic(table.slice(SHARD_SIZES[0]), out / "parts" / "part-00001.parquet")
+    compact(out)
 
 
 def register(root: Path, name: str, fingerprint: str, when: str, parent: str | None) -> None:
@@ -135,10 +136,10 @@ def register(root: Path, name: str, fingerprint: str, when: str, parent: str | N
 
 def write_decoys(root: Path) -> None:
     """Staging folders and foreign folders that no view may read."""
-    scores = root / "scores" / DATASET / VERSION / PROMPT_FP
-    for folder in (".staging-0123456789abcdef", "_tmp", "not-a-fingerprint", "0123456789ABCDEF"):
-        write_parquet_atomic(score_table(["decoy"], CK_BASE, 0), scores / folder / "part-00000.parquet")
-    write_parquet_atomic(score_table(["decoy"], CK_BASE, 0), root / "scores" / "_staging" / VERSION / PROMPT_FP / CK_BASE / "part-00000.parquet")
+    scores = Layout(root).ranked_scores(DATASET, VERSION, PROMPT_FP, CK_BASE).parent.parent
+    for folder in (".staging-0123456789abcdef", "_tmp", "not-a-fingerprint", "checkpoint=0123456789ABCDEF"):
+        write_parquet_atomic(score_table(["decoy"], CK_BASE, 0), scores / folder / "scores.parquet")
+    write_parquet_atomic(score_table(["decoy"], CK_BASE, 0), root / "scores" / "_staging" / VERSION / PROMPT_FP / CK_BASE / "scores.parquet")
     # Layout refuses such names, so a decoy dataset folder is written by hand.
     hidden = root / "datasets" / ".hidden"
     shutil.copytree(root / "datasets" / DATASET, hidden)
@@ -188,7 +189,7 @@ def test_views_return_stored_rows(root: Path) -> None:
     assert tokens["input_ids"][0].to_list() == [1, 2, 3, 4, 5, 6]
 
     scores = query(root, "SELECT * FROM scores ORDER BY checkpoint, id")
-    assert scores.columns == SCORE_SCHEMA.names
+    assert scores.columns == [*SCORE_SCHEMA.names, "rank", "n_prompts", "percentile"]
     assert scores.group_by("checkpoint").len().sort("checkpoint").rows() == [(CK_BASE, len(IDS)), (CK_TUNED, len(IDS))]
     assert "decoy" not in scores["id"].to_list()
     expected = score_table(IDS, CK_BASE, seed=1)
@@ -302,7 +303,7 @@ def test_catalog_opens_with_plain_duckdb(root: Path) -> None:
 
 def test_query_limit(root: Path) -> None:
     assert query(root, "SELECT * FROM scores", limit=3).height == 3
-    assert query(root, "SELECT * FROM scores WHERE false", limit=3).columns == SCORE_SCHEMA.names
+    assert query(root, "SELECT * FROM scores WHERE false", limit=3).columns == [*SCORE_SCHEMA.names, "rank", "n_prompts", "percentile"]
 
 
 def test_example_queries_run(root: Path) -> None:

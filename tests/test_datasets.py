@@ -168,7 +168,7 @@ def test_gsm8k_solutions(tmp_path: Path) -> None:
     ]
     loaded = load_dataset(write_jsonl(tmp_path / "gsm8k.jsonl", rows))
     assert loaded.table.column("answer").to_pylist() == ["1234", "1234567"]
-    assert json.loads(loaded.table.column("metadata")[0].as_py()) == {"solution": solution}
+    assert json.loads(loaded.table.column("metadata")[0].as_py()) == {"solution": solution, "answer_source": "answer: ####"}
 
 
 def test_extract_final_answer() -> None:
@@ -401,3 +401,49 @@ def test_real_amc() -> None:
     assert loaded.table.column("answer")[0].as_py() == "142"
     assert all(d is not None for d in loaded.table.column("difficulty").to_pylist())
     assert "url" in json.loads(loaded.table.column("metadata")[0].as_py())
+
+
+@pytest.mark.parametrize(("row", "answer", "source"), [
+    ({"question": "Eggs?", "answer": None, "solution": "3 + 4 = 7 eggs.\n#### 7"}, "7", "solution: ####"),
+    ({"question": "Eggs?", "solution": "Half of 1,000.\n#### 500"}, "500", "solution: ####"),
+    ({"problem": "Area?", "solution": r"So it is $\boxed{\frac{1}{2}}$, not \boxed{1}... wait: $\boxed{\frac{\sqrt{3}}{4}}$."}, r"\frac{\sqrt{3}}{4}", "solution: \\boxed"),
+    ({"problem": "Area?", "answer": None, "response": r"The answer is \boxed{12}."}, "12", "response: \\boxed"),
+    ({"query": "Sum?", "answer": r"\boxed{x^{2}}"}, "x^{2}", "answer: \\boxed"),
+    ({"instruction": "Sum?", "answer": "5"}, "5", None),
+    ({"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Sum?"}], "answer": "5"}, "5", None),
+])
+def test_answers_are_found_where_datasets_keep_them(tmp_path: Path, row: dict, answer: str, source: str | None) -> None:
+    loaded = load_dataset(write_jsonl(tmp_path / "x.jsonl", [row]))
+    (got,) = loaded.table.to_pylist()
+    assert got["answer"] == answer
+    assert json.loads(got["metadata"]).get("answer_source") == source
+
+
+def test_a_row_without_any_final_answer_is_rejected_with_the_reason(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "x.jsonl", [
+        {"problem": "A?", "answer": None, "solution": "Worked out, but never stated."},
+        {"problem": "B?", "answer": None, "solution": "So #### 4"},
+    ])
+    loaded = load_dataset(path, on_error="skip")
+    assert loaded.table.column("answer").to_pylist() == ["4"]
+    (reject,) = loaded.rejects.to_pylist()
+    assert (reject["row"], reject["field"]) == (0, "answer") and "no final answer" in reject["reason"]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "gsm8k_test_verl.parquet").exists(), reason="shared GSM8K data not present")
+def test_gsm8k_with_blank_answers_takes_them_from_the_solutions(tmp_path: Path) -> None:
+    import pyarrow.compute as pc
+
+    table = pq.read_table(SHARED_DATA / "gsm8k_test_verl.parquet")
+    reference = load_dataset(SHARED_DATA / "gsm8k_test_verl.parquet")
+    solutions = pc.struct_field(table.column("extra_info"), "answer")
+    blanked = pa.table({
+        "question": pc.struct_field(table.column("extra_info"), "question"),
+        "answer": pa.nulls(table.num_rows, pa.string()),
+        "solution": solutions,
+    })
+    pq.write_table(blanked, path := tmp_path / "gsm8k_blank.parquet")
+    loaded = load_dataset(path)
+    assert loaded.table.num_rows == table.num_rows
+    assert loaded.table.column("answer").to_pylist() == reference.table.column("answer").to_pylist()
+    assert {json.loads(m)["answer_source"] for m in loaded.table.column("metadata").to_pylist()} == {"solution: ####"}

@@ -189,7 +189,7 @@ def test_an_edited_file_is_a_new_version_and_nothing_stale_is_served(gainrl_home
     versions = query(gainrl_home, "SELECT version, prompts, current FROM dataset_versions ORDER BY current")
     assert versions["current"].to_list() == [False, True] and versions["prompts"].to_list() == [N, N]
     old = versions["version"][0]
-    assert list(gainrl_home.glob(f"scores/math/{old}/*/*/part-*.parquet")), "the old version stays addressable"
+    assert list(gainrl_home.glob(f"scores/dataset=math/version={old}/*/*/scores.parquet")), "the old version stays addressable"
 
 
 def test_another_file_under_the_same_name_replaces_what_the_name_means(gainrl_home: Path, tmp_path: Path, tiny_model_path: Path) -> None:

@@ -32,7 +32,7 @@ def test_each_template_finds_the_paths_it_makes(template: Template, tmp_path: Pa
 def test_regex_extracts_every_field_from_a_made_path(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     path = "/" + layout.path(tree.SCORE_PART, **{k: VALUES[k] for k in tree.SCORE_PART.fields()}).relative_to(tmp_path).as_posix()
-    assert path == "/scores/gsm8k/00112233aabbccdd/0123456789abcdef/fedcba9876543210/part-00007.parquet"
+    assert path == "/scores/dataset=gsm8k/version=00112233aabbccdd/prompts=0123456789abcdef/checkpoint=fedcba9876543210/parts/part-00007.parquet"
     assert re.search(tree.SCORE_PART.regex("version"), path).group(1) == "00112233aabbccdd"
     assert re.search(tree.SCORE_PART.regex("dataset"), path).group(1) == "gsm8k"
     assert re.search(tree.SCORE_PART.regex("prompt_fingerprint"), path).group(1) == "0123456789abcdef"
@@ -69,6 +69,6 @@ def test_glob_characters_in_the_root_are_literal(tmp_path: Path) -> None:
 def test_every_catalog_view_reads_a_layout_template() -> None:
     assert {s.view: s.template for s in SOURCES} == {
         "checkpoints": tree.CHECKPOINT_RECORD, "prompts": tree.PROMPTS, "rejects": tree.REJECTS, "tokens": tree.SHARD,
-        "scores": tree.SCORE_PART, "epochs": tree.EPOCHS, "selections": tree.SELECTIONS, "evaluations": tree.EVALUATION,
+        "scores": tree.SCORES, "epochs": tree.EPOCHS, "selections": tree.SELECTIONS, "evaluations": tree.EVALUATION,
         "diagnostics": tree.DIAGNOSTICS,
     }

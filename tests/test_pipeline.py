@@ -140,9 +140,9 @@ def test_signal_diagnostics_writes_rows_plot_verdict_and_sql_view(instance, tmp_
 def test_rescoring_a_partition_replaces_it_without_duplicates(instance, tmp_path: Path, tiny_model_path: Path) -> None:
     partition = _prepare(instance, tmp_path, tiny_model_path)
     _rescore(instance, tmp_path, tiny_model_path, partition)
-    first = pl.read_parquet(tmp_path / "scores" / "arithmetic" / "*" / "*" / partition / "part-*.parquet").sort("id")
+    first = pl.read_parquet(tmp_path / "scores" / "dataset=arithmetic" / "*" / "*" / f"checkpoint={partition}" / "scores.parquet").sort("id")
     result = _rescore(instance, tmp_path, tiny_model_path, partition)
-    second = pl.read_parquet(tmp_path / "scores" / "arithmetic" / "*" / "*" / partition / "part-*.parquet").sort("id")
+    second = pl.read_parquet(tmp_path / "scores" / "dataset=arithmetic" / "*" / "*" / f"checkpoint={partition}" / "scores.parquet").sort("id")
     assert second.equals(first)
     meta = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}["angle_scores"]
     assert meta.step_materialization_data.materialization.metadata["parts_reused"].value == 3
@@ -235,4 +235,4 @@ def test_training_run_writes_selections_and_checkpoints_that_the_sensor_rescores
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert [p for p in files if layout.kind_of(p) is None] == []
     kinds = {layout.kind_of(p) for p in files}
-    assert {tree.PROMPTS, tree.SHARD, tree.SCORE_PART, tree.RANKING, tree.REPORT_PLOT, tree.EPOCHS, tree.EVALUATION, tree.CHECKPOINT_RECORD} <= kinds
+    assert {tree.PROMPTS, tree.SHARD, tree.SCORES, tree.SCORE_PART, tree.RANKING, tree.REPORT_PLOT, tree.EPOCHS, tree.EVALUATION, tree.CHECKPOINT_RECORD} <= kinds

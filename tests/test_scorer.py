@@ -164,7 +164,7 @@ def test_score_shards_writes_one_row_per_prompt_with_provenance(tiny, tiny_model
     assert len(shards.shards) == 4
     summary = score_shards(model, shards, tmp_path / "scores", _context(tiny_model_path, shards), progress=False)
     scores = pa.concat_tables(
-        [pq.read_table(p) for p in sorted((tmp_path / "scores").glob("part-*.parquet"))]
+        [pq.read_table(p) for p in sorted((tmp_path / "scores" / "parts").glob("part-*.parquet"))]
     ).to_pydict()
     assert summary.rows == 50 and summary.parts_written == 4
     assert sorted(scores["id"]) == sorted(table.column("id").to_pylist())
@@ -191,11 +191,11 @@ def test_interrupted_scoring_resumes_without_rescoring_or_duplicates(tiny, tiny_
     monkeypatch.setattr(scorer, "_score_shard", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         score_shards(model, shards, tmp_path / "scores", context, progress=False)
-    assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+    assert sorted(p.name for p in (tmp_path / "scores" / "parts").iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
     monkeypatch.setattr(scorer, "_score_shard", real)
     summary = score_shards(model, shards, tmp_path / "scores", context, progress=False)
     assert (summary.parts_reused, summary.parts_written) == (2, 2)
-    ids = pa.concat_tables([pq.read_table(p) for p in (tmp_path / "scores").glob("part-*.parquet")]).column("id").to_pylist()
+    ids = pa.concat_tables([pq.read_table(p) for p in (tmp_path / "scores" / "parts").glob("part-*.parquet")]).column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 40
     # Another inter weight is another result: nothing is reused.
     again = score_shards(model, shards, tmp_path / "scores", context, ScoreConfig(inter_weight=2.0), progress=False)

@@ -11,8 +11,10 @@ are staging or temporary and never read as published):
       datasets/{dataset}/{version}/rejects.parquet           rows dropped while loading, with the reason
       datasets/{dataset}/{version}/shards/current.json       which shard set tokenized_shards made last
       datasets/{dataset}/{version}/shards/{prompt_fingerprint}/shard-{index}.parquet, manifest.json
-      scores/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/part-{index}.parquet, summary.json
-      scores/{dataset}/{version}/{prompt_fingerprint}/_staging-{checkpoint}/   a scoring run in progress
+      scores/dataset={dataset}/version={version}/prompts={prompt_fingerprint}/checkpoint={checkpoint}/
+          scores.parquet                                     all scores of a checkpoint, ranked, what SQL reads
+          parts/part-{index}.parquet, summary.json           one part per shard (resuming reuses them)
+      scores/dataset={dataset}/version={version}/prompts={prompt_fingerprint}/_staging-{checkpoint}/  a run in progress
       curriculum/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}.parquet ranking snapshot
       reports/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/{plot}.png curriculum report plots
       runs/{run}/epochs.parquet, selections.parquet, state.json, curve.png
@@ -66,6 +68,13 @@ class Template:
         """The file name alone (the last path component), for writers handed a folder."""
         return Template(self.pattern.rsplit("/", 1)[-1]).relative(**values)
 
+    def inside(self, folder: Template) -> Template:
+        """This template relative to the folder of `folder` (e.g. a part inside a scores folder)."""
+        prefix = folder.pattern.rsplit("/", 1)[0] + "/"
+        if not self.pattern.startswith(prefix):
+            raise ValueError(f"{self.pattern} is not inside {prefix}")
+        return Template(self.pattern[len(prefix):])
+
     def name_glob(self) -> str:
         """Glob over the file names alone, inside one artifact's folder."""
         return Template(self.pattern.rsplit("/", 1)[-1]).glob()
@@ -116,9 +125,12 @@ REJECTS = Template("datasets/{dataset}/{version}/rejects.parquet")
 CURRENT_SHARDS = Template("datasets/{dataset}/{version}/shards/current.json")
 SHARD = Template("datasets/{dataset}/{version}/shards/{prompt_fingerprint}/shard-{index}.parquet")
 SHARD_MANIFEST = Template("datasets/{dataset}/{version}/shards/{prompt_fingerprint}/manifest.json")
-SCORE_PART = Template("scores/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/part-{index}.parquet")
-SCORE_SUMMARY = Template("scores/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/summary.json")
-SCORE_STAGING = Template("scores/{dataset}/{version}/{prompt_fingerprint}/_staging-{checkpoint}")
+# Hive-style folders, so a query that filters on a checkpoint opens that checkpoint's file only.
+_SCORES_DIR = "scores/dataset={dataset}/version={version}/prompts={prompt_fingerprint}"
+SCORES = Template(_SCORES_DIR + "/checkpoint={checkpoint}/scores.parquet")
+SCORE_PART = Template(_SCORES_DIR + "/checkpoint={checkpoint}/parts/part-{index}.parquet")
+SCORE_SUMMARY = Template(_SCORES_DIR + "/checkpoint={checkpoint}/summary.json")
+SCORE_STAGING = Template(_SCORES_DIR + "/_staging-{checkpoint}")
 RANKING = Template("curriculum/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}.parquet")
 REPORT_PLOT = Template("reports/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/{plot}.png")
 EPOCHS = Template("runs/{run}/epochs.parquet")
@@ -136,7 +148,7 @@ DAGSTER_FILE = Template("dagster/{rest}")
 SCREENSHOT = Template("screenshots/{rest}")
 
 TREE: tuple[Template, ...] = (
-    CATALOG, DATASET_LABEL, GENERATED, PROMPTS, REJECTS, CURRENT_SHARDS, SHARD, SHARD_MANIFEST, SCORE_PART, SCORE_SUMMARY,
+    CATALOG, DATASET_LABEL, GENERATED, PROMPTS, REJECTS, CURRENT_SHARDS, SHARD, SHARD_MANIFEST, SCORES, SCORE_PART, SCORE_SUMMARY,
     RANKING, REPORT_PLOT, EPOCHS, SELECTIONS, RUN_STATE, RUN_CURVE, EVALUATION, DIAGNOSTICS,
     DIAGNOSTICS_SUMMARY, DIAGNOSTICS_PLOT, CHECKPOINT_RECORD, CHECKPOINT_FILE, MODEL_FILE, DAGSTER_FILE, SCREENSHOT,
 )
@@ -187,6 +199,9 @@ class Layout:
     def scores(self, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
         values = dict(dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)
         return self.path(SCORE_SUMMARY, **values).parent
+
+    def ranked_scores(self, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
+        return self.path(SCORES, dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)
 
     def scores_staging(self, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
         return self.path(SCORE_STAGING, dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)

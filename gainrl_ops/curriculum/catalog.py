@@ -213,7 +213,8 @@ SOURCES: tuple[Source, ...] = (
         "tokens",
         "One row per tokenized prompt and prompt fingerprint.",
         tree.SHARD,
-        _PARQUET,
+        # Every shard has the same schema: binding reads one footer, not thousands.
+        "read_parquet({files}, filename = true)",
         (
             Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.SHARD, "dataset")),
             Column("dataset_version", "VARCHAR", _VERSION.doc, _from_path(tree.SHARD, "version")),
@@ -231,9 +232,9 @@ SOURCES: tuple[Source, ...] = (
     ),
     Source(
         "scores",
-        "One row per prompt scored by a checkpoint.",
-        tree.SCORE_PART,
-        _PARQUET,
+        "One row per prompt scored by a checkpoint, with its stored rank (each checkpoint's scores are one ranked file).",
+        tree.SCORES,
+        "read_parquet({files}, filename = true, hive_partitioning = true)",
         (
             _ID,
             Column("c_intra", "DOUBLE", "mean cosine between question tokens (NULL under 2 tokens)", _finite("c_intra")),
@@ -252,6 +253,9 @@ SOURCES: tuple[Source, ...] = (
             _PROMPT_FP,
             Column("dtype", "VARCHAR", "dtype of the forward pass"),
             Column("code_version", "VARCHAR", "version of the scoring code"),
+            Column("rank", "BIGINT", "1 = highest angle_score within (dataset, version, prompt_fingerprint, checkpoint); ties by id, unscored last"),
+            Column("n_prompts", "BIGINT", "prompts ranked with it"),
+            Column("percentile", "DOUBLE", "rank / n_prompts: near 0 at the top, 1 at the bottom"),
         ),
         current_only=True,
     ),
@@ -359,36 +363,34 @@ CURRICULUM_COLUMNS: tuple[Column, ...] = (
     Column("problem", "VARCHAR", "problem text from the prompts view"),
 )
 RERANK_DOC = (
-    "rerank(w): the curriculum with angle_score = c_intra + w * c_inter and the rank re-derived, "
-    "e.g. SELECT * FROM rerank(0.0) WHERE checkpoint = '...' ORDER BY rank"
+    "rerank(w, ck := NULL): the curriculum with angle_score = c_intra + w * c_inter and the rank re-derived, "
+    "over one checkpoint when ck names it, e.g. SELECT * FROM rerank(0.0, ck := '...') ORDER BY rank"
 )
 
 _GROUP = "PARTITION BY dataset, dataset_version, prompt_fingerprint, checkpoint"
+_PROMPT_JOIN = "LEFT JOIN prompts AS p ON p.dataset = r.dataset AND p.dataset_version = r.dataset_version AND p.id = r.id"
+_RANKED_COLUMNS = (
+    "r.dataset, r.dataset_version, r.prompt_fingerprint, r.checkpoint, r.\"rank\", r.n_prompts, r.percentile, r.id, "
+    "r.angle_score, r.c_intra, r.c_inter, r.inter_weight, r.n_tokens, r.question_tokens, r.system_tokens, r.truncated, "
+    "p.difficulty, p.problem"
+)
 
-
-def _ranked_sql(score: str, weight: str) -> str:
-    """The curriculum query for a score expression over the scores view: one SQL for the view and the macro."""
-    return f"""
+# The rank is stored with the scores at publish time, so the view only joins the problem text.
+CURRICULUM_SQL = f"CREATE VIEW curriculum AS SELECT {_RANKED_COLUMNS} FROM scores AS r {_PROMPT_JOIN}"
+# Another weight needs another order: the window runs, over one checkpoint when `ck` names it.
+RERANK_SQL = f"""
+CREATE MACRO rerank(w, ck := NULL) AS TABLE
 WITH scored AS (
-    SELECT dataset, dataset_version, prompt_fingerprint, checkpoint, id, {score} AS angle_score, c_intra, c_inter,
-           {weight} AS inter_weight, n_tokens, question_tokens, system_tokens, truncated
-    FROM scores
-), ranked AS (
-    SELECT *,
-           row_number() OVER ({_GROUP} ORDER BY angle_score DESC NULLS LAST, id) AS "rank",
+    SELECT dataset, dataset_version, prompt_fingerprint, checkpoint, id, c_intra + CAST(w AS DOUBLE) * c_inter AS angle_score,
+           c_intra, c_inter, CAST(w AS DOUBLE) AS inter_weight, n_tokens, question_tokens, system_tokens, truncated
+    FROM scores WHERE ck IS NULL OR checkpoint = ck
+), r AS (
+    SELECT *, row_number() OVER ({_GROUP} ORDER BY angle_score DESC NULLS LAST, id) AS "rank",
            count(*) OVER ({_GROUP}) AS n_prompts
     FROM scored
 )
-SELECT r.dataset, r.dataset_version, r.prompt_fingerprint, r.checkpoint, r."rank", r.n_prompts,
-       CAST(r."rank" AS DOUBLE) / r.n_prompts AS percentile, r.id, r.angle_score, r.c_intra, r.c_inter,
-       r.inter_weight, r.n_tokens, r.question_tokens, r.system_tokens, r.truncated, p.difficulty, p.problem
-FROM ranked AS r
-LEFT JOIN prompts AS p ON p.dataset = r.dataset AND p.dataset_version = r.dataset_version AND p.id = r.id
+SELECT {_RANKED_COLUMNS.replace("r.percentile", 'CAST(r."rank" AS DOUBLE) / r.n_prompts AS percentile')} FROM r {_PROMPT_JOIN}
 """
-
-
-CURRICULUM_SQL = f"CREATE VIEW curriculum AS {_ranked_sql('angle_score', 'inter_weight')}"
-RERANK_SQL = f"CREATE MACRO rerank(w) AS TABLE {_ranked_sql('c_intra + CAST(w AS DOUBLE) * c_inter', 'CAST(w AS DOUBLE)')}"
 
 EXAMPLE_QUERIES: tuple[str, ...] = (
     # Top 10 of the curriculum of the most recently registered checkpoint (any scored one if none is registered).

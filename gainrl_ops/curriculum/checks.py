@@ -7,13 +7,13 @@ from pathlib import Path
 import polars as pl
 
 from gainrl_ops.core.checks import CheckOutcome
-from gainrl_ops.core.layout import SCORE_PART, SHARD
+from gainrl_ops.core.layout import SHARD
 
 
-def every_prompt_scored_once(prompts: Path, scores_dir: Path) -> CheckOutcome:
+def every_prompt_scored_once(prompts: Path, scores: Path) -> CheckOutcome:
     """Each prompt id of the dataset has exactly one score row, and no other id has one."""
     expected = pl.read_parquet(prompts, columns=["id"])["id"]
-    scored = pl.read_parquet(Path(scores_dir) / SCORE_PART.name_glob(), columns=["id"])["id"]
+    scored = pl.read_parquet(scores, columns=["id"])["id"]
     duplicates = scored.len() - scored.n_unique()
     missing = expected.filter(~expected.is_in(scored.implode())).len()
     unknown = scored.filter(~scored.is_in(expected.implode())).len()
@@ -23,10 +23,11 @@ def every_prompt_scored_once(prompts: Path, scores_dir: Path) -> CheckOutcome:
     )
 
 
-def scores_finite(scores_dir: Path) -> CheckOutcome:
-    """No NaN or infinite value in any score component."""
-    frame = pl.read_parquet(Path(scores_dir) / SCORE_PART.name_glob(), columns=["id", "c_intra", "c_inter", "angle_score"])
-    bad = frame.filter(pl.any_horizontal(~pl.col("c_intra", "c_inter", "angle_score").is_finite()))
+def scores_finite(scores: Path) -> CheckOutcome:
+    """No NaN, infinite or missing value in any score component of the ranked scores file."""
+    frame = pl.read_parquet(scores, columns=["id", "c_intra", "c_inter", "angle_score"])
+    # Non-finite values are stored as NULL (a one-token question has no c_intra), so both count.
+    bad = frame.filter(pl.any_horizontal(~pl.col("c_intra", "c_inter", "angle_score").is_finite().fill_null(False)))
     return CheckOutcome(bad.is_empty(), {"non_finite_rows": bad.height, "first_bad_ids": ", ".join(bad["id"].head(5).to_list())})
 
 

@@ -6,26 +6,44 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from gainrl_ops.core.layout import Layout
-from gainrl_ops.core.storage import write_parquet_atomic
+from gainrl_ops.core.storage import atomic_path
 from gainrl_ops.curriculum.catalog import connect_readonly
 from gainrl_ops.scoring.checkpoints import CheckpointRecord
 
 
-def export_ranking(layout: Layout, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> tuple[pl.DataFrame, Path]:
-    """Rank 1 = highest angle score. The ranking is the `curriculum` view's, so SQL users and
-    the training sampler see the same order; the snapshot pins it for a training run."""
-    with connect_readonly(layout.root) as con:
-        frame = con.sql(
-            "SELECT * FROM curriculum WHERE dataset = ? AND dataset_version = ? AND prompt_fingerprint = ? AND checkpoint = ? ORDER BY rank",
-            params=[dataset, version, prompt_fingerprint, checkpoint],
-        ).pl()
-    if frame.is_empty():
-        raise ValueError(f"no scores for dataset {dataset!r} (version {version}), prompts {prompt_fingerprint}, checkpoint {checkpoint}")
+def export_ranking(layout: Layout, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
+    """Snapshot the `curriculum` view of one checkpoint to Parquet, in rank order (rank 1 =
+    highest angle score), so SQL users and the training sampler see the same order and a
+    training run keeps it. DuckDB streams the rows to the file: memory stays flat in the size
+    of the dataset."""
+    where = " AND ".join(
+        f"{column} = '{value}'"  # plain names and hex digests only (checked by Layout)
+        for column, value in (("dataset", dataset), ("dataset_version", version), ("prompt_fingerprint", prompt_fingerprint), ("checkpoint", checkpoint))
+    )
     target = layout.ranking(dataset, version, prompt_fingerprint, checkpoint)
-    write_parquet_atomic(frame.to_arrow(), target)
-    return frame, target
+    with connect_readonly(layout.root) as con:
+        (rows,) = con.execute(f"SELECT count(*) FROM scores WHERE {where}").fetchall()[0]
+        if rows == 0:
+            raise ValueError(f"no scores for dataset {dataset!r} (version {version}), prompts {prompt_fingerprint}, checkpoint {checkpoint}")
+        with atomic_path(target) as tmp:
+            con.execute(
+                f"COPY (SELECT * FROM curriculum WHERE {where} ORDER BY rank) TO '{tmp}' "
+                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072)"
+            )
+    return target
+
+
+def ranking_preview(path: Path, rows: int = 10) -> tuple[int, pl.DataFrame, pl.DataFrame]:
+    """(prompts, the top `rows`, the bottom `rows`) of a ranking snapshot, reading only the
+    first and last row groups."""
+    file = pq.ParquetFile(path)
+    last = file.metadata.num_row_groups - 1
+    top = pl.from_arrow(file.read_row_group(0)).head(rows)
+    bottom = pl.from_arrow(file.read_row_group(last)).tail(rows)
+    return file.metadata.num_rows, top, bottom
 
 
 def existing_ranking(layout: Layout, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:

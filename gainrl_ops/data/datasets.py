@@ -50,8 +50,10 @@ REJECTS_SCHEMA = pa.schema(
 )
 
 # Candidate source fields, in order of preference, for fields the user did not name.
-PROBLEM_FIELDS = ("problem", "question", "prompt", "input", "query")
-ANSWER_FIELDS = ("answer", "final_answer", "ground_truth", "solution", "reward_model.ground_truth")
+PROBLEM_FIELDS = ("problem", "question", "prompt", "input", "query", "instruction")
+ANSWER_FIELDS = ("answer", "final_answer", "ground_truth", "reward_model.ground_truth")
+# Worked solutions to take the final answer from when the answer itself is missing or null.
+SOLUTION_FIELDS = ("solution", "answer", "response")
 SOURCE_FIELDS = ("data_source", "source")
 DIFFICULTY_FIELDS = ("difficulty", "level")
 
@@ -138,6 +140,28 @@ def extract_final_answer(text: str) -> str:
     if "####" not in text:
         return text.strip()
     return _THOUSANDS_COMMA.sub("", text.rsplit("####", 1)[1].strip())
+
+
+def boxed_answer(text: str) -> str | None:
+    """The content of the last \\boxed{...} in `text`, nested braces included, or None."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed{")
+    for i in range(begin - 1, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin:i].strip()
+    return None
+
+
+def final_answer(text: str) -> tuple[str, str] | None:
+    """(final answer, how it was found) of a worked solution: after the last '####' (GSM8K),
+    else the last \\boxed{...} (MATH); None when the text has neither."""
+    if "####" in text:
+        return extract_final_answer(text), "####"
+    boxed = boxed_answer(text)
+    return (boxed, "\\boxed") if boxed else None
 
 
 def load_dataset(
@@ -253,9 +277,9 @@ class _RowConverter:
         problem = self._problem_text(row, problem_field, value, extra)
         consumed.append(problem_field)
 
-        answer_field, value = self._field(row, record, "answer", self._fields.answer, ANSWER_FIELDS)
-        answer = self._answer_text(row, answer_field, value, extra)
-        consumed.append(answer_field)
+        answer, answer_field = self._answer(row, record, extra)
+        if answer_field is not None:
+            consumed.append(answer_field)
 
         source, source_field = self._source(row, record)
         if source_field is not None:
@@ -322,6 +346,28 @@ class _RowConverter:
             extra["chat_history"] = history
         return question.get("content")
 
+    def _answer(self, row: int, record: dict[str, Any], extra: dict[str, Any]) -> tuple[str, str | None]:
+        """(answer, the field it consumed): the answer field when it has a value, else the final
+        answer of a worked solution (after the last '####', else the last \\boxed{...}), with
+        where it came from recorded in the metadata as `answer_source`."""
+        name = self._fields.answer or self._chosen.get("answer")
+        if name is None:
+            name = next((c for c in ANSWER_FIELDS if _lookup(record, c) is not _MISSING), None)
+            if name is not None:
+                self._chosen["answer"] = name
+        value = _MISSING if name is None else _lookup(record, name)
+        if value is not _MISSING and value is not None:
+            return self._answer_text(row, name, value, extra), name
+        for field in SOLUTION_FIELDS:
+            text = _lookup(record, field)
+            if isinstance(text, str) and (found := final_answer(text)) is not None:
+                extra["answer_source"] = f"{field}: {found[1]}"
+                return found[0], None
+        looked = f"no final answer ('#### x' or \\boxed{{x}}) in {', '.join(SOLUTION_FIELDS)}"
+        if value is None:
+            raise DatasetError(self._file, f"null value, and {looked}", row, name)
+        raise DatasetError(self._file, f"missing (looked for {', '.join(ANSWER_FIELDS)}), and {looked}", row, name or "answer")
+
     def _answer_text(self, row: int, field: str, value: Any, extra: dict[str, Any]) -> str:
         if isinstance(value, float):
             if not math.isfinite(value):
@@ -330,9 +376,10 @@ class _RowConverter:
         elif isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         text = self._text(row, field, value)
-        if "####" in text:
+        if (found := final_answer(text)) is not None:
             extra["solution"] = text
-            text = extract_final_answer(text)
+            extra["answer_source"] = f"{field}: {found[1]}"
+            text = found[0]
         text = text.strip()
         if not text:
             raise DatasetError(self._file, "empty answer", row, field)

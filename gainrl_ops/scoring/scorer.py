@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,8 +25,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from gainrl_ops.core.layout import SCORE_PART, SCORE_SUMMARY
+from gainrl_ops.core.layout import SCORE_PART, SCORE_SUMMARY, SCORES, glob_escape
 from gainrl_ops.core.storage import (
+    atomic_path,
     replace_directory,
     sweep_temporary,
     write_parquet_atomic,
@@ -194,7 +196,34 @@ def _log_problem(path: Path, problem: str) -> None:
 
 
 def part_path(out_dir: Path, shard: Shard) -> Path:
-    return Path(out_dir) / SCORE_PART.name(index=shard.index)
+    return Path(out_dir) / SCORE_PART.inside(SCORE_SUMMARY).relative(index=shard.index)
+
+
+def ranked_path(out_dir: Path) -> Path:
+    """The compacted, ranked scores of a scores folder (what the SQL views read)."""
+    return Path(out_dir) / SCORES.inside(SCORE_SUMMARY).relative()
+
+
+def compact(out_dir: Path, row_group_size: int = 131_072) -> Path:
+    """Merge a scores folder's parts into one Parquet file sorted by rank, with the rank
+    (1 = highest angle_score, ties by id, unscored last), the prompt count and the percentile
+    stored, so no query recomputes a window. Non-finite components are written as NULL."""
+    parts = glob_escape(str(out_dir)) + "/" + SCORE_PART.inside(SCORE_SUMMARY).glob()
+    columns = ", ".join(
+        f"CASE WHEN isfinite({name}) THEN {name} END AS {name}" if name in ("c_intra", "c_inter", "angle_score") else name
+        for name in SCORE_SCHEMA.names
+    )
+    target = ranked_path(out_dir)
+    with atomic_path(target) as tmp, duckdb.connect() as con:
+        con.execute(f"""
+            COPY (
+                SELECT *, rank / n_prompts AS percentile FROM (
+                    SELECT *, row_number() OVER (ORDER BY angle_score DESC NULLS LAST, id) AS rank, count(*) OVER () AS n_prompts
+                    FROM (SELECT {columns} FROM read_parquet('{parts}'))
+                ) ORDER BY rank
+            ) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group_size})
+        """)
+    return target
 
 
 def score_shard(
@@ -284,15 +313,18 @@ def sweep_staging(final: Path, staging: Path) -> None:
     """Remove what interrupted runs left beside `final` and in `staging` (temporary part files,
     retired folders), before a run starts writing there."""
     started = time.time()
-    for folder in (Path(final).parent, Path(staging)):
+    parts = SCORE_PART.inside(SCORE_SUMMARY).relative(index=0)
+    for folder in (Path(final).parent, Path(staging), (Path(staging) / parts).parent, (Path(final) / parts).parent):
         for path in sweep_temporary(folder, started):
             log.info("removed %s, left by an interrupted run", path)
 
 
 def publish(staging: Path, final: Path, shards: ShardSet, context: ScoreContext, written: int) -> ScoreSummary:
-    """Check the complete staging folder, then swap it in place of the published scores, so
-    a reader sees the old scores or the new ones, never a part of a run."""
+    """Check the complete staging folder, compact its parts into the ranked scores file, then
+    swap it in place of the published scores, so a reader sees the old scores or the new
+    ones, never a part of a run."""
     write_summary(staging, shards, context, written)
+    compact(staging)
     replace_directory(staging, final)
     return write_summary(final, shards, context, written)
 

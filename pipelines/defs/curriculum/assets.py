@@ -10,13 +10,16 @@ from dagster import AssetExecutionContext, MaterializeResult
 from tqdm.auto import tqdm
 
 from gainrl_ops.core.fingerprint import fingerprint_json
-from gainrl_ops.core.layout import SCORE_PART
-from gainrl_ops.curriculum.ranking import export_ranking, previous_ranking
+from gainrl_ops.curriculum.ranking import (
+    export_ranking,
+    previous_ranking,
+    ranking_preview,
+)
 from gainrl_ops.curriculum.report import build_report
 from gainrl_ops.data.datasets import CANONICAL_SCHEMA
 from gainrl_ops.data.shards import SHARD_SCHEMA, tokenize_to_shards
 from gainrl_ops.data.sources import prepare_dataset
-from gainrl_ops.scoring.scorer import SCORE_SCHEMA, publish, score_shard, sweep_staging
+from gainrl_ops.scoring.scorer import publish, score_shard, sweep_staging
 
 from ... import partitions
 from ...hooks import refresh_catalog_hook
@@ -125,10 +128,10 @@ def publish_scores(context: dg.OpExecutionContext, written: list[int], targets: 
     """Swap the complete staging folder in place of the partition's previous scores."""
     target = targets.resolve(context)
     summary = publish(target.staging, target.scores, target.shards, target.score_context(), sum(written))
-    scores = pl.read_parquet(target.scores / SCORE_PART.name_glob())
+    scores = pl.read_parquet(target.ranked_scores)
     context.add_output_metadata({
         "dagster/row_count": scores.height,
-        "dagster/column_schema": table_schema(SCORE_SCHEMA),
+        "dagster/column_schema": table_schema(pq.read_schema(target.ranked_scores)),
         "checkpoint": target.checkpoint,
         "model": target.record.name,
         "tokenizer_fingerprint": target.shards.tokenizer_fingerprint,
@@ -139,7 +142,7 @@ def publish_scores(context: dg.OpExecutionContext, written: list[int], targets: 
         "score_mean": float(scores["angle_score"].mean()),
         "score_std": float(scores["angle_score"].std()),
         "path": dg.MetadataValue.path(str(target.scores)),
-        "preview": preview(scores.sort("angle_score", descending=True).select("id", "angle_score", "c_intra", "c_inter", "n_tokens")),
+        "preview": preview(scores.select("rank", "id", "angle_score", "c_intra", "c_inter", "n_tokens")),
     })
 
 
@@ -166,14 +169,16 @@ def curriculum(context: AssetExecutionContext, targets: TargetsResource) -> Mate
     """Prompts ranked from highest to lowest angle score (the `curriculum` SQL view),
     snapshotted to Parquet for training."""
     target = targets.resolve(context)
-    frame, path = export_ranking(target.layout, target.dataset, target.version, target.shards.prompt_fingerprint, target.checkpoint)
+    path = export_ranking(target.layout, target.dataset, target.version, target.shards.prompt_fingerprint, target.checkpoint)
+    rows, top, bottom = ranking_preview(path)
     return MaterializeResult(metadata={
-        "dagster/row_count": frame.height,
+        "dagster/row_count": rows,
+        "dagster/column_schema": table_schema(pq.read_schema(path)),
         "checkpoint": target.checkpoint,
         "duckdb": dg.MetadataValue.path(str(target.layout.catalog)),
         "path": dg.MetadataValue.path(str(path)),
-        "top": preview(frame.select("rank", "id", "angle_score", "problem")),
-        "bottom": preview(frame.tail(10).select("rank", "id", "angle_score", "problem")),
+        "top": preview(top.select("rank", "id", "angle_score", "problem")),
+        "bottom": preview(bottom.select("rank", "id", "angle_score", "problem")),
     })
 
 

@@ -24,13 +24,13 @@ def spans_not_empty(targets: TargetsResource) -> dg.AssetCheckResult:
 def every_prompt_scored_once(context: dg.AssetCheckExecutionContext, targets: TargetsResource) -> dg.AssetCheckResult:
     """Every raw prompt id has exactly one score row for this checkpoint."""
     target = targets.resolve(context)
-    return check_result(checks.every_prompt_scored_once(target.prompts, target.scores))
+    return check_result(checks.every_prompt_scored_once(target.prompts, target.ranked_scores))
 
 
 @dg.asset_check(asset=angle_scores, partitions_def=partitions.checkpoints)
 def scores_are_finite(context: dg.AssetCheckExecutionContext, targets: TargetsResource) -> dg.AssetCheckResult:
     """No NaN or infinite c_intra, c_inter or angle_score."""
-    return check_result(checks.scores_finite(targets.resolve(context).scores))
+    return check_result(checks.scores_finite(targets.resolve(context).ranked_scores))
 
 
 @dg.asset_check(asset=curriculum, partitions_def=partitions.checkpoints)
