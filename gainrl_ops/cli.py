@@ -96,6 +96,26 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from gainrl_ops.curriculum.exports import export_curriculum
+
+    out = Path(args.out)
+    info = export_curriculum(Layout.default(), args.dataset, args.format, out, args.checkpoint)
+    print(f"exported {info.rows} prompts of {info.dataset} (version {info.dataset_version}), ranked by checkpoint "
+          f"{info.checkpoint} (scoring code {info.code_version}), as {info.format} -> {out}")
+    return 0
+
+
+def _import_ranking(args: argparse.Namespace) -> int:
+    from gainrl_ops.curriculum.rankings import import_ranking
+
+    label = args.label or Path(args.ranking).stem
+    target, rows = import_ranking(Layout.default(), args.dataset, Path(args.ranking), label)
+    refresh_catalog(Layout.default().root)
+    print(f"imported ranking {label!r}: {rows} prompts of {args.dataset} -> {target} (SQL: rankings WHERE ranking = '{label}')")
+    return 0
+
+
 def _one_line(error: BaseException) -> str:
     if isinstance(error, duckdb.Error):
         return describe_error(error)
@@ -129,7 +149,7 @@ def parser() -> argparse.ArgumentParser:
         "sql",
         help="query the curriculum catalog (DuckDB views over the stored artifacts), read-only",
         epilog="views: checkpoints, prompts, rejects, tokens, scores, curriculum, dataset_versions, epochs, selections, "
-        "evaluations, diagnostics, catalog_problems; macro: rerank(w). Only SELECT-like statements run, and only files "
+        "evaluations, diagnostics, rankings, catalog_problems; macro: rerank(w, ck := NULL). Only SELECT-like statements run, and only files "
         "under the storage root can be read (duckdb -readonly <root>/gainrl.duckdb has full power). Examples:\n\n"
         + "\n\n".join(EXAMPLE_QUERIES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -138,6 +158,23 @@ def parser() -> argparse.ArgumentParser:
     sql.add_argument("--max-rows", type=int, default=40, help="rows to print at most")
     sql.add_argument("--no-refresh", dest="refresh", action="store_false", help="query the catalog as last refreshed")
     sql.set_defaults(run=_sql)
+    export = commands.add_parser(
+        "export",
+        help="write a dataset's ranked curriculum for another trainer (verl, hf, jsonl, pt), best first",
+        epilog="verl: Parquet in verl's RL layout; hf: a datasets folder (load_from_disk, e.g. for TRL); jsonl: one object "
+        "per line (OpenRLHF, prime-rl); pt: a 1-D int64 tensor of input-file row indices, the reference's "
+        "angle_sorted_data layout (rejected and duplicate rows are left out).",
+    )
+    export.add_argument("--dataset", required=True, help="dataset name")
+    export.add_argument("--checkpoint", default="latest", help="checkpoint fingerprint, or 'latest' (the last registered one that scored it)")
+    export.add_argument("--format", required=True, choices=("verl", "hf", "jsonl", "pt"))
+    export.add_argument("--out", required=True, help="file (a folder for hf) to write")
+    export.set_defaults(run=_export)
+    ranking = commands.add_parser("import-ranking", help="read a ranking made elsewhere (.pt row indices) to compare in SQL")
+    ranking.add_argument("--dataset", required=True, help="dataset name (its input file's row order is what the indices count)")
+    ranking.add_argument("--ranking", required=True, help="a .pt file holding a 1-D integer tensor, best row first")
+    ranking.add_argument("--label", help="name in the rankings view (default: the file stem)")
+    ranking.set_defaults(run=_import_ranking)
     return parser
 
 

@@ -16,6 +16,7 @@ import polars as pl
 
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.curriculum.catalog import EXAMPLE_QUERIES, query
+from gainrl_ops.data.sources import DatasetSource
 
 from .definitions import defs
 from .defs.curriculum.automation import new_checkpoint_sensor
@@ -23,8 +24,9 @@ from .defs.training.automation import training_runs_sensor
 from .resources import default_resources
 
 PREPARE = ["raw_dataset", "base_checkpoint", "tokenized_shards"]
-RESCORE = ["angle_scores", "curriculum", "curriculum_report", "evaluation"]
+RESCORE = ["angle_scores", "curriculum", "curriculum_report", "curriculum_export", "evaluation"]
 DEMO_RUN = os.environ.get("GAINRL_DEMO_RUN", "gainrl-demo")
+DATASET = os.environ.get("GAINRL_DATASET_NAME", DatasetSource.name)
 
 
 def _materialize(instance: dg.DagsterInstance, selection: list[str], partition: str | None = None) -> dg.ExecuteInProcessResult:
@@ -83,6 +85,7 @@ def main() -> int:
     print(f"\nDone in {time.perf_counter() - started:.0f} s. DuckDB catalog: {layout.catalog}\nTry:")
     for sql in EXAMPLE_QUERIES:
         print(f"\n  .venv/bin/gainrl sql \"{' '.join(sql.split())}\"")
+    print(f"\nExport the curriculum for another trainer (verl, hf, jsonl, pt):\n\n  .venv/bin/gainrl export --dataset {DATASET} --format verl --out curriculum.parquet")
     print("\nOr browse the assets, runs and plots: make ui  (then open http://127.0.0.1:3000)")
     return 0
 

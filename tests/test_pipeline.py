@@ -32,7 +32,7 @@ from pipelines.resources import (
 
 ALL = [*defs.assets, *defs.asset_checks]
 PREPARE = ["raw_dataset", "base_checkpoint", "tokenized_shards"]
-RESCORE = ["angle_scores", "curriculum", "curriculum_report"]
+RESCORE = ["angle_scores", "curriculum", "curriculum_report", "curriculum_export"]
 N_PROMPTS = 60
 DIAGNOSED = 24
 # Two short epochs of the demo run, small enough for a test; same partition name as the bundled file.
@@ -88,7 +88,7 @@ def _rescore(instance: dg.DagsterInstance, root: Path, model_path: Path, partiti
 def test_definitions_load_with_every_asset_job_sensor_and_schedule() -> None:
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"raw_dataset", "base_checkpoint", "tokenized_shards", "angle_scores", "curriculum", "curriculum_report", "training_run", "evaluation", "signal_diagnostics"}
+    assert keys == {"raw_dataset", "base_checkpoint", "tokenized_shards", "angle_scores", "curriculum", "curriculum_report", "curriculum_export", "training_run", "evaluation", "signal_diagnostics"}
     assert {j.name for j in repo.get_all_jobs()} >= {"prepare_dataset", "rescore_checkpoint", "diagnose_checkpoint", "train"}
     assert sorted(s.name for s in repo.sensor_defs) == ["new_checkpoint_sensor", "training_runs_sensor"]
     assert [s.name for s in repo.schedule_defs] == ["rescore_latest_schedule"]
@@ -104,6 +104,10 @@ def test_chain_materializes_scores_curriculum_and_report(instance, tmp_path: Pat
     assert score_meta["dagster/row_count"].value == N_PROMPTS and score_meta["checkpoint"].value == partition
     report_meta = materializations["curriculum_report"].step_materialization_data.materialization.metadata
     assert report_meta["n_prompts"].value == N_PROMPTS and "plot_score_histogram" in report_meta
+    assert "question length" in report_meta["ranking_agreement"].value
+    export_meta = materializations["curriculum_export"].step_materialization_data.materialization.metadata
+    assert export_meta["dagster/row_count"].value == N_PROMPTS and export_meta["checkpoint"].value == partition
+    assert all(Path(export_meta[f"path_{fmt}"].value).exists() for fmt in ("verl", "hf", "jsonl", "pt"))
 
     with duckdb.connect(str(catalog_path(tmp_path)), read_only=True) as con:
         rows = con.execute("SELECT count(*), count(DISTINCT id), min(rank), max(rank) FROM curriculum WHERE checkpoint = ?", [partition]).fetchall()

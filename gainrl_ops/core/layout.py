@@ -17,6 +17,8 @@ are staging or temporary and never read as published):
       scores/dataset={dataset}/version={version}/prompts={prompt_fingerprint}/_staging-{checkpoint}/  a run in progress
       curriculum/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}.parquet ranking snapshot
       reports/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/{plot}.png curriculum report plots
+      exports/{dataset}/{version}/{checkpoint}/curriculum.{verl.parquet,jsonl,pt}, hf/   for other trainers
+      rankings/{dataset}/{version}/{name}.parquet            rankings imported from elsewhere (.pt)
       runs/{run}/epochs.parquet, selections.parquet, state.json, curve.png
       evaluations/{dataset}/{version}/{checkpoint}.parquet   held-out answers of a checkpoint
       diagnostics/{dataset}/{version}/{checkpoint}.parquet, .json, .png   signal diagnostics
@@ -133,6 +135,8 @@ SCORE_SUMMARY = Template(_SCORES_DIR + "/checkpoint={checkpoint}/summary.json")
 SCORE_STAGING = Template(_SCORES_DIR + "/_staging-{checkpoint}")
 RANKING = Template("curriculum/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}.parquet")
 REPORT_PLOT = Template("reports/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/{plot}.png")
+EXPORT_FILE = Template("exports/{dataset}/{version}/{checkpoint}/{rest}")
+IMPORTED_RANKING = Template("rankings/{dataset}/{version}/{name}.parquet")
 EPOCHS = Template("runs/{run}/epochs.parquet")
 SELECTIONS = Template("runs/{run}/selections.parquet")
 RUN_STATE = Template("runs/{run}/state.json")
@@ -149,7 +153,7 @@ SCREENSHOT = Template("screenshots/{rest}")
 
 TREE: tuple[Template, ...] = (
     CATALOG, DATASET_LABEL, GENERATED, PROMPTS, REJECTS, CURRENT_SHARDS, SHARD, SHARD_MANIFEST, SCORES, SCORE_PART, SCORE_SUMMARY,
-    RANKING, REPORT_PLOT, EPOCHS, SELECTIONS, RUN_STATE, RUN_CURVE, EVALUATION, DIAGNOSTICS,
+    RANKING, REPORT_PLOT, EXPORT_FILE, IMPORTED_RANKING, EPOCHS, SELECTIONS, RUN_STATE, RUN_CURVE, EVALUATION, DIAGNOSTICS,
     DIAGNOSTICS_SUMMARY, DIAGNOSTICS_PLOT, CHECKPOINT_RECORD, CHECKPOINT_FILE, MODEL_FILE, DAGSTER_FILE, SCREENSHOT,
 )
 
@@ -212,6 +216,12 @@ class Layout:
     def report_dir(self, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
         values = dict(dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)
         return self.path(REPORT_PLOT, **values, plot="x").parent
+
+    def export_dir(self, dataset: str, version: str, checkpoint: str) -> Path:
+        return self.path(EXPORT_FILE, dataset=dataset, version=version, checkpoint=checkpoint, rest="x").parent
+
+    def imported_ranking(self, dataset: str, version: str, name: str) -> Path:
+        return self.path(IMPORTED_RANKING, dataset=dataset, version=version, name=name)
 
     # training, evaluation, diagnostics
     def run_dir(self, run: str) -> Path:

@@ -76,7 +76,7 @@ _PARQUET = "read_parquet({files}, filename = true, union_by_name = true)"
 # Explicit columns: the JSON reader would otherwise guess a type per file (e.g. an all-null parent).
 _LABEL_JSON = (
     "read_json({files}, format = 'auto', columns = {{dataset: 'VARCHAR', version: 'VARCHAR', file: 'VARCHAR', "
-    "rows: 'BIGINT', loaded_at: 'VARCHAR'}})"
+    "rows: 'BIGINT', loaded_at: 'VARCHAR', rows_read: 'BIGINT'}})"
 )
 # What each dataset name points at now (datasets/<dataset>/current.json); the views filter on it.
 LABELS = "dataset_labels"
@@ -260,6 +260,21 @@ SOURCES: tuple[Source, ...] = (
         current_only=True,
     ),
     Source(
+        "imported_rankings",
+        "One row per prompt of a ranking imported from elsewhere (gainrl import-ranking).",
+        tree.IMPORTED_RANKING,
+        _PARQUET,
+        (
+            Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.IMPORTED_RANKING, "dataset")),
+            Column("dataset_version", "VARCHAR", _VERSION.doc, _from_path(tree.IMPORTED_RANKING, "version")),
+            Column("ranking", "VARCHAR", "the label it was imported under", _from_path(tree.IMPORTED_RANKING, "name")),
+            _ID,
+            Column("rank", "BIGINT", "1 = first in the imported order, counting only rows that are prompts"),
+            Column("row", "BIGINT", "row of the prompt in the input file"),
+        ),
+        current_only=True,
+    ),
+    Source(
         "epochs",
         "One row per epoch of a training run.",
         tree.EPOCHS,
@@ -431,7 +446,8 @@ def _labels_sql(layout: Layout, con: duckdb.DuckDBPyConnection) -> str:
     files = _matching(con, layout.glob(tree.DATASET_LABEL))
     if not files:
         return f"CREATE VIEW {LABELS} AS SELECT CAST(NULL AS VARCHAR) AS dataset, CAST(NULL AS VARCHAR) AS version, " \
-            "CAST(NULL AS VARCHAR) AS file, CAST(NULL AS BIGINT) AS rows, CAST(NULL AS VARCHAR) AS loaded_at WHERE false"
+            "CAST(NULL AS VARCHAR) AS file, CAST(NULL AS BIGINT) AS rows, CAST(NULL AS VARCHAR) AS loaded_at, " \
+            "CAST(NULL AS BIGINT) AS rows_read WHERE false"
     return f"CREATE VIEW {LABELS} AS SELECT * FROM {_LABEL_JSON.format(files=_literal(layout.glob(tree.DATASET_LABEL)))}"
 
 
@@ -444,6 +460,16 @@ GROUP BY ALL
 DATASET_VERSIONS_DOC = (
     "One row per content version of each dataset name: its prompt count, whether the name points at it now "
     "(current), and for the current one the file it was loaded from. Other views show current versions only."
+)
+RANKINGS_SQL = """
+CREATE VIEW rankings AS
+SELECT dataset, dataset_version, 'angle' AS source, checkpoint AS ranking, id, rank FROM scores
+UNION ALL
+SELECT dataset, dataset_version, 'external' AS source, ranking, id, rank FROM imported_rankings
+"""
+RANKINGS_DOC = (
+    "Every ranking of each dataset's current version: ours (source 'angle', one per checkpoint, named by its "
+    "fingerprint) and imported ones (source 'external', named by their label); rank 1 comes first."
 )
 LABELS_DOC = "One row per dataset name: the content version it points at now, the file it came from, when it was loaded."
 PROBLEMS_DOC = "Artifacts left out of the catalog at its last refresh because they could not be read: view, path, error."
@@ -494,6 +520,8 @@ def _build(con: duckdb.DuckDBPyConnection, layout: Layout) -> list[tuple[str, st
     for statement in (CURRICULUM_SQL, *_comment_sql("curriculum", CURRICULUM_DOC, CURRICULUM_COLUMNS), RERANK_SQL):
         con.execute(statement)
     con.execute(f"COMMENT ON MACRO TABLE rerank IS {_literal(RERANK_DOC)}")
+    con.execute(RANKINGS_SQL)
+    con.execute(f"COMMENT ON VIEW rankings IS {_literal(RANKINGS_DOC)}")
     prompts = next(s for s in SOURCES if s.view == "prompts")
     con.execute(DATASET_VERSIONS_SQL.format(all_prompts=prompts.body_sql(files["prompts"], every_version=True)))
     con.execute(f"COMMENT ON VIEW dataset_versions IS {_literal(DATASET_VERSIONS_DOC)}")

@@ -35,6 +35,7 @@ class DatasetLabel:
     file: str
     rows: int
     loaded_at: str
+    rows_read: int = 0  # rows in the input file, rejected and duplicate ones included
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ def prepare_dataset(source: DatasetSource, layout: Layout) -> tuple[LoadedDatase
     for folder in (layout.dataset_label(source.name).parent, layout.prompts(source.name, version).parent):
         sweep_temporary(folder, started)
     write_dataset(loaded, layout.prompts(source.name, version), layout.rejects(source.name, version))
-    label = DatasetLabel(source.name, version, str(file), loaded.table.num_rows, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    label = DatasetLabel(source.name, version, str(file), loaded.table.num_rows, loaded_at, loaded.n_read)
     write_text_atomic(json.dumps(asdict(label), indent=2), layout.dataset_label(source.name))
     return loaded, label
 

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,26 @@ class CurriculumGRPOTrainer(GRPOTrainer):
             batch_size=self.args.generation_batch_size // self.num_generations,
             repeat_count=self.num_iterations * self.args.steps_per_generation,
         )
+
+
+@dataclass
+class CurriculumFeedback(TrainerCallback):
+    """The GAIN-RL loop for your own TRL script: after each epoch, the sampler gets the epoch's
+    rollout accuracy (from `reward`) and the mean stored angle score of the epoch's prompts
+    (`angle_scores`, one per dataset row, e.g. the `angle_score` column of an hf export)."""
+
+    sampler: EpochSampler
+    reward: CorrectnessReward
+    angle_scores: Sequence[float]
+    epoch: int = 0
+
+    def on_epoch_end(self, args, state, control, **kwargs: Any):
+        rewards = self.reward.take()
+        ranks = self.sampler.select(self.epoch)
+        angle = float(np.nanmean(np.asarray(self.angle_scores, dtype=np.float64)[ranks]))
+        self.sampler.update(float(np.mean(rewards)) if rewards else float("nan"), angle)
+        self.epoch += 1
+        return control
 
 
 @dataclass

@@ -10,11 +10,13 @@ from dagster import AssetExecutionContext, MaterializeResult
 from tqdm.auto import tqdm
 
 from gainrl_ops.core.fingerprint import fingerprint_json
+from gainrl_ops.curriculum.exports import FILES, FORMATS, export_curriculum
 from gainrl_ops.curriculum.ranking import (
     export_ranking,
     previous_ranking,
     ranking_preview,
 )
+from gainrl_ops.curriculum.rankings import ranking_agreement
 from gainrl_ops.curriculum.report import build_report
 from gainrl_ops.data.datasets import CANONICAL_SCHEMA
 from gainrl_ops.data.shards import SHARD_SCHEMA, tokenize_to_shards
@@ -191,9 +193,31 @@ def curriculum_report(context: AssetExecutionContext, targets: TargetsResource) 
         target.layout, target.dataset, target.version, target.shards.prompt_fingerprint, targets.store.records(), target.record
     )
     report = build_report(pl.read_parquet(target.existing_ranking()), target.report_dir, previous=previous[1] if previous else None)
+    agreement = ranking_agreement(target.layout, target.dataset)
     return MaterializeResult(metadata={
         **report.as_metadata(),
+        "ranking_agreement": preview(agreement, rows=agreement.height),
         "previous_checkpoint": previous[0].fingerprint if previous else "none",
         **{f"plot_{name}": image(path) for name, path in report.plots.items()},
         **{f"plot_{name}_path": dg.MetadataValue.path(str(path)) for name, path in report.plots.items()},
+    })
+
+
+@dg.asset(
+    group_name=GROUP, partitions_def=partitions.checkpoints, kinds={"parquet", "pytorch"}, code_version="1", deps=[curriculum],
+)
+def curriculum_export(context: AssetExecutionContext, targets: TargetsResource) -> MaterializeResult:
+    """The checkpoint's ranking in every format other trainers read: verl Parquet, a Hugging
+    Face datasets folder, JSON Lines (OpenRLHF, prime-rl) and the reference's .pt row index,
+    each in rank order with the checkpoint fingerprint and scoring code version."""
+    target = targets.resolve(context)
+    folder = target.layout.export_dir(target.dataset, target.version, target.checkpoint)
+    written = {fmt: export_curriculum(target.layout, target.dataset, fmt, folder / FILES[fmt], target.checkpoint) for fmt in FORMATS}
+    info = written["verl"]
+    return MaterializeResult(metadata={
+        "dagster/row_count": info.rows,
+        "checkpoint": info.checkpoint,
+        "code_version": info.code_version,
+        **{f"path_{fmt}": dg.MetadataValue.path(str(folder / FILES[fmt])) for fmt in FORMATS},
+        "preview_verl": preview(pl.read_parquet(folder / FILES["verl"], n_rows=5).select("data_source", "extra_info", "reward_model")),
     })

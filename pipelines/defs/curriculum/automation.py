@@ -15,8 +15,8 @@ prepare_job = dg.define_asset_job(
 )
 rescore_job = dg.define_asset_job(
     "rescore_checkpoint",
-    selection=dg.AssetSelection.assets("angle_scores", "curriculum", "curriculum_report", "evaluation"),
-    description="Score every prompt with one checkpoint, rank them, report, and evaluate it on held-out problems.",
+    selection=dg.AssetSelection.assets("angle_scores", "curriculum", "curriculum_report", "curriculum_export", "evaluation"),
+    description="Score every prompt with one checkpoint, rank them, report, export the ranking, and evaluate the checkpoint on held-out problems.",
 )
 
 
