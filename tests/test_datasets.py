@@ -447,3 +447,37 @@ def test_gsm8k_with_blank_answers_takes_them_from_the_solutions(tmp_path: Path) 
     assert loaded.table.num_rows == table.num_rows
     assert loaded.table.column("answer").to_pylist() == reference.table.column("answer").to_pylist()
     assert {json.loads(m)["answer_source"] for m in loaded.table.column("metadata").to_pylist()} == {"solution: ####"}
+
+
+def _both(path: Path, **kwargs) -> tuple:
+    from gainrl_ops.data.columnar import load_columnar
+    from gainrl_ops.data.datasets import load_rows
+
+    fields, on_error = kwargs.get("fields", FieldMap()), kwargs.get("on_error", "fail")
+    fast = load_columnar(path, fields, on_error, None, path.stem)
+    slow = load_rows(path, fields, on_error, None, path.stem)
+    return fast, slow
+
+
+def test_the_columnar_loader_gives_the_per_row_result_on_generated_data(tmp_path: Path) -> None:
+    from gainrl_ops.data.arithmetic import ArithmeticConfig, generate
+    from gainrl_ops.data.arithmetic import write_jsonl as write_problems
+
+    path = write_problems(generate(ArithmeticConfig(n_problems=3000, seed=5)), tmp_path / "arith.jsonl")
+    rows = path.read_text().splitlines()
+    rows[10] = json.dumps({"problem": " ", "answer": "1"})  # a bad row, handled row by row
+    rows[11] = json.dumps({"problem": "Tom has  2\\tapples.", "answer": "2", "solution": "1 + 1\\n#### 2"})
+    path.write_text("\n".join(rows) + "\n")
+    fast, slow = _both(path, on_error="skip")
+    assert fast is not None, "a regular JSONL file takes the column-wise path"
+    assert fast.table.equals(slow.table) and fast.rejects.equals(slow.rejects)
+    assert (fast.n_read, fast.duplicates) == (slow.n_read, slow.duplicates) and slow.duplicates > 0
+    pq.write_table(pa.Table.from_pylist([json.loads(r) for r in rows if "difficulty" in r]), parquet := tmp_path / "arith.parquet")
+    fast, slow = _both(parquet)
+    assert fast is not None and fast.table.equals(slow.table)
+
+
+@pytest.mark.skipif(not GSM8K_VERL.exists(), reason="shared GSM8K data not present")
+def test_the_verl_layout_is_read_row_by_row(tmp_path: Path) -> None:
+    fast, slow = _both(GSM8K_VERL)
+    assert fast is None and slow.table.num_rows == 1319

@@ -276,9 +276,11 @@ def test_there_are_at_least_twenty_malformed_inputs(tmp_path: Path) -> None:
     assert len(_cases(tmp_path)) >= 20
 
 
-def test_each_malformed_file_is_one_line_naming_file_row_and_field_and_writes_nothing(gainrl_home: Path, tmp_path: Path, capsys) -> None:
+def test_each_malformed_file_is_one_line_naming_file_row_and_field_and_writes_nothing(
+    gainrl_home: Path, tmp_path: Path, tiny_model_path: Path, capsys
+) -> None:
     for path, expected in _cases(tmp_path):
-        assert cli.main(["score", "--data", str(path), "--name", "bad"]) == 2, path.name
+        assert cli.main(["score", "--data", str(path), "--model", str(tiny_model_path), "--name", "bad"]) == 2, path.name
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"gainrl score: {path}"), lines
         assert all(fragment in lines[0] for fragment in expected), (lines[0], expected)

@@ -189,6 +189,18 @@ def load_dataset(
     if not path.exists():
         raise DatasetError(file, "no such file or directory")
     default_source = source or (path.resolve().name if path.is_dir() else path.stem)
+    from gainrl_ops.data.columnar import load_columnar  # imports this module
+
+    columnar = load_columnar(path, fields, on_error, source, default_source)
+    if columnar is not None:
+        return columnar
+    return load_rows(path, fields, on_error, source, default_source)
+
+
+def load_rows(path: Path, fields: FieldMap, on_error: str, source: str | None, default_source: str) -> LoadedDataset:
+    """`load_dataset` one row at a time: every format and layout, and the reference for the
+    column-wise loader (`columnar.load_columnar`), which must give the same result."""
+    file = str(path)
     converter = _RowConverter(file, fields, default_source, explicit_source=source is not None)
 
     columns: dict[str, list[Any]] = {name: [] for name in CANONICAL_SCHEMA.names}
@@ -535,21 +547,22 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     it in an editor. Bytes are decoded per line, so one bad line does not lose the file."""
     with path.open("rb") as f:
         for row, line in enumerate(f):
-            if not line.strip():
-                continue
-            try:
-                text = line.decode("utf-8-sig" if row == 0 else "utf-8")
-            except UnicodeDecodeError as exc:
-                yield row, _Unreadable(LINE_FIELD, _undecodable(exc), repr(line[: _RAW_CHARS]))
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as exc:
-                reason = f"invalid JSON: {exc.msg} at column {exc.colno}"
-                record = _Unreadable(LINE_FIELD, reason, text.rstrip())
-            except RecursionError:
-                record = _Unreadable(LINE_FIELD, _TOO_DEEP, text[:_RAW_CHARS])
-            yield row, record
+            if line.strip():
+                yield row, parse_jsonl_line(row, line)
+
+
+def parse_jsonl_line(row: int, line: bytes) -> Any:
+    """The record on one line, or _Unreadable saying why there is none."""
+    try:
+        text = line.decode("utf-8-sig" if row == 0 else "utf-8")
+    except UnicodeDecodeError as exc:
+        return _Unreadable(LINE_FIELD, _undecodable(exc), repr(line[:_RAW_CHARS]))
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        return _Unreadable(LINE_FIELD, f"invalid JSON: {exc.msg} at column {exc.colno}", text.rstrip())
+    except RecursionError:
+        return _Unreadable(LINE_FIELD, _TOO_DEEP, text[:_RAW_CHARS])
 
 
 def _iter_json(path: Path, file: str) -> Iterator[tuple[int, Any]]:
