@@ -18,8 +18,10 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
@@ -39,13 +41,14 @@ from gainrl_ops.data.datasets import (
 log = logging.getLogger(__name__)
 # Metadata columns whose JSON polars writes exactly as the per-row loader's json.dumps does.
 _PLAIN_TYPES = (pl.String, pl.Boolean, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
-# Python's str.split() whitespace within ASCII; problem ids collapse runs of it to one space.
-_ASCII_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f ]+"
+# Text whose problem id needs more than hashing: Python's str.split() whitespace other than
+# single inner spaces (problem ids collapse it), found in bulk by RE2.
+_IRREGULAR_SPACE = r"^[\t\n\x0b\x0c\r\x1c-\x1f ]|[\t\n\x0b\x0c\r\x1c-\x1f ]$|[\t\n\x0b\x0c\r\x1c-\x1f]|  "
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def _read(path: Path) -> tuple[pl.DataFrame, list[bytes] | None] | None:
-    """The file as a frame, and for JSON Lines its raw lines (to re-read a failing row exactly)."""
+def _read(path: Path) -> tuple[pl.DataFrame, _Lines | None] | None:
+    """The file as a frame, and for JSON Lines its lines (to re-read a failing row exactly)."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
@@ -53,20 +56,37 @@ def _read(path: Path) -> tuple[pl.DataFrame, list[bytes] | None] | None:
         if suffix not in (".jsonl", ".ndjson"):
             return None
         data = path.read_bytes()
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        if data.startswith(b"\xef\xbb\xbf") or any(not line.strip() for line in lines):
-            return None  # a BOM or blank lines: the per-row reader numbers rows by line
+        if data.startswith(b"\xef\xbb\xbf"):
+            return None
         data.decode("utf-8")  # Arrow would keep invalid bytes that the per-row reader reports
-        if _SURROGATE_ESCAPE.search(data):
-            return None  # polars would replace a lone surrogate that the per-row reader reports
+        if (b"\\ud" in data or b"\\uD" in data) and _SURROGATE_ESCAPE.search(data):
+            return None  # Arrow would replace a lone surrogate that the per-row reader reports
         # Arrow's reader, not polars': it refuses a column whose JSON type changes between rows
         # (polars would coerce a number or a list into text), so such a file goes row by row.
         frame = pl.from_arrow(pa_json.read_json(io.BytesIO(data)))
-    except Exception:  # noqa: BLE001 - whatever polars cannot read, the per-row reader reports precisely
+    except Exception:  # noqa: BLE001 - whatever cannot be read this way, the per-row reader reports precisely
         return None
+    lines = _Lines(data)
+    # Arrow skips blank lines, which the per-row reader counts: then the rows do not line up.
     return (frame, lines) if frame.height == len(lines) else None
+
+
+class _Lines:
+    """The lines of a JSON Lines file, found only when a row must be re-read."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self._ends: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.data.count(b"\n") + (0 if self.data.endswith(b"\n") or not self.data else 1)
+
+    def __getitem__(self, row: int) -> bytes:
+        if self._ends is None:
+            ends = np.flatnonzero(np.frombuffer(self.data, dtype=np.uint8) == ord("\n"))
+            self._ends = ends if self.data.endswith(b"\n") else np.append(ends, len(self.data))
+        start = 0 if row == 0 else int(self._ends[row - 1]) + 1
+        return self.data[start : int(self._ends[row])]
 
 
 def _chosen(columns: list[str], named: str | None, candidates: tuple[str, ...]) -> str | None:
@@ -77,13 +97,15 @@ def _chosen(columns: list[str], named: str | None, candidates: tuple[str, ...]) 
 
 
 def problem_ids(problems: pl.Series) -> list[str]:
-    """`datasets.problem_id` of each problem; ASCII text is normalised in bulk (NFC is the identity there)."""
-    ascii_ = problems.str.contains(r"^[\x00-\x7f]*$")
-    collapsed = problems.str.replace_all(_ASCII_SPACE, " ").str.strip_chars(" ")
+    """`datasets.problem_id` of each problem. Most problems are ASCII with single spaces, so
+    their normal form is the text itself; only the others are normalised one by one."""
+    arrow = problems.to_arrow()
+    irregular = pc.or_(pc.invert(pc.string_is_ascii(arrow)), pc.match_substring_regex(arrow, _IRREGULAR_SPACE)).to_pylist()
     out = []
-    for text, simple, raw in zip(collapsed.to_list(), ascii_.to_list(), problems.to_list(), strict=True):
-        normalised = text if simple else " ".join(unicodedata.normalize("NFC", raw).split())
-        out.append(hashlib.blake2b(normalised.encode("utf-8"), digest_size=32).hexdigest()[:DIGEST_CHARS])
+    for text, normalise in zip(arrow.to_pylist(), irregular, strict=True):
+        if normalise:
+            text = " ".join(unicodedata.normalize("NFC", text).split())
+        out.append(hashlib.blake2b(text.encode("utf-8"), digest_size=32).hexdigest()[:DIGEST_CHARS])
     return out
 
 
@@ -155,7 +177,7 @@ def load_columnar(path: Path, fields: FieldMap, on_error: str, source: str | Non
     return _finish(path, frame, lines, canonical, rejects)
 
 
-def _record(frame: pl.DataFrame, lines: list[bytes] | None, row: int) -> Any:
+def _record(frame: pl.DataFrame, lines: _Lines | None, row: int) -> Any:
     """The row as the per-row reader sees it: JSON Lines re-read from its line (an absent key
     stays absent), Parquet as its Arrow row."""
     if lines is None:
@@ -163,7 +185,7 @@ def _record(frame: pl.DataFrame, lines: list[bytes] | None, row: int) -> Any:
     return rows.parse_jsonl_line(row, lines[row])
 
 
-def _finish(path: Path, frame: pl.DataFrame, lines: list[bytes] | None, canonical: pl.DataFrame, rejects: dict[str, list[Any]]) -> LoadedDataset:
+def _finish(path: Path, frame: pl.DataFrame, lines: _Lines | None, canonical: pl.DataFrame, rejects: dict[str, list[Any]]) -> LoadedDataset:
     """Drop duplicate problems (the first one wins, the others become rejects), as the per-row loader does."""
     file = str(path)
     first = canonical.with_columns(first_row=pl.col("row").first().over("id"))
