@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export GAINRL_HOME ?= $(CURDIR)/data/.gainrl
 export DAGSTER_HOME ?= $(GAINRL_HOME)/dagster
 
-.PHONY: demo test bench ui clean
+.PHONY: demo test bench bench-scale ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(STAMP) $(CHROMIUM)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_scorer.py
+
+# 100k and 1M prompts x 3 checkpoints against the floor (about 15 minutes on 2 cores).
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale.py
 
 clean:
 	rm -rf data/.gainrl

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from gainrl_ops import cli
+from gainrl_ops.core.layout import Layout
 from gainrl_ops.curriculum.catalog import query
 from gainrl_ops.curriculum.exports import FORMATS
 from gainrl_ops.curriculum.rankings import ranking_agreement
-from gainrl_ops.core.layout import Layout
 from gainrl_ops.data.prompts import DEFAULT_SYSTEM_PROMPT
 
 N = 40

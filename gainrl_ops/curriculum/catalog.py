@@ -69,6 +69,8 @@ from gainrl_ops.core import layout as tree
 from gainrl_ops.core.layout import Layout, Template
 from gainrl_ops.core.storage import atomic_path, sweep_temporary
 
+# Where a memory-limited connection spills; DuckDB removes its files when the query ends.
+SPILL_DIR = ".duckdb-spill"
 # The catalog's name inside a connection, the same one the duckdb CLI gives the file.
 CATALOG_NAME = "gainrl"
 
@@ -559,14 +561,15 @@ def refresh_catalog(root: Path) -> list[tuple[str, str, str]]:
     return problems
 
 
-def connect_readonly(root: Path, sandbox: bool = True) -> duckdb.DuckDBPyConnection:
+def connect_readonly(root: Path, sandbox: bool = True, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only connection whose default catalog is the refreshed file (built if missing).
 
     The file is attached to a fresh in-memory database instead of opened with
     `duckdb.connect(path)`: DuckDB caches databases by path within a process, so a second
     connect after a refresh would get the old catalog. With `sandbox`, the connection can
     read files under `root` only, cannot load or install extensions, and its configuration
-    is locked (together with `query`'s statement check, a shell that cannot write).
+    is locked (together with `query`'s statement check, a shell that cannot write). With
+    `memory_limit`, DuckDB spills large sorts and joins to a temporary folder under the root.
     """
     root = Path(root).resolve()
     path = catalog_path(root)
@@ -576,6 +579,9 @@ def connect_readonly(root: Path, sandbox: bool = True) -> duckdb.DuckDBPyConnect
     try:
         con.execute(f"ATTACH {_literal(str(path))} AS {CATALOG_NAME} (READ_ONLY)")
         con.execute(f"USE {CATALOG_NAME}")
+        if memory_limit:
+            con.execute(f"SET memory_limit = {_literal(memory_limit)}")
+            con.execute(f"SET temp_directory = {_literal(str(root / SPILL_DIR))}")
         if sandbox:
             con.execute(f"SET allowed_directories = [{_literal(str(root) + '/')}]")
             con.execute("SET enable_external_access = false")

@@ -13,6 +13,8 @@ from gainrl_ops.core.storage import atomic_path
 from gainrl_ops.curriculum.catalog import connect_readonly
 from gainrl_ops.scoring.checkpoints import CheckpointRecord
 
+SNAPSHOT_MEMORY = "300MB"
+
 
 def export_ranking(layout: Layout, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
     """Snapshot the `curriculum` view of one checkpoint to Parquet, in rank order (rank 1 =
@@ -24,7 +26,9 @@ def export_ranking(layout: Layout, dataset: str, version: str, prompt_fingerprin
         for column, value in (("dataset", dataset), ("dataset_version", version), ("prompt_fingerprint", prompt_fingerprint), ("checkpoint", checkpoint))
     )
     target = layout.ranking(dataset, version, prompt_fingerprint, checkpoint)
-    with connect_readonly(layout.root) as con:
+    # A memory limit makes DuckDB spill the sort instead of holding every row (1M rows: about
+    # 390 MB peak instead of 0.9-1.5 GB, for twice the time).
+    with connect_readonly(layout.root, memory_limit=SNAPSHOT_MEMORY) as con:
         (rows,) = con.execute(f"SELECT count(*) FROM scores WHERE {where}").fetchall()[0]
         if rows == 0:
             raise ValueError(f"no scores for dataset {dataset!r} (version {version}), prompts {prompt_fingerprint}, checkpoint {checkpoint}")

@@ -22,12 +22,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
-from gainrl_ops.core.fingerprint import fingerprint_json
+from gainrl_ops.core.fingerprint import fingerprint_folder, fingerprint_json
 from gainrl_ops.core.storage import write_text_atomic
-from gainrl_ops.scoring.models import checkpoint_fingerprint
 
 log = logging.getLogger(__name__)
 RECORD_FILE = "gainrl_checkpoint.json"
+# Files that determine a checkpoint's outputs; optimizer states and logs are left out so a
+# copy of the same weights gets the same fingerprint.
+_WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.gguf", "config.json")
 _WEIGHTS = ("*.safetensors", "*.bin")
 _NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -53,6 +55,23 @@ class CheckpointStore(Protocol):
     def discover(self, arrivals: dict[str, dict[str, object]] | None = None, now: float | None = None) -> Discovery: ...
 
     def register(self, path: str, name: str, source: str, parent: str | None = None, parameters: int | None = None) -> CheckpointRecord: ...
+
+
+def resolve_local(name_or_path: str) -> Path:
+    """The local folder of a checkpoint: the path itself, or the cached snapshot of a hub id."""
+    if not name_or_path:
+        raise ValueError("empty model name or path")
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(name_or_path))
+
+
+def checkpoint_fingerprint(name_or_path: str) -> str:
+    """Content digest of a checkpoint's weights and config (not its name or location)."""
+    return fingerprint_folder(resolve_local(name_or_path), _WEIGHT_PATTERNS)
 
 
 def _count_parameters(path: Path) -> int | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from transformers import (
@@ -15,11 +14,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from gainrl_ops.core.fingerprint import fingerprint_folder
+from gainrl_ops.scoring.checkpoints import checkpoint_fingerprint, resolve_local
 
-# Files that determine a checkpoint's outputs; optimizer states and logs are left out so a
-# copy of the same weights gets the same fingerprint.
-_WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.gguf", "config.json")
+__all__ = ["ModelSpec", "checkpoint_fingerprint", "eval_mode", "load_model", "load_tokenizer", "resolve_local"]
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -46,23 +43,6 @@ class ModelSpec:
             return _DTYPES[self.dtype]
         except KeyError:
             raise ValueError(f"dtype {self.dtype!r}: expected one of {sorted(_DTYPES)}") from None
-
-
-def resolve_local(name_or_path: str) -> Path:
-    """The local folder of a checkpoint: the path itself, or the cached snapshot of a hub id."""
-    if not name_or_path:
-        raise ValueError("empty model name or path")
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path.resolve()
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(name_or_path))
-
-
-def checkpoint_fingerprint(name_or_path: str) -> str:
-    """Content digest of a checkpoint's weights and config (not its name or location)."""
-    return fingerprint_folder(resolve_local(name_or_path), _WEIGHT_PATTERNS)
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
