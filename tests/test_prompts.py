@@ -17,7 +17,7 @@ from tokenizers import (
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from gainrl_ops.data.arithmetic import ArithmeticConfig, generate
-from gainrl_ops.data.prompts import PromptConfig, prompt_fingerprint, render_prompt
+from gainrl_ops.data.prompts import PromptConfig, prompt_fingerprint, render_prompt, render_prompts
 from gainrl_ops.scoring.embedded import train_tokenizer
 from gainrl_ops.scoring.models import load_tokenizer
 
@@ -144,3 +144,12 @@ def test_tokenizer_fingerprint_ignores_padding_side(chatml: PreTrainedTokenizerB
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
     assert json.loads(reloaded.backend_tokenizer.to_str())["padding"] is not None
     assert prompt_fingerprint(reloaded, PromptConfig()) == before
+
+
+def test_batched_rendering_equals_one_by_one(tokenizer: PreTrainedTokenizerBase) -> None:
+    """`render_prompts` (template once, one tokenizer call) gives what `render_prompt` gives,
+    on every template family, with few-shot turns, odd whitespace and truncation."""
+    questions = [*QUESTIONS, "  leading and trailing spaces  ", "tabs\tand\nnew lines", "x"]
+    for config in (PromptConfig(system_prompt=SYSTEM), PromptConfig(system_prompt=SYSTEM, few_shot=(("What is 1 + 1?", "#### 2"),)),
+                   PromptConfig(system_prompt="", max_tokens=12)):
+        assert render_prompts(tokenizer, questions, config) == [render_prompt(tokenizer, q, config) for q in questions]

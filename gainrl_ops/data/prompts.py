@@ -8,6 +8,8 @@ template, and for a plain-text layout when the tokenizer has none.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 from dataclasses import dataclass, field
 
@@ -133,6 +135,52 @@ def render_prompt(
         sys_span = (min(sys_span[0], n), min(sys_span[1], n))
         q_span = (min(q_span[0], n), min(q_span[1], n))
     return RenderedPrompt(text, list(ids), sys_span, q_span, truncated)
+
+
+def _template_pieces(tokenizer: PreTrainedTokenizerBase, config: PromptConfig) -> tuple[str, str] | None:
+    """(text before the question, text after it) when the template puts the question in
+    verbatim (no trim or escaping), checked on a question with surrounding spaces; else None."""
+    marked = render_text(tokenizer, _QUESTION_MARK, config)
+    if marked.count(_QUESTION_MARK) != 1:
+        return None
+    prefix, suffix = marked.split(_QUESTION_MARK)
+    probe = f" {_QUESTION_MARK}\n "
+    return (prefix, suffix) if render_text(tokenizer, probe, config) == prefix + probe + suffix else None
+
+
+def _span_of(starts: list[int], ends: list[int], chars: tuple[int, int]) -> tuple[int, int]:
+    """`_token_span` on sorted offsets: the tokens whose characters overlap `chars`."""
+    a, b = chars
+    hits = [i for i in range(bisect.bisect_right(ends, a), bisect.bisect_left(starts, b)) if ends[i] > starts[i]]
+    return (hits[0], hits[-1] + 1) if hits else (0, 0)
+
+
+def render_prompts(tokenizer: PreTrainedTokenizerBase, questions: list[str], config: PromptConfig) -> list[RenderedPrompt]:
+    """`render_prompt` for many questions: the template is rendered once and the batch is
+    tokenized in one call. Templates that rewrite the question fall back to `render_prompt`."""
+    pieces = _template_pieces(tokenizer, config) if questions else None
+    if pieces is None:
+        return [render_prompt(tokenizer, q, config) for q in questions]
+    prefix, suffix = pieces
+    texts = [prefix + q + suffix for q in questions]
+    system, _ = _char_spans(tokenizer, texts[0], questions[0], config)
+    if system[1] > len(prefix):
+        return [render_prompt(tokenizer, q, config) for q in questions]
+    encoded = tokenizer(texts, add_special_tokens=tokenizer.chat_template is None, return_offsets_mapping=True)
+    out = []
+    for text, question, ids, offsets in zip(texts, questions, encoded["input_ids"], encoded["offset_mapping"], strict=True):
+        # Offsets are sorted; a token's end can only grow, so both searches are bisections.
+        starts, ends = [s for s, _ in offsets], list(itertools.accumulate((e for _, e in offsets), max))
+        sys_span = _span_of(starts, ends, system)
+        q_span = _span_of(starts, ends, (len(prefix), len(prefix) + len(question)))
+        truncated = len(ids) > config.max_tokens
+        if truncated:
+            n = config.max_tokens
+            ids = ids[:n]
+            sys_span = (min(sys_span[0], n), min(sys_span[1], n))
+            q_span = (min(q_span[0], n), min(q_span[1], n))
+        out.append(RenderedPrompt(text, list(ids), sys_span, q_span, truncated))
+    return out
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:

@@ -31,7 +31,7 @@ from gainrl_ops.core.storage import (
 from gainrl_ops.data.prompts import (
     PromptConfig,
     prompt_fingerprint,
-    render_prompt,
+    render_prompts,
     tokenizer_fingerprint,
 )
 
@@ -193,7 +193,7 @@ def _write_shard(
     path: Path,
     digest: str,
 ) -> None:
-    rendered = [render_prompt(tokenizer, problem, config) for problem in problems]
+    rendered = render_prompts(tokenizer, problems, config)
     columns = {
         "id": ids,
         "input_ids": [r.input_ids for r in rendered],
