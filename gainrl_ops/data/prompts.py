@@ -127,14 +127,15 @@ def render_prompt(
         return_offsets_mapping=True,
     )
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    sys_span, q_span = _token_span(offsets, sys_chars), _token_span(offsets, q_chars)
-    truncated = len(ids) > config.max_tokens
-    if truncated:
-        n = config.max_tokens
-        ids = ids[:n]
-        sys_span = (min(sys_span[0], n), min(sys_span[1], n))
-        q_span = (min(q_span[0], n), min(q_span[1], n))
-    return RenderedPrompt(text, list(ids), sys_span, q_span, truncated)
+    return _rendered(text, ids, _token_span(offsets, sys_chars), _token_span(offsets, q_chars), config.max_tokens)
+
+
+def _rendered(text: str, ids: list[int], sys_span: tuple[int, int], q_span: tuple[int, int], max_tokens: int) -> RenderedPrompt:
+    """The prompt cut to `max_tokens` (flagged `truncated`), its spans clipped with it."""
+    if len(ids) <= max_tokens:
+        return RenderedPrompt(text, list(ids), sys_span, q_span, False)
+    n = max_tokens
+    return RenderedPrompt(text, list(ids[:n]), (min(sys_span[0], n), min(sys_span[1], n)), (min(q_span[0], n), min(q_span[1], n)), True)
 
 
 def _template_pieces(tokenizer: PreTrainedTokenizerBase, config: PromptConfig) -> tuple[str, str] | None:
@@ -171,15 +172,8 @@ def render_prompts(tokenizer: PreTrainedTokenizerBase, questions: list[str], con
     for text, question, ids, offsets in zip(texts, questions, encoded["input_ids"], encoded["offset_mapping"], strict=True):
         # Offsets are sorted; a token's end can only grow, so both searches are bisections.
         starts, ends = [s for s, _ in offsets], list(itertools.accumulate((e for _, e in offsets), max))
-        sys_span = _span_of(starts, ends, system)
-        q_span = _span_of(starts, ends, (len(prefix), len(prefix) + len(question)))
-        truncated = len(ids) > config.max_tokens
-        if truncated:
-            n = config.max_tokens
-            ids = ids[:n]
-            sys_span = (min(sys_span[0], n), min(sys_span[1], n))
-            q_span = (min(q_span[0], n), min(q_span[1], n))
-        out.append(RenderedPrompt(text, list(ids), sys_span, q_span, truncated))
+        q_chars = (len(prefix), len(prefix) + len(question))
+        out.append(_rendered(text, ids, _span_of(starts, ends, system), _span_of(starts, ends, q_chars), config.max_tokens))
     return out
 
 
