@@ -496,12 +496,13 @@ def _readable_files(con: duckdb.DuckDBPyConnection, probe: duckdb.DuckDBPyConnec
     """What a view reads: its glob when every file reads, else the list of files that do (the
     others go to `problems`), or None when there is no file."""
     pattern = layout.glob(source.template)
-    if not _matching(con, pattern):
+    matching = _matching(con, pattern)
+    if not matching:
         return None
     if _readable(probe, source, pattern) is None:
         return pattern
     files = []
-    for file in _matching(con, pattern):
+    for file in matching:
         if error := _readable(probe, source, [file]):
             problems.append((source.view, file, error))
         else:

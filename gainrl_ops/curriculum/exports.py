@@ -83,10 +83,9 @@ def ranked_rows(layout: Layout, dataset: str, checkpoint: str | None = None) -> 
         ((fingerprint,),) = found
     with connect_readonly(layout.root) as con:
         frame = con.sql(
-            """SELECT c.rank, c.id, c.angle_score, c.c_intra, c.c_inter, c.problem, p.answer, p.source, p."row", s.code_version
-               FROM curriculum c JOIN prompts p USING (dataset, dataset_version, id)
-               JOIN scores s USING (dataset, dataset_version, prompt_fingerprint, checkpoint, id)
-               WHERE c.dataset = ? AND c.checkpoint = ? AND c.prompt_fingerprint = ? ORDER BY c.rank""",
+            """SELECT s.rank, s.id, s.angle_score, s.c_intra, s.c_inter, p.problem, p.answer, p.source, p."row", s.code_version
+               FROM scores s JOIN prompts p USING (dataset, dataset_version, id)
+               WHERE s.dataset = ? AND s.checkpoint = ? AND s.prompt_fingerprint = ? ORDER BY s.rank""",
             params=[dataset, checkpoint, fingerprint],
         ).pl()
     manifest = json.loads((layout.shards(dataset, label.version, fingerprint) / MANIFEST).read_text())["prompt_config"]

@@ -68,7 +68,6 @@ class ShardSet:
     prompt_fingerprint: str
     tokenizer_fingerprint: str
     shards: tuple[Shard, ...]
-
     prompt_config: dict[str, object]
 
     @property

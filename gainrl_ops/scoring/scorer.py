@@ -280,17 +280,29 @@ def score_shard(
     return True
 
 
-def write_summary(out_dir: Path, shards: ShardSet, context: ScoreContext, written: int) -> ScoreSummary:
-    """Check that every shard has its part, then record the run in `summary.json`."""
+def _check_parts(out_dir: Path, shards: ShardSet) -> None:
     missing = [s.path.name for s in shards.shards if not part_path(out_dir, s).exists()]
     if missing:
         raise RuntimeError(f"{out_dir}: no scores for shards {missing}")
+
+
+def write_summary(out_dir: Path, shards: ShardSet, context: ScoreContext, written: int) -> ScoreSummary:
+    """Check that every shard has its part, then record the run in `summary.json`."""
+    _check_parts(out_dir, shards)
     summary = ScoreSummary(Path(out_dir), shards.rows, written, len(shards.shards) - written, code_version())
     write_text_atomic(
         json.dumps({**asdict(summary), "directory": str(out_dir), **asdict(context)}, indent=2),
         Path(out_dir) / SUMMARY,
     )
     return summary
+
+
+def _score_parts(
+    model: PreTrainedModel, shards: ShardSet, out_dir: Path, context: ScoreContext, config: ScoreConfig, progress: bool, reuse_from: Path | None
+) -> int:
+    """Score every shard into its part in `out_dir`; returns how many parts were scored (not reused)."""
+    with tqdm(total=shards.rows, desc=f"scoring {context.model}", unit="prompt", disable=not progress) as bar:
+        return sum(score_shard(model, shard, out_dir, context, config, bar, reuse_from) for shard in shards.shards)
 
 
 def score_shards(
@@ -304,9 +316,7 @@ def score_shards(
 ) -> ScoreSummary:
     """Score every shard into its part in `out_dir`, resuming after an interruption: verified
     parts are skipped, so no shard is scored twice and no row is duplicated."""
-    with tqdm(total=shards.rows, desc=f"scoring {context.model}", unit="prompt", disable=not progress) as bar:
-        written = sum(score_shard(model, shard, out_dir, context, config, bar, reuse_from) for shard in shards.shards)
-    return write_summary(out_dir, shards, context, written)
+    return write_summary(out_dir, shards, context, _score_parts(model, shards, out_dir, context, config, progress, reuse_from))
 
 
 def sweep_staging(final: Path, staging: Path) -> None:
@@ -322,8 +332,8 @@ def sweep_staging(final: Path, staging: Path) -> None:
 def publish(staging: Path, final: Path, shards: ShardSet, context: ScoreContext, written: int) -> ScoreSummary:
     """Check the complete staging folder, compact its parts into the ranked scores file, then
     swap it in place of the published scores, so a reader sees the old scores or the new
-    ones, never a part of a run."""
-    write_summary(staging, shards, context, written)
+    ones, never a part of a run. The summary is written once the scores are in place."""
+    _check_parts(staging, shards)
     compact(staging)
     replace_directory(staging, final)
     return write_summary(final, shards, context, written)
@@ -341,5 +351,5 @@ def score_and_publish(
     """Score into `staging` (reusing verified parts of an interrupted run or of `final`), then
     publish. Temporary files that interrupted runs left are removed first."""
     sweep_staging(final, staging)
-    summary = score_shards(model, shards, staging, context, config, progress, reuse_from=final)
-    return publish(staging, final, shards, context, summary.parts_written)
+    written = _score_parts(model, shards, staging, context, config, progress, reuse_from=final)
+    return publish(staging, final, shards, context, written)
