@@ -24,6 +24,7 @@ from gainrl_ops.data.sources import prepare_dataset
 from gainrl_ops.scoring.scorer import publish, score_shard, sweep_staging
 
 from ... import partitions
+from ...executors import MODEL_STEP_TAGS
 from ...hooks import refresh_catalog_hook
 from ...metadata import image, preview, table_schema
 from ...resources import (
@@ -113,7 +114,7 @@ def plan_scoring(context: dg.OpExecutionContext, targets: TargetsResource):
         yield dg.DynamicOutput(shard.index, mapping_key=shard.path.stem.replace("-", "_"))
 
 
-@dg.op
+@dg.op(tags=MODEL_STEP_TAGS)
 def score_shard_step(context: dg.OpExecutionContext, index: int, targets: TargetsResource, scoring: ScoringResource) -> int:
     """Score one shard into the staging folder (a part that is already valid is reused)."""
     target = targets.resolve(context)

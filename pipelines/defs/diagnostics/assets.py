@@ -15,6 +15,7 @@ from gainrl_ops.diagnostics.signal import (
 )
 
 from ... import partitions
+from ...executors import MODEL_STEP_TAGS
 from ...hooks import refresh_catalog_hook
 from ...metadata import image, preview, table_schema
 from ...resources import DiagnosticsResource, TargetsResource
@@ -22,7 +23,7 @@ from ...resources import DiagnosticsResource, TargetsResource
 
 @dg.asset(
     group_name="diagnostics", partitions_def=partitions.checkpoints, kinds={"pytorch", "parquet"}, code_version="1",
-    deps=["curriculum"], hooks={refresh_catalog_hook},
+    deps=["curriculum"], hooks={refresh_catalog_hook}, op_tags=MODEL_STEP_TAGS,
 )
 def signal_diagnostics(context: AssetExecutionContext, targets: TargetsResource, diagnostics: DiagnosticsResource) -> MaterializeResult:
     """For a seeded sample of prompts: the gradient norm under the GRPO loss (the NLL of the

@@ -8,6 +8,7 @@ from gainrl_ops.curriculum.ranking import ranked_prompts
 from gainrl_ops.data.sources import held_out_for
 
 from ... import partitions
+from ...executors import MODEL_STEP_TAGS
 from ...hooks import refresh_catalog_hook
 from ...metadata import image, preview
 from ...resources import HeldOutResource, TargetsResource, TrainingResource
@@ -22,6 +23,7 @@ GROUP = "training"
     code_version="1",
     deps=[dg.AssetDep("curriculum", partition_mapping=dg.AllPartitionMapping())],
     hooks={refresh_catalog_hook},
+    op_tags=MODEL_STEP_TAGS,
 )
 def training_run(context: AssetExecutionContext, targets: TargetsResource, training: TrainingResource, held_out: HeldOutResource) -> MaterializeResult:
     """A GRPO run (TRL) on the base checkpoint's curriculum with the run's sampler (GAIN-RL
@@ -52,7 +54,7 @@ def training_run(context: AssetExecutionContext, targets: TargetsResource, train
 
 @dg.asset(
     group_name=GROUP, partitions_def=partitions.checkpoints, kinds={"pytorch", "parquet"}, code_version="1",
-    deps=["raw_dataset"], hooks={refresh_catalog_hook},
+    deps=["raw_dataset"], hooks={refresh_catalog_hook}, op_tags=MODEL_STEP_TAGS,
 )
 def evaluation(context: AssetExecutionContext, targets: TargetsResource, held_out: HeldOutResource) -> MaterializeResult:
     """Greedy accuracy of the checkpoint on held-out problems (none of them a training prompt)."""
