@@ -29,7 +29,13 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	-(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the browser test will skip"
 
-test: $(STAMP) $(CHROMIUM)
+# Debian's Redis, the broker of the distributed-scoring test (which skips without it).
+REDIS := /usr/bin/redis-server
+
+$(REDIS):
+	-(apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || echo "redis-server not installed: the distributed test will skip"
+
+test: $(STAMP) $(CHROMIUM) $(REDIS)
 	GAINRL_SCREENSHOT_DIR=$(GAINRL_HOME)/screenshots $(BIN)/pytest -q
 
 bench: $(STAMP)
