@@ -31,7 +31,7 @@ from gainrl_ops.data.arithmetic import ArithmeticConfig
 from gainrl_ops.data.datasets import DatasetError, FieldMap
 from gainrl_ops.data.prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
 from gainrl_ops.data.sources import EMBEDDED, DatasetSource, prepare_dataset
-from gainrl_ops.scoring.angles import DEFAULT_INTER_WEIGHT
+from gainrl_ops.scoring.config import DEFAULT_INTER_WEIGHT
 
 # What a user can fix: these end in one line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (DatasetError, ReadOnlyError, OSError, ValueError, json.JSONDecodeError, pa.ArrowException, duckdb.Error)
@@ -84,10 +84,12 @@ def _score(args: argparse.Namespace) -> int:
 
 def _sql(args: argparse.Namespace) -> int:
     root = Layout.default().root
-    if args.refresh:
-        refresh_catalog(root)
-    for problem in catalog_problems(root):
-        print(f"gainrl sql: warning: {problem['path']} left out of the catalog: {problem['error']}", file=sys.stderr)
+    if args.refresh:  # a refresh returns what it left out; reading that back would open the catalog once more
+        problems = [(path, error) for _, path, error in refresh_catalog(root)]
+    else:
+        problems = [(p["path"], p["error"]) for p in catalog_problems(root)]
+    for path, error in problems:
+        print(f"gainrl sql: warning: {path} left out of the catalog: {error}", file=sys.stderr)
     frame = query(root, args.query, limit=args.max_rows + 1)
     with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=240, tbl_hide_dataframe_shape=True):
         print(frame.head(args.max_rows))

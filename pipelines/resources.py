@@ -29,9 +29,9 @@ from gainrl_ops.data.sources import (
     HeldOutConfig,
     current_label,
 )
-from gainrl_ops.diagnostics.signal import DiagnosticsConfig
+from gainrl_ops.diagnostics.config import DiagnosticsConfig
 from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore
-from gainrl_ops.scoring.scorer import ScoreConfig
+from gainrl_ops.scoring.config import ScoreConfig
 from gainrl_ops.training.config import TrainingRunConfig, load_run_configs
 
 DEFAULT_RUNS_FILE = Path(__file__).resolve().parent.parent / "data" / "training_runs.yaml"
