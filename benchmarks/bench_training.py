@@ -55,7 +55,7 @@ def ranked_prompts(model_path: str, source: DatasetSource, layout: Layout, promp
     checkpoint = checkpoint_fingerprint(model_path)
     out = layout.scores(source.name, label.version, shards.prompt_fingerprint, checkpoint)
     context = ScoreContext(source.name, label.version, checkpoint, "embedded", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
-    score_shards(load_model(ModelSpec(model_path)), shards, out, context)
+    score_shards(load_model(ModelSpec(model_path, dtype="float32")), shards, out, context)
     refresh_catalog(layout.root)
     ranked = pl.read_parquet(export_ranking(layout, source.name, label.version, shards.prompt_fingerprint, checkpoint))
     answers = pl.from_arrow(loaded.table).select("id", "answer")
@@ -115,7 +115,7 @@ def main() -> None:
         def evaluate(model, tokenizer) -> float:
             return greedy_accuracy(model, tokenizer, problems, prompt)
 
-        base = evaluate(load_model(ModelSpec(model_path)), load_tokenizer(model_path))
+        base = evaluate(load_model(ModelSpec(model_path, dtype="float32")), load_tokenizer(model_path))
         target = base + args.target_gain
         print(f"base held-out accuracy {base:.3f}; target {target:.3f}; {ranked.height} ranked prompts")
 

@@ -31,7 +31,8 @@ from gainrl_ops.data.arithmetic import ArithmeticConfig
 from gainrl_ops.data.datasets import DatasetError, FieldMap
 from gainrl_ops.data.prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
 from gainrl_ops.data.sources import EMBEDDED, DatasetSource, prepare_dataset
-from gainrl_ops.scoring.angles import DEFAULT_INTER_WEIGHT
+from gainrl_ops.scoring.config import DEFAULT_INTER_WEIGHT
+from gainrl_ops.scoring.hardware import AUTO, DTYPES, resolve_dtype
 
 # What a user can fix: these end in one line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (DatasetError, ReadOnlyError, OSError, ValueError, json.JSONDecodeError, pa.ArrowException, duckdb.Error)
@@ -61,17 +62,18 @@ def _score(args: argparse.Namespace) -> int:
     print(f"dataset {name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, {loaded.duplicates} duplicates")
 
     model_path = resolve_model(args.model, layout)
-    spec = ModelSpec(model_path, dtype=args.dtype, device=args.device)
+    dtype = resolve_dtype(args.dtype, args.device)
+    spec = ModelSpec(model_path, dtype=dtype, device=args.device)
     tokenizer = load_tokenizer(model_path)
     prompt = PromptConfig(system_prompt=args.system_prompt, max_tokens=args.max_tokens)
     shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout, name, label.version, shard_size=args.shard_size)
     checkpoint = checkpoint_fingerprint(model_path)
-    context = ScoreContext(name, label.version, checkpoint, model_path, shards.tokenizer_fingerprint, shards.prompt_fingerprint, args.dtype)
+    context = ScoreContext(name, label.version, checkpoint, model_path, shards.tokenizer_fingerprint, shards.prompt_fingerprint, dtype)
     out = layout.scores(name, label.version, shards.prompt_fingerprint, checkpoint)
     staging = layout.scores_staging(name, label.version, shards.prompt_fingerprint, checkpoint)
     summary = score_and_publish(load_model(spec), shards, out, staging, context, ScoreConfig(inter_weight=args.inter_weight))
     refresh_catalog(layout.root)
-    print(f"scored {summary.rows} prompts ({summary.parts_written} parts written, {summary.parts_reused} reused) -> {out}")
+    print(f"scored {summary.rows} prompts in {dtype} ({summary.parts_written} parts written, {summary.parts_reused} reused) -> {out}")
     top = (
         pl.read_parquet(layout.ranked_scores(name, label.version, shards.prompt_fingerprint, checkpoint), n_rows=5)
         .join(pl.from_arrow(loaded.table).select("id", "problem"), on="id", how="left", maintain_order="left")
@@ -84,10 +86,12 @@ def _score(args: argparse.Namespace) -> int:
 
 def _sql(args: argparse.Namespace) -> int:
     root = Layout.default().root
-    if args.refresh:
-        refresh_catalog(root)
-    for problem in catalog_problems(root):
-        print(f"gainrl sql: warning: {problem['path']} left out of the catalog: {problem['error']}", file=sys.stderr)
+    if args.refresh:  # a refresh returns what it left out; reading that back would open the catalog once more
+        problems = [(path, error) for _, path, error in refresh_catalog(root)]
+    else:
+        problems = [(p["path"], p["error"]) for p in catalog_problems(root)]
+    for path, error in problems:
+        print(f"gainrl sql: warning: {path} left out of the catalog: {error}", file=sys.stderr)
     frame = query(root, args.query, limit=args.max_rows + 1)
     with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=240, tbl_hide_dataframe_shape=True):
         print(frame.head(args.max_rows))
@@ -142,7 +146,7 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--max-tokens", type=int, default=PromptConfig.max_tokens)
     score.add_argument("--shard-size", type=int, default=1024)
     score.add_argument("--inter-weight", type=float, default=DEFAULT_INTER_WEIGHT)
-    score.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    score.add_argument("--dtype", default=AUTO, choices=(AUTO, *DTYPES), help="auto: bfloat16 where the hardware runs it natively, else float32")
     score.add_argument("--device", default="auto")
     score.set_defaults(run=_score)
     sql = commands.add_parser(

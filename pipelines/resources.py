@@ -29,9 +29,10 @@ from gainrl_ops.data.sources import (
     HeldOutConfig,
     current_label,
 )
-from gainrl_ops.diagnostics.signal import DiagnosticsConfig
+from gainrl_ops.diagnostics.config import DiagnosticsConfig
 from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore
-from gainrl_ops.scoring.scorer import ScoreConfig
+from gainrl_ops.scoring.config import ScoreConfig
+from gainrl_ops.scoring.hardware import AUTO, resolve_dtype
 from gainrl_ops.training.config import TrainingRunConfig, load_run_configs
 
 DEFAULT_RUNS_FILE = Path(__file__).resolve().parent.parent / "data" / "training_runs.yaml"
@@ -104,13 +105,14 @@ class ModelResource(dg.ConfigurableResource):
 
     base_model: a Hugging Face id, a local `save_pretrained` folder, or "embedded" for the
       tiny locally built Qwen2.
-    dtype: "float32" or "bfloat16"; device: "auto", "cpu", "cuda", "cuda:1", ...
+    dtype: "auto" (bfloat16 where the hardware runs it natively, else float32), "float32",
+      "bfloat16" or "float16"; device: "auto", "cpu", "cuda", "cuda:1", ...
     system_prompt, max_tokens: the prompt template (the chat template is the tokenizer's).
     """
 
     base_model: str = EMBEDDED
-    dtype: str = "float32"
-    device: str = "auto"
+    dtype: str = AUTO
+    device: str = AUTO
     system_prompt: str = PromptConfig.system_prompt
     max_tokens: int = PromptConfig.max_tokens
 
@@ -213,6 +215,11 @@ class CheckpointTarget:
         """The dataset's current shard set (read on first use: evaluation does not need one)."""
         return self.shard_set()
 
+    @cached_property
+    def dtype(self) -> str:
+        """The dtype the checkpoint runs in, "auto" resolved on this machine (what score rows record)."""
+        return resolve_dtype(self.model.dtype, self.model.device)
+
     @property
     def dataset(self) -> str:
         return self.source.name
@@ -260,14 +267,14 @@ class CheckpointTarget:
         from gainrl_ops.scoring.scorer import ScoreContext
 
         return ScoreContext(
-            self.dataset, self.version, self.checkpoint, self.record.name, self.shards.tokenizer_fingerprint, self.shards.prompt_fingerprint, self.model.dtype
+            self.dataset, self.version, self.checkpoint, self.record.name, self.shards.tokenizer_fingerprint, self.shards.prompt_fingerprint, self.dtype
         )
 
     def load_model(self):  # -> PreTrainedModel
         """The checkpoint on the configured device and dtype (torch is imported only here)."""
         from gainrl_ops.scoring.models import ModelSpec, load_model
 
-        return load_model(ModelSpec(self.record.path, dtype=self.model.dtype, device=self.model.device))
+        return load_model(ModelSpec(self.record.path, dtype=self.dtype, device=self.model.device))
 
     def load_tokenizer(self, check_shards: bool = False):  # -> PreTrainedTokenizerBase
         """The checkpoint's tokenizer; with `check_shards`, it must be the one the shards used."""

@@ -185,7 +185,7 @@ def test_sample_is_seeded_and_independent_of_row_order() -> None:
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_path: Path):
-    return load_model(ModelSpec(str(tiny_model_path))), load_tokenizer(str(tiny_model_path))
+    return load_model(ModelSpec(str(tiny_model_path), dtype="float32")), load_tokenizer(str(tiny_model_path))
 
 
 def _scored(n: int) -> pl.DataFrame:
@@ -237,7 +237,7 @@ def test_grpo_gradient_matches_trl_loss(tiny_model_path: Path, tmp_path: Path) -
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    model, tokenizer = load_model(ModelSpec(str(tiny_model_path))), load_tokenizer(str(tiny_model_path))
+    model, tokenizer = load_model(ModelSpec(str(tiny_model_path), dtype="float32")), load_tokenizer(str(tiny_model_path))
     trainer = GRPOTrainer(
         model=model,
         processing_class=tokenizer,

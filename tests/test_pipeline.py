@@ -12,6 +12,7 @@ import pytest
 
 from gainrl_ops.core import layout as tree
 from gainrl_ops.core.layout import Layout
+from gainrl_ops.scoring.hardware import resolve_dtype
 from pipelines.definitions import defs
 from pipelines.defs.curriculum.automation import (
     new_checkpoint_sensor,
@@ -114,6 +115,8 @@ def test_chain_materializes_scores_curriculum_and_report(instance, tmp_path: Pat
         assert rows == [(N_PROMPTS, N_PROMPTS, 1, N_PROMPTS)]
         (model,) = con.execute("SELECT DISTINCT model FROM scores").fetchall()
         assert model == ("base",)
+        (dtype,) = con.execute("SELECT DISTINCT dtype FROM scores").fetchall()
+        assert dtype == (resolve_dtype("auto", "auto"),)  # the model resource's default, resolved on this machine
 
 
 def test_signal_diagnostics_writes_rows_plot_verdict_and_sql_view(instance, tmp_path: Path, tiny_model_path: Path) -> None:

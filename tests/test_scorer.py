@@ -64,7 +64,7 @@ def full_forward_mlp_input(model: PreTrainedModel, ids: list[int]) -> torch.Tens
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_path: Path):
-    return load_model(ModelSpec(str(tiny_model_path))), load_tokenizer(str(tiny_model_path))
+    return load_model(ModelSpec(str(tiny_model_path), dtype="float32")), load_tokenizer(str(tiny_model_path))
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_capture_finds_last_mlp_input_on_each_architecture(make) -> None:
 
 
 def test_bfloat16_scores_are_close_to_float32(tiny_model_path: Path, prompts) -> None:
-    fp32 = load_model(ModelSpec(str(tiny_model_path)))
+    fp32 = load_model(ModelSpec(str(tiny_model_path), dtype="float32"))
     bf16 = load_model(ModelSpec(str(tiny_model_path), dtype="bfloat16"))
     assert next(bf16.parameters()).dtype == torch.bfloat16
     a, b = score_batch(fp32, *_batch_args(prompts)), score_batch(bf16, *_batch_args(prompts))

@@ -12,10 +12,12 @@ import bisect
 import itertools
 import json
 from dataclasses import dataclass, field
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from gainrl_ops.core.fingerprint import fingerprint_json
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a careful math tutor. Solve the problem step by step, "

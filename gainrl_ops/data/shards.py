@@ -14,11 +14,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase
 
 from gainrl_ops.core import layout as tree
 from gainrl_ops.core.fingerprint import fingerprint_json
@@ -34,6 +34,9 @@ from gainrl_ops.data.prompts import (
     render_prompts,
     tokenizer_fingerprint,
 )
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 SHARD_SCHEMA = pa.schema([
     pa.field("id", pa.string(), nullable=False),

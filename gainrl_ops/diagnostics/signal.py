@@ -26,6 +26,7 @@ from gainrl_ops.core.plotting import float_column, save_png
 from gainrl_ops.core.stats import Correlation, correlation, finite_or_none
 from gainrl_ops.core.storage import write_parquet_atomic, write_text_atomic
 from gainrl_ops.data.prompts import PromptConfig, render_prompt
+from gainrl_ops.diagnostics.config import DiagnosticsConfig
 from gainrl_ops.diagnostics.gradients import (
     Rollouts,
     completion_logps,
@@ -50,31 +51,6 @@ ASSOCIATIONS: tuple[tuple[str, str | None], ...] = (
     (LENGTH, None),
     ("angle_score", LENGTH),
 )
-
-
-@dataclass(frozen=True)
-class DiagnosticsConfig:
-    """What to measure and how.
-
-    Sample:
-        sample_size: prompts drawn from the scored dataset (all of them if it has fewer).
-        seed: the draw, the sampled completions and the bootstrap.
-    Rollouts (the training defaults of `TrainingRunConfig`):
-        num_generations: completions per prompt (GRPO's group).
-        temperature, max_completion_length: sampling, as in training.
-        generation_batch: prompts whose completions are sampled in one `generate` call.
-    Statistics:
-        n_boot: bootstrap replicates per interval; level: interval coverage.
-    """
-
-    sample_size: int = 512
-    seed: int = 0
-    num_generations: int = 8
-    temperature: float = 1.0
-    max_completion_length: int = 48
-    generation_batch: int = 16
-    n_boot: int = 1000
-    level: float = 0.95
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-DEFAULT_INTER_WEIGHT = 8.0
+from gainrl_ops.scoring.config import DEFAULT_INTER_WEIGHT
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from transformers import (
 )
 
 from gainrl_ops.scoring.checkpoints import checkpoint_fingerprint, resolve_local
+from gainrl_ops.scoring.hardware import AUTO, resolve_device, resolve_dtype
 
 __all__ = ["ModelSpec", "checkpoint_fingerprint", "eval_mode", "load_model", "load_tokenizer", "resolve_local"]
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -25,24 +25,20 @@ class ModelSpec:
     """Which model to run and how.
 
     name_or_path: a Hugging Face id or a local folder written by `save_pretrained`.
-    dtype: "float32", "bfloat16" or "float16".
+    dtype: "auto" (bfloat16 where the hardware runs it natively, else float32; see
+        `hardware.resolve_dtype`), "float32", "bfloat16" or "float16".
     device: "auto" picks CUDA when present, else CPU.
     """
 
     name_or_path: str
-    dtype: str = "float32"
-    device: str = "auto"
+    dtype: str = AUTO
+    device: str = AUTO
 
     def torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return torch.device(resolve_device(self.device))
 
     def torch_dtype(self) -> torch.dtype:
-        try:
-            return _DTYPES[self.dtype]
-        except KeyError:
-            raise ValueError(f"dtype {self.dtype!r}: expected one of {sorted(_DTYPES)}") from None
+        return getattr(torch, resolve_dtype(self.dtype, self.device))
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -23,7 +24,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel
 
 from gainrl_ops.core.layout import SCORE_PART, SCORE_SUMMARY, SCORES, glob_escape
 from gainrl_ops.core.storage import (
@@ -35,8 +35,12 @@ from gainrl_ops.core.storage import (
 )
 from gainrl_ops.data.shards import Shard, ShardSet, shard_problem
 from gainrl_ops.scoring import angles, capture
-from gainrl_ops.scoring.angles import DEFAULT_INTER_WEIGHT, angle_concentration
+from gainrl_ops.scoring.angles import angle_concentration
 from gainrl_ops.scoring.capture import last_mlp_input
+from gainrl_ops.scoring.config import DEFAULT_INTER_WEIGHT, ScoreConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 SCORE_SCHEMA = pa.schema([
     pa.field("id", pa.string(), nullable=False),
@@ -67,22 +71,6 @@ def code_version() -> str:
     """Digest of the source that defines a score; it changes exactly when the scoring code does."""
     source = "".join(inspect.getsource(m) for m in (angles, capture)) + inspect.getsource(score_batch)
     return hashlib.blake2b(source.encode(), digest_size=6).hexdigest()
-
-
-@dataclass(frozen=True)
-class ScoreConfig:
-    """How to batch and weigh.
-
-    inter_weight: w in angle_score = c_intra + w * c_inter (the published code uses 8).
-    max_batch_size: most prompts in one forward pass.
-    max_batch_tokens: most padded tokens (batch x longest prompt) in one forward pass. On
-        CPU, 1k-4k tokens run as fast as 16k with a quarter of the peak memory (measured
-        with benchmarks/bench_scorer.py); on a GPU raise it to fill the device.
-    """
-
-    inter_weight: float = DEFAULT_INTER_WEIGHT
-    max_batch_size: int = 64
-    max_batch_tokens: int = 4096
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import yaml
 
-from gainrl_ops.scoring.angles import DEFAULT_INTER_WEIGHT
+from gainrl_ops.scoring.config import DEFAULT_INTER_WEIGHT
 from gainrl_ops.training.sampling import (
     EpochSampler,
     GainRLConfig,

@@ -17,11 +17,9 @@ from gainrl_ops.curriculum.ranking import (
     ranking_preview,
 )
 from gainrl_ops.curriculum.rankings import ranking_agreement
-from gainrl_ops.curriculum.report import build_report
 from gainrl_ops.data.datasets import CANONICAL_SCHEMA
 from gainrl_ops.data.shards import SHARD_SCHEMA, tokenize_to_shards
 from gainrl_ops.data.sources import prepare_dataset
-from gainrl_ops.scoring.scorer import publish, score_shard, sweep_staging
 
 from ... import partitions
 from ...executors import MODEL_STEP_TAGS
@@ -108,6 +106,10 @@ def tokenized_shards(targets: TargetsResource, scoring: ScoringResource) -> Mate
 @dg.op(ins={"shards_ready": dg.In(dg.Nothing)}, out=dg.DynamicOut(int))
 def plan_scoring(context: dg.OpExecutionContext, targets: TargetsResource):
     """One step per shard, so the multiprocess (or Kubernetes/Celery) executor scores them in parallel."""
+    from gainrl_ops.scoring.scorer import (
+        sweep_staging,  # torch: only in the steps that score
+    )
+
     target = targets.resolve(context)
     sweep_staging(target.scores, target.staging)
     for shard in target.shards.shards:
@@ -117,6 +119,8 @@ def plan_scoring(context: dg.OpExecutionContext, targets: TargetsResource):
 @dg.op(tags=MODEL_STEP_TAGS)
 def score_shard_step(context: dg.OpExecutionContext, index: int, targets: TargetsResource, scoring: ScoringResource) -> int:
     """Score one shard into the staging folder (a part that is already valid is reused)."""
+    from gainrl_ops.scoring.scorer import score_shard
+
     target = targets.resolve(context)
     target.load_tokenizer(check_shards=True)
     shard = target.shards.shards[index]
@@ -129,6 +133,8 @@ def score_shard_step(context: dg.OpExecutionContext, index: int, targets: Target
 @dg.op(out=dg.Out(dg.Nothing))
 def publish_scores(context: dg.OpExecutionContext, written: list[int], targets: TargetsResource) -> None:
     """Swap the complete staging folder in place of the partition's previous scores."""
+    from gainrl_ops.scoring.scorer import publish
+
     target = targets.resolve(context)
     summary = publish(target.staging, target.scores, target.shards, target.score_context(), sum(written))
     scores = pl.read_parquet(target.ranked_scores)
@@ -189,6 +195,10 @@ def curriculum(context: AssetExecutionContext, targets: TargetsResource) -> Mate
 def curriculum_report(context: AssetExecutionContext, targets: TargetsResource) -> MaterializeResult:
     """Score histogram, score against prompt length and difficulty (Spearman), and rank
     agreement with the previous checkpoint (Spearman, top-k overlap), as plots and numbers."""
+    from gainrl_ops.curriculum.report import (
+        build_report,  # matplotlib: only when plotting
+    )
+
     target = targets.resolve(context)
     previous = previous_ranking(
         target.layout, target.dataset, target.version, target.shards.prompt_fingerprint, targets.store.records(), target.record

@@ -6,13 +6,6 @@ from dagster import AssetExecutionContext, MaterializeResult
 
 from gainrl_ops.core.stats import finite_or_none
 from gainrl_ops.curriculum.ranking import ranked_prompts
-from gainrl_ops.diagnostics.signal import (
-    GRPO,
-    LENGTH,
-    REFERENCE_NLL,
-    diagnose,
-    write_report,
-)
 
 from ... import partitions
 from ...executors import MODEL_STEP_TAGS
@@ -30,6 +23,14 @@ def signal_diagnostics(context: AssetExecutionContext, targets: TargetsResource,
     reference solution when a group's rewards are all equal), its Spearman correlation with
     the angle score, its components and prompt length, and the partial correlation with the
     angle score controlling for length, each with a bootstrap interval, and the verdict."""
+    from gainrl_ops.diagnostics.signal import (  # torch: only when diagnosing
+        GRPO,
+        LENGTH,
+        REFERENCE_NLL,
+        diagnose,
+        write_report,
+    )
+
     target = targets.resolve(context)
     scored = ranked_prompts(target.layout, target.dataset, target.version, target.existing_ranking(), columns=("answer", "metadata"))
     report = diagnose(target.load_model(), target.load_tokenizer(), scored, target.model.prompt, diagnostics.config)
