@@ -1,419 +1,593 @@
-"""Benchmark: gainrl's angle scorer against a faithful re-implementation of the published approach.
+"""Benchmark: `gainrl score` against the published GAIN-RL data_processor.py, as a user runs them.
 
-Both methods score the same tokenized prompts with the same model:
+The competitor is `published_data_processor.py`: the published scoring step, step for step
+(R1 system prompt, one-shot "What is 2+2?" turn, torch_dtype="auto", device_map="auto",
+truncation at 1024 tokens, one prompt per forward, full forward with the LM head, a hook on
+the input of the last layer's mlp.up_proj, every activation kept to the end, L x L cosine
+matrices). Its differences from the published file are listed in its docstring and in the
+results. gainrl runs as the command a user types, with the same system prompt and shot:
 
-- gainrl: `score_shards` over pre-built Parquet shards (prompts batched by length, the
-  forward pass stopped at the last layer's MLP input, the O(L*d) sum identity, one shard
-  in memory at a time, one Parquet part written per shard);
-- reference: the published approach with its indexing bug fixed: one prompt per forward
-  pass, the full forward including the LM head, the last layer's MLP input captured by a
-  forward hook and every activation kept in a list until the end, then an explicit L x L
-  cosine matrix per prompt and the means of its intra (Q x Q, distinct pairs) and inter
-  (Q x S) blocks.
+    gainrl score --data prompts.json --model MODEL --name bench --system-prompt R1 \\
+        --few-shot shot.json --dtype float32 --max-tokens 1024
 
-Every (method, model, size) runs in a fresh subprocess so that its peak memory is its own.
+Both score the same MATH-like prompts (benchmarks/math_prompts.py, 150-600 tokens under each
+model's tokenizer) with the same random-initialised fp32 Qwen2, saved with save_pretrained and
+a locally trained tokenizer, at two shapes: about 4M parameters with a 512-token vocabulary,
+and about 32M (hidden 512, 4 layers, 32k vocabulary). For each shape it measures:
 
-    python benchmarks/bench_scorer.py [--sizes 1000 8000] [--wide-sizes 1000 4000] [--model PATH] [--quick]
+- whole process: wall clock of a fresh interpreter per run, imports included, gainrl and the
+  published script alternated, median of --reps runs; scoring only: inside the same runs,
+  from the loaded model to the scores (gainrl: `score_and_publish`, parts written and
+  compacted; published: the forwards and the angle step, its per-prompt tokenization taken
+  out); throughput in prompts/s and tokens/s; peak RSS (VmHWM of the child);
+- the floor: a bare forward (no hooks) over each prompt's tokens after the prefix that all
+  prompts of a shard share, batched as the scorer batches, through the layers the score
+  needs (the last layer's MLP and the final norm replaced by identities, no LM head), in a
+  fresh process, median of --reps passes; and scoring-only / floor;
+- `--dtype auto`: the dtype it resolves to here (read from the score rows) and, where that
+  is bfloat16, its whole-process speedup; and the Spearman agreement of the bf16 and fp32
+  rankings of the same prompts (bf16 run directly, native or not).
+
+A last row scores 1k, 2k, 4k and 8k prompts with a small model and reports the peak RSS of
+scoring (above the RSS when scoring starts) at each size: it should stay flat.
+
+    python benchmarks/bench_scorer.py            # the full run: about 20 minutes on 2 idle cores
+    python benchmarks/bench_scorer.py --quick    # smoke run (about 3 minutes): tiny models, 12 prompts, 1 repetition
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
-import re
-import resource
+import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
-from tqdm.auto import tqdm
-from transformers import (
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-)
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+ROOT = HERE.parent
+sys.path[:0] = [str(HERE), str(ROOT)]  # run from a checkout without installing
 
-from gainrl_ops.core.layout import Layout  # noqa: E402
-from gainrl_ops.data.arithmetic import ArithmeticConfig, generate  # noqa: E402
-from gainrl_ops.data.prompts import PromptConfig  # noqa: E402
-from gainrl_ops.data.shards import ShardSet, tokenize_to_shards  # noqa: E402
-from gainrl_ops.scoring.angles import DEFAULT_INTER_WEIGHT  # noqa: E402
-from gainrl_ops.scoring.embedded import EmbeddedModelConfig, embedded_model_path  # noqa: E402
-from gainrl_ops.scoring.models import ModelSpec, load_model, load_tokenizer  # noqa: E402
-from gainrl_ops.scoring.scorer import (  # noqa: E402
-    ScoreConfig,
-    ScoreContext,
-    score_batch,
-    score_shards,
-)
+from math_prompts import MathPromptConfig, generate  # noqa: E402
+
+from gainrl_ops.core.stats import spearman  # noqa: E402
 
 RESULTS = HERE / "results" / "bench_scorer.json"
-AGREEMENT_TOL = 1e-4  # float32: batching and padding change the sums only in the last bits
-PROMPT_SEED = 2024
+PUBLISHED = HERE / "published_data_processor.py"
+CHILD = HERE / "timed_child.py"
+SCORING_CALL = "gainrl_ops.scoring.scorer:score_and_publish"
+MAX_TOKENS = 1024
+MIB = 1024  # KiB per MiB
+
+# Targets of issue 9.
+WHOLE_SPEEDUP_FP32 = 5.0
+WHOLE_SPEEDUP_AUTO = 10.0
+FLOOR_RATIO = 1.1
+BF16_AGREEMENT = 0.999
+FLAT_GROWTH_MIB = 32.0  # scoring peak at the largest size minus at the smallest
 
 
 @dataclass(frozen=True)
-class WideModelConfig:
-    """A wider random Qwen2 with a 32k vocabulary: makes the LM head cost realistic."""
+class Shape:
+    """A random-initialised Qwen2 and the prompts it scores.
 
-    vocab_size: int = 32000
-    hidden_size: int = 512
-    intermediate_size: int = 1408
-    num_layers: int = 4
-    num_heads: int = 8
-    num_kv_heads: int = 2
+    vocab_size: rows of the embedding and the LM head. tokenizer_vocab: the BPE training
+    target; a target above what the corpus supports ends where merges run out (whole words).
+    """
+
+    name: str
+    vocab_size: int
+    tokenizer_vocab: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    n_prompts: int
     seed: int = 0
 
 
-@dataclass(frozen=True)
-class WorkerSpec:
-    """What one subprocess measures; passed as JSON on its command line."""
-
-    method: str  # "gainrl" or "reference"
-    model_path: str
-    shard_dir: str
-    work_dir: str  # where the worker writes its scores (and gainrl its parts)
-    inter_weight: float
-
-
-@dataclass
-class Measurement:
-    """What one subprocess reports."""
-
-    method: str
-    model: str
-    n_prompts: int
-    seconds: float
-    prompts_per_s: float
-    peak_rss_delta_mib: float  # peak RSS during scoring minus RSS right before it
-    baseline_rss_mib: float
-    hwm_reset: bool  # True: the peak was reset before scoring, so it is exactly this run's
-    loadavg_before: float
-    loadavg_after: float
+SHAPES = (
+    Shape("4M", vocab_size=512, tokenizer_vocab=512, hidden_size=256, intermediate_size=1024, num_layers=4,
+          num_heads=4, num_kv_heads=2, n_prompts=400),
+    Shape("32M", vocab_size=32000, tokenizer_vocab=32000, hidden_size=512, intermediate_size=2048, num_layers=4,
+          num_heads=8, num_kv_heads=2, n_prompts=150),
+)
+MEMORY_SHAPE = Shape("memory", vocab_size=512, tokenizer_vocab=512, hidden_size=64, intermediate_size=128, num_layers=2,
+                     num_heads=2, num_kv_heads=1, n_prompts=8000)
+MEMORY_SIZES = (1000, 2000, 4000, 8000)
 
 
-@dataclass
-class Comparison:
-    model: str
-    n_prompts: int
-    speedup: float  # gainrl prompts/s over reference prompts/s
-    max_abs_diff: float  # of angle_score between the two methods
-    agree: bool
+def quick_shapes() -> tuple[tuple[Shape, ...], Shape, tuple[int, ...]]:
+    """The same two vocabularies on tiny bodies, a few prompts each."""
+    tiny = {"hidden_size": 64, "intermediate_size": 128, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1, "n_prompts": 12}
+    return tuple(replace(s, name=s.name + "-quick", **tiny) for s in SHAPES), replace(MEMORY_SHAPE, n_prompts=80), (40, 80)
 
 
-@dataclass
-class Report:
-    meta: dict[str, object]
-    measurements: list[Measurement] = field(default_factory=list)
-    comparisons: list[Comparison] = field(default_factory=list)
-    memory_growth_mib: dict[str, dict[str, float]] = field(default_factory=dict)
+# --------------------------------------------------------------------------- models and prompts
 
 
-# --------------------------------------------------------------------------- memory
+def chat(question: str) -> list[dict[str, str]]:
+    import published_data_processor as published
 
-
-def _status_kib(key: str) -> int:
-    match = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
-    return int(match.group(1)) if match else 0
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0), so the later peak is this phase's only."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return _status_kib("VmHWM") <= _status_kib("VmRSS") + 1024
-
-
-def peak_rss_kib() -> int:
-    """Peak RSS since the last reset; ru_maxrss as a fallback where /proc is missing."""
-    return _status_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-# --------------------------------------------------------------------------- reference
-
-
-def reference_angle(hidden: torch.Tensor, system: tuple[int, int], question: tuple[int, int], w: float) -> float:
-    """The published per-prompt computation, with correct spans: explicit L x L cosine matrix."""
-    unit = torch.nn.functional.normalize(hidden.float(), dim=-1)
-    cos = unit @ unit.T  # [L, L]: the O(L^2 * d) step the sum identity avoids
-    q, s = slice(*question), slice(*system)
-    qq = cos[q, q]
-    n_q = qq.shape[0]
-    off_diagonal = ~torch.eye(n_q, dtype=torch.bool)
-    intra = qq[off_diagonal].mean().item() if n_q >= 2 else float("nan")
-    inter = cos[q, s].mean().item() if system[1] > system[0] else 0.0
-    return intra + w * inter
-
-
-def _read_shard_rows(shard_dir: Path) -> dict[str, list]:
-    """All prompts of a shard set as Python lists (the published code holds the dataset in memory)."""
-    columns: dict[str, list] = {}
-    for shard in ShardSet.open(shard_dir).shards:
-        for name, values in pq.read_table(shard.path).to_pydict().items():
-            columns.setdefault(name, []).extend(values)
-    return columns
-
-
-def run_reference(model: PreTrainedModel, spec: WorkerSpec) -> tuple[list[str], np.ndarray, dict]:
-    rows = _read_shard_rows(Path(spec.shard_dir))
-    with torch.no_grad():  # warm-up outside the timing: first-call allocations and kernel choice
-        model(torch.tensor([rows["input_ids"][0]]))
-    timing = _start_timing()
-    captured: list[torch.Tensor] = []
-    # The published code hooks the last layer's MLP by name; this layout is Qwen2/Llama's.
-    mlp = model.model.layers[-1].mlp
-    handle = mlp.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
-    try:
-        with torch.no_grad():
-            for ids in tqdm(rows["input_ids"], desc="reference forward", unit="prompt"):
-                model(torch.tensor([ids])).logits  # full forward, LM head included
-    finally:
-        handle.remove()
-    scores = [
-        reference_angle(h[0], (s0, s1), (q0, q1), spec.inter_weight)
-        for h, s0, s1, q0, q1 in tqdm(
-            zip(captured, rows["system_start"], rows["system_end"], rows["question_start"], rows["question_end"]),
-            total=len(captured), desc="reference angles", unit="prompt",
-        )
+    return [
+        {"role": "system", "content": published.R1_SYSTEM_PROMPT},
+        {"role": "user", "content": published.FEW_SHOT_QUESTION},
+        {"role": "assistant", "content": published.FEW_SHOT_ANSWER},
+        {"role": "user", "content": question},
     ]
-    return rows["id"], np.asarray(scores), _stop_timing(timing)
 
 
-# --------------------------------------------------------------------------- gainrl
+def tokenizer_corpus(n: int, seed: int) -> list[str]:
+    """Chat-formatted problems (other seeds than the benchmark's) with the R1 head, so that
+    markup, system prompt and shot get tokens of their own, as in a real tokenizer."""
+    from gainrl_ops.scoring.embedded import IM_END, IM_START
+
+    records = generate(MathPromptConfig(n, seed=seed), count_tokens=lambda s: len(s) // 4, overhead_tokens=0)
+    return ["".join(f"{IM_START}{m['role']}\n{m['content']}{IM_END}\n" for m in chat(r["problem"])) for r in records]
 
 
-def bench_context(shards: ShardSet) -> ScoreContext:
-    """Labels for the score rows; built from the fields so the benchmark survives new ones."""
-    known = {"prompt_fingerprint": shards.prompt_fingerprint, "dtype": "float32"}
-    return ScoreContext(**{f.name: known.get(f.name, "bench") for f in fields(ScoreContext)})
+def build_model(shape: Shape, corpus: list[str], target: Path) -> dict[str, object]:
+    """Tokenizer trained on `corpus`, random weights, saved like any checkpoint."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    from gainrl_ops.scoring.embedded import IM_END, train_tokenizer
 
-def run_gainrl(model: PreTrainedModel, spec: WorkerSpec) -> tuple[list[str], np.ndarray, dict]:
-    shards = ShardSet.open(Path(spec.shard_dir))
-    first = pq.read_table(shards.shards[0].path).slice(0, 2).to_pydict()
-    score_batch(  # warm-up outside the timing, as for the reference
-        model, first["input_ids"],
-        list(zip(first["system_start"], first["system_end"])),
-        list(zip(first["question_start"], first["question_end"])),
-        spec.inter_weight,
+    tokenizer = train_tokenizer(corpus, shape.tokenizer_vocab)
+    config = Qwen2Config(
+        vocab_size=max(shape.vocab_size, len(tokenizer)),
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_layers,
+        num_attention_heads=shape.num_heads,
+        num_key_value_heads=shape.num_kv_heads,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
+        pad_token_id=tokenizer.pad_token_id,
     )
-    context = bench_context(shards)
-    out_dir = Path(spec.work_dir) / "parts"
-    timing = _start_timing()
-    score_shards(model, shards, out_dir, context, ScoreConfig(inter_weight=spec.inter_weight))
-    result = _stop_timing(timing)
-    table = pa.concat_tables([pq.read_table(p, columns=["id", "angle_score"]) for p in sorted(out_dir.glob("part-*.parquet"))])
-    return table.column("id").to_pylist(), table.column("angle_score").to_numpy(), result
-
-
-# --------------------------------------------------------------------------- worker
-
-
-def _start_timing() -> dict:
-    gc.collect()
-    reset = reset_peak_rss()
-    return {"rss0": _status_kib("VmRSS"), "reset": reset, "load0": os.getloadavg()[0], "t0": time.perf_counter()}
-
-
-def _stop_timing(timing: dict) -> dict:
-    seconds = time.perf_counter() - timing["t0"]
+    torch.manual_seed(shape.seed)
+    model = Qwen2ForCausalLM(config)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
     return {
-        "seconds": seconds,
-        "peak_rss_delta_mib": (peak_rss_kib() - timing["rss0"]) / 1024,
-        "baseline_rss_mib": timing["rss0"] / 1024,
-        "hwm_reset": timing["reset"],
-        "loadavg_before": timing["load0"],
-        "loadavg_after": os.getloadavg()[0],
+        **asdict(shape),
+        "model_vocab_size": config.vocab_size,
+        "tokenizer_size": len(tokenizer),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "tie_word_embeddings": True,
+        "dtype": "float32",
     }
 
 
-def worker(spec: WorkerSpec) -> None:
-    """Load the model, score once, write `measurement.json` and `scores.npz` into work_dir."""
-    model = load_model(ModelSpec(spec.model_path, device="cpu"))
-    run = run_gainrl if spec.method == "gainrl" else run_reference
-    ids, scores, timing = run(model, spec)
-    work = Path(spec.work_dir)
-    np.savez(work / "scores.npz", ids=np.asarray(ids), scores=scores)
-    (work / "measurement.json").write_text(json.dumps({"n_prompts": len(ids), **timing}))
+def write_prompts(model_dir: Path, config: MathPromptConfig, target: Path) -> dict[str, object]:
+    """Generate prompts sized for this model's tokenizer; returns their token-length summary."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_tokens(question: str) -> int:
+        return count(tokenizer.apply_chat_template(chat(question), tokenize=False, add_generation_prompt=True))
+
+    overhead = prompt_tokens("x") - count("x")
+    records = generate(config, count, overhead)
+    target.write_text(json.dumps(records))
+    lengths = np.array([prompt_tokens(r["problem"]) for r in records])
+    return {
+        "n": len(records), "seed": config.seed, "target_tokens": [config.min_tokens, config.max_tokens],
+        "template_tokens": overhead, "tokens_total": int(lengths.sum()), "tokens_min": int(lengths.min()),
+        "tokens_median": float(np.median(lengths)), "tokens_max": int(lengths.max()),
+        "over_max_tokens": int((lengths > MAX_TOKENS).sum()),
+    }
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def child_env(home: Path | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    if home is not None:
+        env["GAINRL_HOME"] = str(home)
+    return env
+
+
+def run_child(args: list[str], log: Path, env: dict[str, str]) -> float:
+    """Run a command to completion; its wall-clock seconds. Output goes to `log`."""
+    with open(log, "w") as out:
+        started = time.perf_counter()
+        done = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-25:])
+        raise RuntimeError(f"{' '.join(args[:8])} ... exited with {done.returncode}; last lines of {log}:\n{tail}")
+    return seconds
+
+
+def run_gainrl(model_dir: Path, prompts: Path, shot: Path, work: Path, dtype: str) -> dict[str, object]:
+    """One `gainrl score` in a fresh interpreter and a fresh storage root."""
+    import published_data_processor as published
+
+    work.mkdir(parents=True)
+    report = work / "child.json"
+    command = [
+        sys.executable, str(CHILD), str(report), "--time", SCORING_CALL, "--",
+        "-m", "gainrl_ops.cli", "score", "--data", str(prompts), "--model", str(model_dir), "--name", "bench",
+        "--system-prompt", published.R1_SYSTEM_PROMPT, "--few-shot", str(shot),
+        "--dtype", dtype, "--max-tokens", str(MAX_TOKENS),
+    ]
+    load = os.getloadavg()[0]
+    wall = run_child(command, work / "log.txt", child_env(work / "home"))
+    child = json.loads(report.read_text())
+    if len(child["calls"]) != 1:
+        raise RuntimeError(f"{SCORING_CALL} ran {len(child['calls'])} times in one `gainrl score` (expected once): "
+                           "the benchmark times scoring through that function")
+    call = child["calls"][0]
+    scores = pq.read_table(_one(work / "home" / "scores", "**/scores.parquet"), columns=["id", "angle_score", "dtype", "n_tokens"])
+    return {
+        "wall_s": wall, "scoring_s": call["seconds"], "peak_mib": child["peak_kib"] / MIB,
+        "scoring_peak_above_start_mib": (call["peak_kib"] - call["rss_start_kib"]) / MIB if call["peak_reset"] else None,
+        "rows": scores.num_rows, "tokens": int(np.sum(scores.column("n_tokens").to_numpy())),
+        "dtype": sorted(set(scores.column("dtype").to_pylist())), "loadavg_before": load, "loadavg_after": os.getloadavg()[0],
+    }
+
+
+def run_published(model_dir: Path, prompts: Path, work: Path) -> dict[str, object]:
+    """One run of the published script in a fresh interpreter."""
+    work.mkdir(parents=True)
+    report, timings = work / "child.json", work / "timings.json"
+    command = [
+        sys.executable, str(CHILD), str(report), "--", str(PUBLISHED), "--model_name", str(model_dir),
+        "--dataset_path", str(prompts), "--save_path", str(work / "indices.pt"), "--gpu_id", "-1", "--timings", str(timings),
+    ]
+    load = os.getloadavg()[0]
+    wall = run_child(command, work / "log.txt", child_env())
+    child, steps = json.loads(report.read_text()), json.loads(timings.read_text())
+    return {
+        "wall_s": wall, "scoring_s": steps["collect_seconds"] - steps["tokenize_seconds"] + steps["angle_seconds"],
+        "peak_mib": child["peak_kib"] / MIB, "rows": steps["n_prompts"], "tokens": steps["n_tokens"], "dtype": [steps["dtype"]],
+        "steps": steps, "loadavg_before": load, "loadavg_after": os.getloadavg()[0],
+    }
+
+
+def _one(folder: Path, pattern: str) -> Path:
+    found = sorted(folder.glob(pattern))
+    if len(found) != 1:
+        raise RuntimeError(f"{folder}: expected one {pattern}, found {len(found)}")
+    return found[0]
+
+
+def read_scores(work: Path) -> dict[str, float]:
+    table = pq.read_table(_one(work / "home" / "scores", "**/scores.parquet"), columns=["id", "angle_score"]).to_pydict()
+    return dict(zip(table["id"], table["angle_score"]))
+
+
+def bf16_agreement(fp32: dict[str, float], bf16: dict[str, float]) -> dict[str, object]:
+    ids = sorted(fp32)
+    a = np.array([fp32[i] if fp32[i] is not None else np.nan for i in ids])
+    b = np.array([bf16.get(i) if bf16.get(i) is not None else np.nan for i in ids])
+    return {"spearman": spearman(a, b), "max_abs_diff": float(np.nanmax(np.abs(a - b))), "n": len(ids)}
+
+
+def run_floor(model_dir: Path, gainrl_work: Path, reps: int, work: Path) -> dict[str, object]:
+    shards = _one(gainrl_work / "home" / "datasets", "*/*/shards/*/manifest.json").parent
+    spec = {"model": str(model_dir), "shards": str(shards), "reps": reps}
+    out = work / "floor.json"
+    run_child([sys.executable, str(Path(__file__).resolve()), "--floor-worker", json.dumps(spec), "--out", str(out)],
+              work / "floor-log.txt", child_env())
+    return json.loads(out.read_text())
+
+
+def floor_worker(spec: dict[str, object]) -> dict[str, object]:
+    """A bare forward over the non-shared tokens, batched as the scorer batches them."""
+    import pyarrow.parquet as pq
+    import torch
+
+    from gainrl_ops.data.shards import ShardSet
+    from gainrl_ops.scoring.capture import decoder_layers
+    from gainrl_ops.scoring.models import ModelSpec, load_model
+    from gainrl_ops.scoring.scorer import ScoreConfig, length_batches
+
+    model = load_model(ModelSpec(str(spec["model"]), dtype="float32", device="cpu"))
+    # The score needs the last layer's MLP input: what comes after it is replaced, not hooked.
+    decoder_layers(model)[-1].mlp = torch.nn.Identity()
+    model.model.norm = torch.nn.Identity()
+    body = model.model
+    batches, prefixes, suffix_tokens = [], [], 0
+    for shard in ShardSet.open(Path(str(spec["shards"]))).shards:
+        table = pq.read_table(shard.path, columns=["input_ids", "question_start"]).to_pydict()
+        ids = table["input_ids"]
+        prefix = min(table["question_start"])
+        for other in ids[1:]:
+            prefix = next((k for k in range(prefix) if other[k] != ids[0][k]), prefix)
+        prefixes.append(prefix)
+        suffixes = [row[prefix:] for row in ids]
+        suffix_tokens += sum(len(s) for s in suffixes)
+        for batch in length_batches([len(s) for s in suffixes], ScoreConfig()):
+            width = max(len(suffixes[i]) for i in batch)
+            input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                input_ids[row, : len(suffixes[i])] = torch.as_tensor(suffixes[i])
+                mask[row, : len(suffixes[i])] = 1
+            positions = (prefix + torch.arange(width)).expand(len(batch), width)
+            batches.append((input_ids, mask, positions))
+
+    def one_pass(items) -> float:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            for input_ids, mask, positions in items:
+                body(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False)
+        return time.perf_counter() - started
+
+    one_pass(batches[:1])  # first-call allocations and kernel choice
+    seconds = [one_pass(batches) for _ in range(int(spec["reps"]))]
+    return {
+        "seconds": seconds, "median_s": statistics.median(seconds), "shared_prefix_tokens": prefixes,
+        "suffix_tokens": suffix_tokens, "batches": len(batches), "torch_threads": torch.get_num_threads(),
+    }
 
 
 # --------------------------------------------------------------------------- orchestration
 
 
-def quick_config() -> EmbeddedModelConfig:
-    return EmbeddedModelConfig(sft_steps=20, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, num_kv_heads=1, eval_problems=16)
+def median_of(runs: list[dict[str, object]], key: str) -> float:
+    return statistics.median(float(r[key]) for r in runs)
 
 
-def embedded_path(args: argparse.Namespace) -> Path:
-    if args.model:
-        return Path(args.model)
-    if not args.quick:
-        print("building/loading the default embedded model (first build takes several minutes) ...", flush=True)
-    return embedded_model_path(quick_config() if args.quick else EmbeddedModelConfig())
+def bench_shape(shape: Shape, corpus: list[str], root: Path, shot: Path, reps: int, seed: int) -> dict[str, object]:
+    model_dir = root / f"model-{shape.name}"
+    model = build_model(shape, corpus, model_dir)
+    prompts = root / f"prompts-{shape.name}.json"
+    prompt_info = write_prompts(model_dir, MathPromptConfig(shape.n_prompts, seed=seed), prompts)
+    print(f"== {shape.name}: {model['parameters'] / 1e6:.1f}M parameters, vocabulary {model['model_vocab_size']} "
+          f"(tokenizer {model['tokenizer_size']}); {prompt_info['n']} prompts of {prompt_info['tokens_min']}-"
+          f"{prompt_info['tokens_max']} tokens (median {prompt_info['tokens_median']:.0f})", flush=True)
+    # Page cache warm for both sides (libraries and weights), outside any timing.
+    run_child([sys.executable, "-c", "import torch, transformers, datasets, polars, duckdb"], root / "warm.txt", child_env())
+    for path in model_dir.iterdir():
+        path.read_bytes()
 
+    runs: dict[str, list[dict[str, object]]] = {"gainrl": [], "published": []}
+    for rep in range(reps):
+        # Alternated, and the first side alternates too, so drift in machine load hits both.
+        for side in (("gainrl", "published") if rep % 2 == 0 else ("published", "gainrl")):
+            work = root / shape.name / f"{side}-{rep}"
+            run = run_gainrl(model_dir, prompts, shot, work, "float32") if side == "gainrl" else run_published(model_dir, prompts, work)
+            runs[side].append(run)
+            print(f"   {side:<9} run {rep + 1}/{reps}: {run['wall_s']:6.1f} s whole process, {run['scoring_s']:6.1f} s scoring, "
+                  f"peak {run['peak_mib']:5.0f} MiB", flush=True)
+    medians = {side: {key: median_of(r, key) for key in ("wall_s", "scoring_s", "peak_mib")} for side, r in runs.items()}
+    tokens = runs["gainrl"][0]["tokens"]
+    for side, m in medians.items():
+        m["prompts_per_s"] = shape.n_prompts / m["scoring_s"]
+        m["tokens_per_s"] = tokens / m["scoring_s"]
+        m["whole_prompts_per_s"] = shape.n_prompts / m["wall_s"]
 
-def build_wide_model(config: WideModelConfig, target: Path) -> Path:
-    """Random init, saved and reloaded through from_pretrained like any checkpoint."""
-    torch.manual_seed(config.seed)
-    model = Qwen2ForCausalLM(Qwen2Config(
-        vocab_size=config.vocab_size,
-        hidden_size=config.hidden_size,
-        intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads,
-        num_key_value_heads=config.num_kv_heads,
-        max_position_embeddings=1024,
-    ))
-    model.save_pretrained(target)
-    return target
+    reference_work = root / shape.name / "gainrl-0"
+    floor = run_floor(model_dir, reference_work, reps, root / shape.name)
+    print(f"   floor: {floor['median_s']:.2f} s over {floor['suffix_tokens']} non-shared tokens "
+          f"(shared prefix {floor['shared_prefix_tokens']} tokens)", flush=True)
 
+    auto = [run_gainrl(model_dir, prompts, shot, root / shape.name / "auto-0", "auto")]
+    resolved = auto[0]["dtype"]
+    native_bf16 = resolved == ["bfloat16"]
+    if native_bf16:
+        auto += [run_gainrl(model_dir, prompts, shot, root / shape.name / f"auto-{rep}", "auto") for rep in range(1, reps)]
+    bf16 = run_gainrl(model_dir, prompts, shot, root / shape.name / "bf16", "bfloat16")
+    agreement = bf16_agreement(read_scores(reference_work), read_scores(root / shape.name / "bf16"))
+    print(f"   --dtype auto resolved to {', '.join(resolved)}; bf16 vs fp32 ranking Spearman {agreement['spearman']:.5f}", flush=True)
 
-def build_shards(tokenizer: PreTrainedTokenizerBase, sizes: list[int], root: Path) -> dict[int, Path]:
-    """The first N generated problems of one fixed list, tokenized once per size (not timed)."""
-    problems = generate(ArithmeticConfig(n_problems=max(sizes), seed=PROMPT_SEED))
-    table = pa.table({"id": [f"p{i:06d}" for i in range(len(problems))], "problem": [p.problem for p in problems]})
-    return {n: tokenize_to_shards(table.slice(0, n), tokenizer, PromptConfig(), Layout(root), f"n{n}", "0" * 16).directory for n in sizes}
-
-
-def model_summary(path: Path, temporary: bool) -> dict[str, object]:
-    # A temporary folder's path means nothing after the run.
-    where = "temporary (random init)" if temporary else str(path)
-    config = json.loads((path / "config.json").read_text())
-    keys = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "tie_word_embeddings")
-    return {"path": where, **{k: config.get(k) for k in keys}}
-
-
-def measure(method: str, model: str, model_path: Path, shard_dir: Path, work_root: Path, w: float) -> tuple[Measurement, np.ndarray, np.ndarray]:
-    work = work_root / f"{model}-{shard_dir.parent.name}-{method}"
-    work.mkdir(parents=True)
-    spec = WorkerSpec(method, str(model_path), str(shard_dir), str(work), w)
-    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(asdict(spec))], check=True)
-    raw = json.loads((work / "measurement.json").read_text())
-    scores = np.load(work / "scores.npz")
-    result = Measurement(method=method, model=model, prompts_per_s=raw["n_prompts"] / raw["seconds"], **raw)
-    return result, scores["ids"], scores["scores"]
-
-
-def compare(model: str, n: int, gain: tuple, ref: tuple) -> Comparison:
-    (mg, ids_g, s_g), (mr, ids_r, s_r) = gain, ref
-    order_g, order_r = np.argsort(ids_g), np.argsort(ids_r)
-    assert (ids_g[order_g] == ids_r[order_r]).all(), "the two methods scored different prompts"
-    a, b = s_g[order_g], s_r[order_r]
-    both_nan = np.isnan(a) & np.isnan(b)
-    diff = float(np.nanmax(np.where(both_nan, 0.0, np.abs(a - b)))) if len(a) else 0.0
-    return Comparison(model, n, mg.prompts_per_s / mr.prompts_per_s, diff, diff < AGREEMENT_TOL)
-
-
-def memory_growth(report: Report, sizes: dict[str, list[int]]) -> dict[str, dict[str, float]]:
-    """Peak-memory increase from the smallest to the largest size, per model and method."""
-    peak = {(m.model, m.method, m.n_prompts): m.peak_rss_delta_mib for m in report.measurements}
+    same_tokens = runs["gainrl"][0]["tokens"] == runs["published"][0]["tokens"]
     return {
-        model: {method: peak[model, method, max(ns)] - peak[model, method, min(ns)] for method in ("gainrl", "reference")}
-        for model, ns in sizes.items()
+        "model": model,
+        "prompts": prompt_info,
+        "runs": runs,
+        "medians": medians,
+        "same_tokens_both_sides": same_tokens,
+        "ratios": {
+            "whole_process": medians["published"]["wall_s"] / medians["gainrl"]["wall_s"],
+            "scoring_only": medians["published"]["scoring_s"] / medians["gainrl"]["scoring_s"],
+            "peak_rss": medians["published"]["peak_mib"] / medians["gainrl"]["peak_mib"],
+            "scoring_over_floor": medians["gainrl"]["scoring_s"] / floor["median_s"],
+        },
+        "floor": floor,
+        "dtype": {
+            "auto_resolved_to": resolved,
+            "auto_runs": auto,
+            "auto_whole_process_speedup": medians["published"]["wall_s"] / median_of(auto, "wall_s") if native_bf16 else None,
+            "bf16_run": bf16,
+            "bf16_vs_fp32": agreement,
+        },
     }
 
 
-def print_table(report: Report, sizes: dict[str, list[int]]) -> None:
-    by_key = {(m.model, m.n_prompts, m.method): m for m in report.measurements}
-    head = f"{'model':<9} {'prompts':>7} | {'gainrl p/s':>10} {'ref p/s':>8} {'speedup':>7} | {'gainrl MiB':>10} {'ref MiB':>8} | {'max|d score|':>12} {'agree':>5}"
+def bench_memory(shape: Shape, sizes: tuple[int, ...], corpus: list[str], root: Path, shot: Path, seed: int) -> dict[str, object]:
+    model_dir = root / "model-memory"
+    model = build_model(shape, corpus, model_dir)
+    everything = root / "prompts-memory.json"
+    write_prompts(model_dir, MathPromptConfig(max(sizes), seed=seed), everything)
+    records = json.loads(everything.read_text())
+    rows = []
+    for n in sizes:
+        prompts = root / f"prompts-memory-{n}.json"
+        prompts.write_text(json.dumps(records[:n]))
+        run = run_gainrl(model_dir, prompts, shot, root / "memory" / str(n), "float32")
+        rows.append({"n_prompts": n, **run})
+        print(f"   memory, {n} prompts: scoring peak {_mib(run['scoring_peak_above_start_mib'])} above its start, "
+              f"process peak {run['peak_mib']:.0f} MiB, {run['wall_s']:.1f} s", flush=True)
+    peaks = [r["scoring_peak_above_start_mib"] for r in rows]
+    growth = peaks[-1] - peaks[0] if None not in peaks else None
+    return {"model": model, "rows": rows, "scoring_peak_growth_mib": growth}
+
+
+def _mib(value: float | None) -> str:
+    return "n/a (no /proc/self/clear_refs)" if value is None else f"{value:.1f} MiB"
+
+
+def machine() -> dict[str, object]:
+    import datasets
+    import torch
+    import transformers
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    model_name = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), platform.processor())
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
+    return {
+        "platform": platform.platform(), "cpu": model_name, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "bf16_cpu_flags": sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile", "avx512f", "avx2")),
+        "cuda": torch.cuda.is_available(), "python": platform.python_version(), "torch": torch.__version__,
+        "transformers": transformers.__version__, "datasets": datasets.__version__, "git_commit": commit, "git_dirty": dirty,
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def targets(shapes: dict[str, dict], memory: dict[str, object]) -> list[dict[str, object]]:
+    rows = []
+    for name, s in shapes.items():
+        r, d = s["ratios"], s["dtype"]
+        rows.append({"target": f"{name}: whole process vs published, fp32", "goal": f">= {WHOLE_SPEEDUP_FP32}x",
+                     "measured": r["whole_process"], "met": r["whole_process"] >= WHOLE_SPEEDUP_FP32})
+        auto = d["auto_whole_process_speedup"]
+        rows.append({"target": f"{name}: whole process vs published, --dtype auto where bf16 is native", "goal": f">= {WHOLE_SPEEDUP_AUTO}x",
+                     "measured": auto, "met": None if auto is None else auto >= WHOLE_SPEEDUP_AUTO,
+                     "note": None if auto is not None else f"not applicable: auto resolved to {', '.join(d['auto_resolved_to'])} here"})
+        rows.append({"target": f"{name}: scoring only / floor", "goal": f"<= {FLOOR_RATIO}",
+                     "measured": r["scoring_over_floor"], "met": r["scoring_over_floor"] <= FLOOR_RATIO})
+        rho = d["bf16_vs_fp32"]["spearman"]
+        rows.append({"target": f"{name}: bf16 vs fp32 ranking agreement (Spearman), required before auto may pick bf16",
+                     "goal": f">= {BF16_AGREEMENT}", "measured": rho, "met": bool(rho >= BF16_AGREEMENT)})
+    growth = memory["scoring_peak_growth_mib"]
+    sizes = [r["n_prompts"] for r in memory["rows"]]
+    rows.append({"target": f"scoring peak memory flat from {sizes[0]} to {sizes[-1]} prompts", "goal": f"growth <= {FLAT_GROWTH_MIB} MiB",
+                 "measured": growth, "met": None if growth is None else growth <= FLAT_GROWTH_MIB})
+    return rows
+
+
+def print_table(shapes: dict[str, dict], memory: dict[str, object], rows: list[dict[str, object]]) -> None:
+    head = (f"{'shape':<10} {'prompts':>7} {'tokens':>7} | {'whole s':>7} {'pub s':>7} {'ratio':>6} | {'score s':>7} {'pub s':>7} "
+            f"{'ratio':>6} | {'p/s':>6} {'pub p/s':>7} {'tok/s':>7} | {'floor s':>7} {'/floor':>6} | {'MiB':>5} {'pub MiB':>7}")
     print("\n" + head + "\n" + "-" * len(head))
-    for c in report.comparisons:
-        g, r = by_key[c.model, c.n_prompts, "gainrl"], by_key[c.model, c.n_prompts, "reference"]
-        print(f"{c.model:<9} {c.n_prompts:>7} | {g.prompts_per_s:>10.1f} {r.prompts_per_s:>8.1f} {c.speedup:>6.1f}x | "
-              f"{g.peak_rss_delta_mib:>10.1f} {r.peak_rss_delta_mib:>8.1f} | {c.max_abs_diff:>12.2e} {'yes' if c.agree else 'NO':>5}")
-    load = max(max(m.loadavg_before, m.loadavg_after) for m in report.measurements)
-    print(f"\nhighest 1-min load average during a measurement: {load:.1f} on {os.cpu_count()} cores"
-          + ("  (other jobs were running: timings are noisy)" if load > (os.cpu_count() or 1) + 0.5 else ""))
-    print("\npeak-memory growth from the smallest to the largest size (MiB):")
-    for model, growth in report.memory_growth_mib.items():
-        span = f"{min(sizes[model])} -> {max(sizes[model])}"
-        print(f"  {model:<9} {span:>13}   gainrl {growth['gainrl']:+8.1f}   reference {growth['reference']:+8.1f}")
+    for name, s in shapes.items():
+        g, p, r = s["medians"]["gainrl"], s["medians"]["published"], s["ratios"]
+        print(f"{name:<10} {s['prompts']['n']:>7} {s['prompts']['tokens_total']:>7} | {g['wall_s']:>7.1f} {p['wall_s']:>7.1f} "
+              f"{r['whole_process']:>5.2f}x | {g['scoring_s']:>7.2f} {p['scoring_s']:>7.2f} {r['scoring_only']:>5.2f}x | "
+              f"{g['prompts_per_s']:>6.1f} {p['prompts_per_s']:>7.1f} {g['tokens_per_s']:>7.0f} | {s['floor']['median_s']:>7.2f} "
+              f"{r['scoring_over_floor']:>6.2f} | {g['peak_mib']:>5.0f} {p['peak_mib']:>7.0f}")
+    print("\n(whole: a fresh interpreter per run, imports included; score: from the loaded model to the scores; medians;"
+          " ratio = published / gainrl; /floor = gainrl scoring / bare forward over the non-shared tokens)")
+    for name, s in shapes.items():
+        d = s["dtype"]
+        print(f"{name}: --dtype auto -> {', '.join(d['auto_resolved_to'])}; bf16 vs fp32 Spearman {d['bf16_vs_fp32']['spearman']:.5f} "
+              f"(bf16 run {d['bf16_run']['scoring_s']:.1f} s scoring)")
+    print("memory: " + ", ".join(f"{r['n_prompts']}: {_mib(r['scoring_peak_above_start_mib'])}" for r in memory["rows"])
+          + " (scoring peak above the RSS when scoring starts)")
+    print("\ntargets:")
+    for row in rows:
+        met = {True: "met", False: "NOT met", None: "n/a"}[row["met"]]
+        value = "-" if row["measured"] is None else f"{row['measured']:.4g}"
+        print(f"  {met:<8} {row['target']}: {value} (goal {row['goal']})" + (f"; {row['note']}" if row.get("note") else ""))
+    load = max(max(r["loadavg_before"], r["loadavg_after"]) for s in shapes.values() for side in s["runs"].values() for r in side)
+    if load > (os.cpu_count() or 1) + 0.5:
+        print(f"\nthe 1-minute load average reached {load:.1f} on {os.cpu_count()} cores: other jobs were running, timings are noisy")
 
 
 def main_run(args: argparse.Namespace) -> int:
+    import published_data_processor as published
+
     started = time.perf_counter()
-    # SIGTERM as an exception, so that the temporary folder (models, shards, parts) is removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    sizes = {"embedded": sorted(set(args.sizes))} if "embedded" in args.models else {}
-    if "wide" in args.models:
-        # The reference needs ~45 ms a prompt on the wide model on 2 idle cores (far more on busy
-        # ones): 8000 prompts there are most of the run's ~10 minutes; --wide-sizes shortens it.
-        sizes["wide"] = sorted(set(args.wide_sizes or args.sizes))
-    embedded = embedded_path(args)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the temporary folder is removed
+    shapes, memory_shape, memory_sizes = quick_shapes() if args.quick else (SHAPES, MEMORY_SHAPE, MEMORY_SIZES)
+    if args.prompts:
+        shapes = tuple(replace(s, n_prompts=n) for s, n in zip(shapes, args.prompts))
+    check_cli()
+    info = machine()
     with tempfile.TemporaryDirectory(prefix="bench_scorer.") as tmp:
         root = Path(tmp)
-        models = {"embedded": embedded} if "embedded" in args.models else {}
-        if "wide" in args.models:
-            models["wide"] = build_wide_model(WideModelConfig(), root / "wide")
-        all_sizes = sorted({n for ns in sizes.values() for n in ns})
-        shard_dirs = build_shards(load_tokenizer(str(embedded)), all_sizes, root / "shards")
-        report = Report(meta={
-            "sizes": sizes,
-            "inter_weight": DEFAULT_INTER_WEIGHT,
-            "models": {name: model_summary(path, name == "wide") for name, path in models.items()},
-            "wide_model": asdict(WideModelConfig()),
-            "embedded_quick": bool(args.quick and not args.model),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(),
-            "machine": platform.machine(),
-            "agreement_tolerance": AGREEMENT_TOL,
-        })
-        for name, path in models.items():
-            for n in sizes[name]:
-                runs = {}
-                for method in ("gainrl", "reference"):
-                    print(f"== {name} model, {n} prompts, {method}", flush=True)
-                    runs[method] = measure(method, name, path, shard_dirs[n], root / "runs", DEFAULT_INTER_WEIGHT)
-                    report.measurements.append(runs[method][0])
-                    print(f"   {runs[method][0].prompts_per_s:.1f} prompts/s, peak +{runs[method][0].peak_rss_delta_mib:.0f} MiB", flush=True)
-                report.comparisons.append(compare(name, n, runs["gainrl"], runs["reference"]))
-        report.memory_growth_mib = memory_growth(report, sizes)
-    report.meta["total_seconds"] = round(time.perf_counter() - started, 1)
-    print_table(report, sizes)
-    print(f"\ntotal runtime {report.meta['total_seconds']:.0f} s (model build, tokenization and subprocess start-up included)")
+        shot = root / "few_shot.json"
+        shot.write_text(json.dumps([{"question": published.FEW_SHOT_QUESTION, "answer": published.FEW_SHOT_ANSWER}]))
+        corpus = tokenizer_corpus(300 if args.quick else 2000, seed=args.seed + 1)
+        results = {name: bench_shape(s, corpus, root, shot, args.reps, args.seed) for name, s in ((s.name, s) for s in shapes)}
+        print(f"== memory: {memory_shape.hidden_size}-wide, {memory_shape.num_layers}-layer model", flush=True)
+        memory = bench_memory(memory_shape, memory_sizes, corpus, root, shot, args.seed)
+        for name in list(results):
+            shutil.rmtree(root / name, ignore_errors=True)
+    rows = targets(results, memory)
+    report = {
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("floor_worker",)},
+        "machine": info,
+        "competitor": {"script": "benchmarks/published_data_processor.py", "differences": published_differences()},
+        "gainrl_command": "gainrl score --data PROMPTS --model MODEL --name bench --system-prompt R1 --few-shot SHOT "
+                          f"--dtype float32|auto|bfloat16 --max-tokens {MAX_TOKENS} (fresh GAINRL_HOME per run)",
+        "scoring_only": {"gainrl": SCORING_CALL + " (score shards, write parts, compact, publish)",
+                         "published": "the per-prompt forwards (their tokenization taken out) and the angle step"},
+        "shapes": results,
+        "memory": memory,
+        "targets": rows,
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    print_table(results, memory, rows)
+    print(f"\ntotal runtime {report['total_seconds']:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    args.out.write_text(json.dumps(report, indent=2, default=float) + "\n")
     print(f"results written to {args.out}")
-    if not all(c.agree for c in report.comparisons):
-        print(f"ERROR: the methods disagree by more than {AGREEMENT_TOL}", file=sys.stderr)
+    if not all(s["same_tokens_both_sides"] for s in results.values()):
+        print("ERROR: gainrl and the published script scored different numbers of tokens: the prompts differ", file=sys.stderr)
         return 1
     return 0
 
 
+def published_differences() -> list[str]:
+    """The bullet list under 'Differences from the published file' in the competitor's docstring."""
+    import published_data_processor as published
+
+    text = published.__doc__.split("Differences from the published file", 1)[1].split("\n\n", 2)[1]
+    return [" ".join(item.split()) for item in text.strip().removeprefix("- ").split("\n- ")]
+
+
+def check_cli() -> None:
+    """The flags this benchmark passes must exist (issue 9 items 2-3); say so in one line if not."""
+    done = subprocess.run([sys.executable, "-m", "gainrl_ops.cli", "score", "--help"], capture_output=True, text=True, cwd=ROOT, env=child_env())
+    missing = [flag for flag in ("--few-shot", "--system-prompt", "--max-tokens", "--dtype") if flag not in done.stdout]
+    if done.returncode != 0 or missing or "auto" not in done.stdout:
+        raise SystemExit(f"bench_scorer: `gainrl score` lacks {', '.join(missing) or '--dtype auto'}; this benchmark needs it")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 8000], help="dataset sizes (prompts); at least two for memory growth")
-    parser.add_argument("--model", help="an existing model folder to use as the 'embedded' model")
-    parser.add_argument("--quick", action="store_true", help="use a tiny embedded model that builds in seconds")
-    parser.add_argument("--wide-sizes", type=int, nargs="+", help="sizes for the wide model (default: --sizes)")
-    parser.add_argument("--models", nargs="+", choices=["embedded", "wide"], default=["embedded", "wide"], help="which models to benchmark")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON results")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny models, 12 prompts, one repetition (about 3 minutes on 2 idle cores)")
+    parser.add_argument("--reps", type=int, help="runs per side, and floor passes (default 3; 1 with --quick)")
+    parser.add_argument("--prompts", type=int, nargs=2, metavar=("N_4M", "N_32M"), help="prompts per shape (default 400 150)")
+    parser.add_argument("--seed", type=int, default=2024, help="seed of the benchmark prompts (the tokenizer corpus uses seed + 1)")
+    parser.add_argument("--out", type=Path, help="JSON results (default benchmarks/results/bench_scorer.json; with --quick a temporary file)")
+    parser.add_argument("--floor-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.reps = args.reps or (1 if args.quick else 3)
+    args.out = args.out or (Path(tempfile.gettempdir()) / "bench_scorer_quick.json" if args.quick else RESULTS)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.worker:
-        worker(WorkerSpec(**json.loads(args.worker)))
+    if args.floor_worker:
+        args.out.write_text(json.dumps(floor_worker(json.loads(args.floor_worker))))
         return 0
     return main_run(args)
 
