@@ -122,6 +122,7 @@ def prefix_limit(model: nn.Module) -> tuple[int | None, str | None]:
     return (min(windows) if windows else None), None
 
 
+@torch.inference_mode()
 def run_prefix(model: nn.Module, input_ids: Sequence[int]) -> SharedPrefix | None:
     """Run `input_ids` once and keep what the rest of a prompt needs; None when the model
     does not fill a key/value cache for each decoder layer (then run full prompts)."""

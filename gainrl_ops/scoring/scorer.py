@@ -208,7 +208,6 @@ def shared_prefix_length(input_ids: Sequence[Sequence[int]], question_starts: Se
     return max(limit, 0)
 
 
-@torch.inference_mode()
 def shard_prefix(model: PreTrainedModel, input_ids: Sequence[Sequence[int]], question_starts: Sequence[int], config: ScoreConfig) -> tuple[SharedPrefix | None, str]:
     """The shared prefix of a shard's prompts, run once; or None and why every prompt is run whole."""
     cap, problem = prefix_limit(model)
