@@ -39,6 +39,7 @@ USER_ERRORS = (DatasetError, ReadOnlyError, OSError, ValueError, json.JSONDecode
 
 
 def _score(args: argparse.Namespace) -> int:
+    from gainrl_ops.data.prompts import load_few_shot
     from gainrl_ops.data.shards import tokenize_to_shards
     from gainrl_ops.scoring.embedded import resolve_model
     from gainrl_ops.scoring.models import (
@@ -49,6 +50,7 @@ def _score(args: argparse.Namespace) -> int:
     )
     from gainrl_ops.scoring.scorer import ScoreConfig, ScoreContext, score_and_publish
 
+    few_shot = load_few_shot(args.few_shot) if args.few_shot else ()  # a bad file fails before any model work
     layout = Layout.default()
     source = DatasetSource(
         path=args.data,
@@ -65,7 +67,7 @@ def _score(args: argparse.Namespace) -> int:
     dtype = resolve_dtype(args.dtype, args.device)
     spec = ModelSpec(model_path, dtype=dtype, device=args.device)
     tokenizer = load_tokenizer(model_path)
-    prompt = PromptConfig(system_prompt=args.system_prompt, max_tokens=args.max_tokens)
+    prompt = PromptConfig(system_prompt=args.system_prompt, few_shot=few_shot, max_tokens=args.max_tokens)
     shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout, name, label.version, shard_size=args.shard_size)
     checkpoint = checkpoint_fingerprint(model_path)
     context = ScoreContext(name, label.version, checkpoint, model_path, shards.tokenizer_fingerprint, shards.prompt_fingerprint, dtype)
@@ -143,6 +145,10 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     score.add_argument("--n-problems", type=int, default=ArithmeticConfig.n_problems, help="size of the generated dataset")
     score.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT)
+    score.add_argument(
+        "--few-shot", metavar="FILE",
+        help='JSON list of {"question", "answer"} objects, rendered as user/assistant turns before each question',
+    )
     score.add_argument("--max-tokens", type=int, default=PromptConfig.max_tokens)
     score.add_argument("--shard-size", type=int, default=1024)
     score.add_argument("--inter-weight", type=float, default=DEFAULT_INTER_WEIGHT)

@@ -9,7 +9,7 @@ a lazy model loader.
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from gainrl_ops.core.storage import storage_root
 from gainrl_ops.curriculum.ranking import existing_ranking
 from gainrl_ops.data.arithmetic import ArithmeticConfig
 from gainrl_ops.data.datasets import FieldMap
-from gainrl_ops.data.prompts import PromptConfig
+from gainrl_ops.data.prompts import PromptConfig, load_few_shot
 from gainrl_ops.data.shards import ShardSet, current_shards
 from gainrl_ops.data.sources import (
     EMBEDDED,
@@ -108,17 +108,22 @@ class ModelResource(dg.ConfigurableResource):
     dtype: "auto" (bfloat16 where the hardware runs it natively, else float32), "float32",
       "bfloat16" or "float16"; device: "auto", "cpu", "cuda", "cuda:1", ...
     system_prompt, max_tokens: the prompt template (the chat template is the tokenizer's).
+    few_shot_file: a JSON list of {"question", "answer"} objects rendered as user/assistant
+      turns before each question (the file `gainrl score --few-shot` takes); empty for none.
+      Its content, not its path, keys the shards: edit it and tokenized_shards makes a new set.
     """
 
     base_model: str = EMBEDDED
     dtype: str = AUTO
     device: str = AUTO
     system_prompt: str = PromptConfig.system_prompt
+    few_shot_file: str = ""
     max_tokens: int = PromptConfig.max_tokens
 
     @property
     def prompt(self) -> PromptConfig:
-        return _build(PromptConfig, self)
+        few_shot = load_few_shot(self.few_shot_file) if self.few_shot_file else ()
+        return replace(_build(PromptConfig, self), few_shot=few_shot)
 
 
 class ScoringResource(dg.ConfigurableResource):
@@ -127,12 +132,15 @@ class ScoringResource(dg.ConfigurableResource):
     inter_weight: w in angle_score = c_intra + w * c_inter.
     shard_size: prompts per shard, i.e. per parallel scoring step.
     max_batch_size, max_batch_tokens: forward-pass batch limits (raise the tokens on a GPU).
+    min_prefix_tokens: leading tokens all prompts of a shard must share for them to be run
+      once per shard (the `scoring_mode` metadata of angle_scores says what was done).
     """
 
     inter_weight: float = ScoreConfig.inter_weight
     shard_size: int = 1024
     max_batch_size: int = ScoreConfig.max_batch_size
     max_batch_tokens: int = ScoreConfig.max_batch_tokens
+    min_prefix_tokens: int = ScoreConfig.min_prefix_tokens
 
     @property
     def config(self) -> ScoreConfig:

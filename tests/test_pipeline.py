@@ -12,6 +12,7 @@ import pytest
 
 from gainrl_ops.core import layout as tree
 from gainrl_ops.core.layout import Layout
+from gainrl_ops.data.datasets import DatasetError
 from gainrl_ops.scoring.hardware import resolve_dtype
 from pipelines.definitions import defs
 from pipelines.defs.curriculum.automation import (
@@ -47,14 +48,14 @@ def catalog_path(root: Path) -> Path:
     return Layout(root).catalog
 
 
-def _resources(root: Path, model_path: Path) -> dict:
+def _resources(root: Path, model_path: Path, **model: str) -> dict:
     runs = root.with_name(f"{root.name}-runs.yaml")  # beside the storage root, not in it
     runs.write_text(TEST_RUNS)
     return default_resources(
         storage=StorageResource(root=str(root)),
         checkpoint_store=CheckpointStoreResource(settle_seconds=0),
         dataset=DatasetResource(n_problems=N_PROMPTS, seed=3, max_steps=1, max_digits=1),
-        model=ModelResource(base_model=str(model_path)),
+        model=ModelResource(base_model=str(model_path), **model),
         scoring=ScoringResource(shard_size=25),
         training=TrainingResource(runs_file=str(runs)),
         held_out=HeldOutResource(n_problems=16),
@@ -103,6 +104,7 @@ def test_chain_materializes_scores_curriculum_and_report(instance, tmp_path: Pat
     materializations = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
     score_meta = materializations["angle_scores"].step_materialization_data.materialization.metadata
     assert score_meta["dagster/row_count"].value == N_PROMPTS and score_meta["checkpoint"].value == partition
+    assert score_meta["scoring_mode"].value.startswith("shared prefix on 3 of 3 shards (")
     report_meta = materializations["curriculum_report"].step_materialization_data.materialization.metadata
     assert report_meta["n_prompts"].value == N_PROMPTS and "plot_score_histogram" in report_meta
     assert "question length" in report_meta["ranking_agreement"].value
@@ -117,6 +119,26 @@ def test_chain_materializes_scores_curriculum_and_report(instance, tmp_path: Pat
         assert model == ("base",)
         (dtype,) = con.execute("SELECT DISTINCT dtype FROM scores").fetchall()
         assert dtype == (resolve_dtype("auto", "auto"),)  # the model resource's default, resolved on this machine
+
+
+def test_few_shot_file_renders_turns_and_keys_the_shards_by_its_content(instance, tmp_path: Path, tiny_model_path: Path) -> None:
+    root, shots = tmp_path / "root", tmp_path / "shots.json"
+    shots.write_text(json.dumps([{"question": "What is 1 + 1?", "answer": "#### 2"}]))
+    result = dg.materialize(ALL, selection=PREPARE, instance=instance, resources=_resources(root, tiny_model_path, few_shot_file=str(shots)))
+    assert result.success and _checks_passed(result) == {"spans_not_empty": True}
+    layout = Layout(root)
+    (version,) = [p.name for p in (root / "datasets" / "arithmetic").iterdir() if p.is_dir()]
+    first = json.loads(layout.current_shards("arithmetic", version).read_text())["prompt_fingerprint"]
+    manifest = json.loads((layout.shards("arithmetic", version, first) / "manifest.json").read_text())
+    assert manifest["prompt_config"]["few_shot"] == [["What is 1 + 1?", "#### 2"]]
+
+    shots.write_text(json.dumps([{"question": "What is 1 + 1?", "answer": "1 + 1 = 2\n#### 2"}]))  # same path, new content
+    assert dg.materialize(ALL, selection=["tokenized_shards"], instance=instance, resources=_resources(root, tiny_model_path, few_shot_file=str(shots))).success
+    assert json.loads(layout.current_shards("arithmetic", version).read_text())["prompt_fingerprint"] != first
+
+    shots.write_text(json.dumps([{"answer": "#### 2"}]))
+    with pytest.raises(DatasetError, match=r"shots\.json, row 0, field 'question': missing"):
+        dg.materialize(ALL, selection=["tokenized_shards"], instance=instance, resources=_resources(root, tiny_model_path, few_shot_file=str(shots)))
 
 
 def test_signal_diagnostics_writes_rows_plot_verdict_and_sql_view(instance, tmp_path: Path, tiny_model_path: Path) -> None:

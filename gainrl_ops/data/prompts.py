@@ -12,9 +12,11 @@ import bisect
 import itertools
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gainrl_ops.core.fingerprint import fingerprint_json
+from gainrl_ops.data.datasets import DatasetError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -41,6 +43,34 @@ class PromptConfig:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     few_shot: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     max_tokens: int = 1024
+
+
+def load_few_shot(path: str | Path) -> tuple[tuple[str, str], ...]:
+    """Few-shot turns from a JSON list of {"question": ..., "answer": ...} objects (other keys
+    are ignored), in file order, for `PromptConfig.few_shot`. A bad entry raises a
+    `DatasetError` naming the file, its index and the field."""
+    file = str(path)
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DatasetError(file, f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+    except UnicodeDecodeError as error:
+        raise DatasetError(file, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    if not isinstance(entries, list):
+        raise DatasetError(file, f'expected a JSON list of {{"question", "answer"}} objects, got {type(entries).__name__}')
+    shots = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise DatasetError(file, f'not an object with "question" and "answer" ({type(entry).__name__})', index)
+        pair = []
+        for name in ("question", "answer"):
+            value = entry.get(name)
+            if not isinstance(value, str) or not value.strip():
+                reason = "missing" if name not in entry else f"must be non-empty text, got {type(value).__name__} {value!r}"[:120]
+                raise DatasetError(file, reason, index, name)
+            pair.append(value)
+        shots.append((pair[0], pair[1]))
+    return tuple(shots)
 
 
 @dataclass(frozen=True)

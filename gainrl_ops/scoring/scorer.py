@@ -2,6 +2,11 @@
 
 Memory stays flat in the dataset size: one shard is in memory at a time, and each batch
 keeps only the [batch, length, d] hidden states of the last layer's MLP input.
+
+The leading tokens that all prompts of a shard share (template head, system prompt,
+few-shot turns) are run once per shard and their key/value cache is reused by every batch,
+which then runs only each prompt's own tokens. Where they share too little, or the model
+keeps no reusable cache, every prompt is run whole; each part records which was done.
 """
 
 from __future__ import annotations
@@ -36,7 +41,13 @@ from gainrl_ops.core.storage import (
 from gainrl_ops.data.shards import Shard, ShardSet, shard_problem
 from gainrl_ops.scoring import angles, capture
 from gainrl_ops.scoring.angles import angle_concentration
-from gainrl_ops.scoring.capture import last_mlp_input
+from gainrl_ops.scoring.capture import (
+    SharedPrefix,
+    last_mlp_input,
+    prefix_limit,
+    run_prefix,
+    suffix_mlp_input,
+)
 from gainrl_ops.scoring.config import DEFAULT_INTER_WEIGHT, ScoreConfig
 
 if TYPE_CHECKING:
@@ -65,11 +76,12 @@ SUMMARY = SCORE_SUMMARY.name()
 log = logging.getLogger(__name__)
 _OTHER_INPUTS = "made from other shards, settings or scoring code"
 _PART_KEY = b"gainrl.part"
+_PREFIX_KEY = b"gainrl.prefix"
 
 
 def code_version() -> str:
     """Digest of the source that defines a score; it changes exactly when the scoring code does."""
-    source = "".join(inspect.getsource(m) for m in (angles, capture)) + inspect.getsource(score_batch)
+    source = "".join(inspect.getsource(f) for f in (angles, capture, score_batch, shared_prefix_length, shard_prefix))
     return hashlib.blake2b(source.encode(), digest_size=6).hexdigest()
 
 
@@ -88,11 +100,30 @@ class ScoreContext:
 
 @dataclass(frozen=True)
 class ScoreSummary:
+    """A scoring run; per shard, `prefix_tokens` is how many leading tokens were run once for
+    all its prompts (0: every prompt run whole) and `prefix_notes` why none were ("" if some)."""
+
     directory: Path
     rows: int
     parts_written: int
     parts_reused: int
     code_version: str
+    prefix_tokens: tuple[int, ...]
+    prefix_notes: tuple[str, ...]
+
+    @property
+    def scoring_mode(self) -> str:
+        """One line: how the shards were run."""
+        shared = [n for n in self.prefix_tokens if n > 0]
+        whole = len(self.prefix_tokens) - len(shared)
+        parts = []
+        if shared:
+            span = f"{min(shared)}" if min(shared) == max(shared) else f"{min(shared)}-{max(shared)}"
+            parts.append(f"shared prefix on {len(shared)} of {len(self.prefix_tokens)} shards ({span} tokens run once per shard)")
+        if whole:
+            reasons = "; ".join(dict.fromkeys(note for note in self.prefix_notes if note))
+            parts.append(f"full prefill on {whole} of {len(self.prefix_tokens)} shards ({reasons})")
+        return ", ".join(parts)
 
 
 def length_batches(lengths: Sequence[int], config: ScoreConfig) -> list[list[int]]:
@@ -116,10 +147,18 @@ def score_batch(
     system_spans: Sequence[tuple[int, int]],
     question_spans: Sequence[tuple[int, int]],
     inter_weight: float = DEFAULT_INTER_WEIGHT,
+    prefix: SharedPrefix | None = None,
 ) -> angles.AngleScores:
     """Angle scores of one batch: right-padded so real tokens keep positions 0..n-1 and,
-    under causal attention, never see a pad; the masks keep pads out of every sum."""
+    under causal attention, never see a pad; the masks keep pads out of every sum.
+
+    With `prefix` (run once by `run_prefix`; every prompt starts with its tokens and has
+    tokens after them), only the tokens after it are run, on its key/value cache; the
+    hidden states, masks and spans stay those of the whole prompts."""
     device = model.device
+    start = 0 if prefix is None else len(prefix.input_ids)
+    if prefix is not None and any(tuple(ids[:start]) != prefix.input_ids or len(ids) <= start for ids in input_ids):
+        raise ValueError("every prompt must start with the shared prefix and have tokens after it")
     width = max(len(ids) for ids in input_ids)
     batch = torch.zeros((len(input_ids), width), dtype=torch.long)
     for row, ids in enumerate(input_ids):
@@ -132,26 +171,66 @@ def score_batch(
         bounds = torch.tensor(spans).reshape(-1, 2)
         return (positions[None, :] >= bounds[:, :1]) & (positions[None, :] < bounds[:, 1:])
 
-    hidden = last_mlp_input(model, batch.to(device), attention.to(device))
+    if prefix is None:
+        hidden = last_mlp_input(model, batch.to(device), attention.to(device))
+    else:
+        hidden = suffix_mlp_input(model, prefix, batch[:, start:].to(device), attention.to(device))
     return angle_concentration(hidden, span_mask(question_spans).to(device), span_mask(system_spans).to(device), inter_weight)
 
 
-def _score_shard(model: PreTrainedModel, table: pa.Table, config: ScoreConfig, bar: tqdm) -> dict[str, np.ndarray]:
+def shared_prefix_length(input_ids: Sequence[Sequence[int]], question_starts: Sequence[int]) -> int:
+    """How many leading tokens all prompts have in common, ending at or before every
+    question and leaving every prompt at least one token of its own."""
+    limit = min(min(question_starts), min(len(ids) for ids in input_ids) - 1)
+    first = np.asarray(input_ids[0][:limit])
+    for ids in input_ids[1:]:
+        if limit <= 0:
+            break
+        differ = np.flatnonzero(np.asarray(ids[:limit]) != first[:limit])
+        limit = int(differ[0]) if differ.size else limit
+    return max(limit, 0)
+
+
+def shard_prefix(model: PreTrainedModel, input_ids: Sequence[Sequence[int]], question_starts: Sequence[int], config: ScoreConfig) -> tuple[SharedPrefix | None, str]:
+    """The shared prefix of a shard's prompts, run once; or None and why every prompt is run whole."""
+    cap, problem = prefix_limit(model)
+    if problem:
+        return None, problem
+    length = shared_prefix_length(input_ids, question_starts)
+    window = ""
+    if cap is not None and length > cap:
+        length, window = cap, f" within the {cap + 1}-token sliding window"
+    if length < config.min_prefix_tokens:
+        return None, f"the prompts share {length} leading tokens before the question{window}, fewer than min_prefix_tokens={config.min_prefix_tokens}"
+    try:
+        prefix = run_prefix(model, input_ids[0][:length])
+    except (TypeError, AttributeError, NotImplementedError) as error:  # a forward that takes no DynamicCache
+        return None, f"{type(model).__name__} cannot run on a key/value cache ({type(error).__name__}: {error})"
+    if prefix is None:
+        return None, f"{type(model).__name__} leaves no key/value cache for every decoder layer"
+    return prefix, ""
+
+
+def _score_shard(model: PreTrainedModel, table: pa.Table, config: ScoreConfig, bar: tqdm) -> tuple[dict[str, np.ndarray], int, str]:
+    """Scores of a shard's rows, the number of prefix tokens run once, and why none were."""
     columns = table.to_pydict()
     n = table.num_rows
     out = {name: np.full(n, np.nan) for name in ("c_intra", "c_inter", "angle_score")}
-    for batch in length_batches(columns["n_tokens"], config):
+    prefix, note = shard_prefix(model, columns["input_ids"], columns["question_start"], config)
+    start = 0 if prefix is None else len(prefix.input_ids)
+    for batch in length_batches([length - start for length in columns["n_tokens"]], config):
         scores = score_batch(
             model,
             [columns["input_ids"][i] for i in batch],
             [(columns["system_start"][i], columns["system_end"][i]) for i in batch],
             [(columns["question_start"][i], columns["question_end"][i]) for i in batch],
             config.inter_weight,
+            prefix,
         )
         for name in out:
             out[name][batch] = getattr(scores, name).double().cpu().numpy()
         bar.update(len(batch))
-    return out
+    return out, start, note
 
 
 def _part_tag(shard: Shard, context: ScoreContext, config: ScoreConfig) -> bytes:
@@ -251,7 +330,7 @@ def score_shard(
         _log_problem(previous, reuse_problem)
     _log_problem(path, problem)
     table = pq.read_table(shard.path)
-    scores = _score_shard(model, table, config, bar)
+    scores, prefix_tokens, prefix_note = _score_shard(model, table, config, bar)
     n = table.num_rows
     part = pa.table({
         "id": table.column("id"),
@@ -263,7 +342,7 @@ def score_shard(
         "truncated": table.column("truncated"),
         **{name: pa.array([value] * n, pa.string()) for name, value in asdict(context).items()},
         "code_version": pa.array([code_version()] * n, pa.string()),
-    }, schema=SCORE_SCHEMA.with_metadata({_PART_KEY: tag}))
+    }, schema=SCORE_SCHEMA.with_metadata({_PART_KEY: tag, _PREFIX_KEY: json.dumps({"tokens": prefix_tokens, "note": prefix_note})}))
     write_parquet_atomic(part, path)
     return True
 
@@ -277,7 +356,12 @@ def _check_parts(out_dir: Path, shards: ShardSet) -> None:
 def write_summary(out_dir: Path, shards: ShardSet, context: ScoreContext, written: int) -> ScoreSummary:
     """Check that every shard has its part, then record the run in `summary.json`."""
     _check_parts(out_dir, shards)
-    summary = ScoreSummary(Path(out_dir), shards.rows, written, len(shards.shards) - written, code_version())
+    prefixes = [json.loads(pq.read_schema(part_path(out_dir, s)).metadata[_PREFIX_KEY]) for s in shards.shards]
+    summary = ScoreSummary(
+        Path(out_dir), shards.rows, written, len(shards.shards) - written, code_version(),
+        tuple(p["tokens"] for p in prefixes), tuple(p["note"] for p in prefixes),
+    )
+    log.info("%s: %s", out_dir, summary.scoring_mode)
     write_text_atomic(
         json.dumps({**asdict(summary), "directory": str(out_dir), **asdict(context)}, indent=2),
         Path(out_dir) / SUMMARY,

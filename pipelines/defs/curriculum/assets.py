@@ -85,7 +85,8 @@ def tokenized_shards(targets: TargetsResource, scoring: ScoringResource) -> Mate
     layout, name, version = targets.layout, targets.dataset.name, targets.version()
     tokenizer = load_tokenizer(targets.base_model_path())
     prompts = pq.read_table(layout.prompts(name, version))
-    shards = tokenize_to_shards(prompts, tokenizer, targets.model.prompt, layout, name, version, shard_size=scoring.shard_size)
+    prompt = targets.model.prompt
+    shards = tokenize_to_shards(prompts, tokenizer, prompt, layout, name, version, shard_size=scoring.shard_size)
     lengths = pl.concat([pl.read_parquet(s.path, columns=["n_tokens", "truncated"]) for s in shards.shards])
     return MaterializeResult(
         metadata={
@@ -94,6 +95,7 @@ def tokenized_shards(targets: TargetsResource, scoring: ScoringResource) -> Mate
             "shards": len(shards.shards),
             "prompt_fingerprint": shards.prompt_fingerprint,
             "tokenizer_fingerprint": shards.tokenizer_fingerprint,
+            "few_shot_turns": len(prompt.few_shot),
             "mean_tokens": float(lengths["n_tokens"].mean()),
             "max_tokens": int(lengths["n_tokens"].max()),
             "truncated": int(lengths["truncated"].sum()),
@@ -148,6 +150,7 @@ def publish_scores(context: dg.OpExecutionContext, written: list[int], targets: 
         "code_version": summary.code_version,
         "parts_scored": summary.parts_written,
         "parts_reused": summary.parts_reused,
+        "scoring_mode": summary.scoring_mode,
         "score_mean": float(scores["angle_score"].mean()),
         "score_std": float(scores["angle_score"].std()),
         "path": dg.MetadataValue.path(str(target.scores)),
