@@ -17,7 +17,12 @@ from tokenizers import (
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from gainrl_ops.data.arithmetic import ArithmeticConfig, generate
-from gainrl_ops.data.prompts import PromptConfig, prompt_fingerprint, render_prompt, render_prompts
+from gainrl_ops.data.prompts import (
+    PromptConfig,
+    prompt_fingerprint,
+    render_prompt,
+    render_prompts,
+)
 from gainrl_ops.scoring.embedded import train_tokenizer
 from gainrl_ops.scoring.models import load_tokenizer
 
