@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
+import pytest
 
+from gainrl_ops.data import columnar
 from gainrl_ops.data.columnar import PYTHON_WHITESPACE, load_columnar
 from gainrl_ops.data.datasets import FieldMap, LoadedDataset, dataset_version, load_rows
 
@@ -54,6 +57,50 @@ def test_awkward_json_lines_load_as_row_by_row(tmp_path: Path) -> None:
     assert (fast.n_read, fast.duplicates) == (slow.n_read, slow.duplicates) == (len(rows), 1)
     assert json.loads(fast.table.column("metadata")[3].as_py())["note"] == "nul\x00end"
     assert {r["reason"] for r in fast.rejects.to_pylist()} >= {"empty problem", "empty answer"}
+
+
+def plain_rows(start: int, n: int) -> list[dict]:
+    return [{"problem": f"Plain problem {i}?", "answer": str(i), "note": "n", "flag": False, "count": i} for i in range(start, start + n)]
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """JSON Lines read in blocks of 4 KiB (many parts), recording each open's `whole`."""
+    monkeypatch.setattr(columnar, "_JSON_BLOCK", pa_json.ReadOptions(block_size=4096))
+    opened: list[bool] = []
+    open_ = columnar._open
+
+    def recording(path: Path, lines: object, whole: bool) -> object:
+        opened.append(whole)
+        return open_(path, lines, whole)
+
+    monkeypatch.setattr(columnar, "_open", recording)
+    return opened
+
+
+def test_json_lines_read_block_by_block_load_as_row_by_row(tmp_path: Path, small_blocks: list[bool]) -> None:
+    rows = plain_rows(0, 200) + awkward_rows() + plain_rows(150, 100)  # bad rows and duplicates in later blocks
+    path = tmp_path / "blocks.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    fast, slow = both(path)
+    assert small_blocks == [False] and fast is not None
+    assert fast.table.equals(slow.table) and fast.rejects.equals(slow.rejects)
+    assert fast.duplicates == slow.duplicates == 51
+
+
+@pytest.mark.parametrize(("first", "rest"), [
+    ({"note": None}, {}),  # a column null throughout the first block, text later
+    ({}, {"late": "x"}),  # a column that the first block does not have
+], ids=["null-first", "new-column"])
+def test_a_file_whose_first_block_does_not_settle_the_types_is_read_whole(
+    tmp_path: Path, small_blocks: list[bool], first: dict, rest: dict
+) -> None:
+    rows = [{**r, **first} for r in plain_rows(0, 100)] + [{**r, **rest} for r in plain_rows(100, 100)]
+    path = tmp_path / "late.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fast, slow = both(path)
+    assert small_blocks == [False, True] and fast is not None
+    assert fast.table.equals(slow.table) and fast.rejects.equals(slow.rejects)
 
 
 def test_awkward_parquet_loads_as_row_by_row(tmp_path: Path) -> None:

@@ -48,10 +48,11 @@ def atomic_path(target: Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def write_parquet_atomic(table: pa.Table, target: Path) -> Path:
-    """Write `table` to `target` through a temporary file and an atomic rename."""
+def write_parquet_atomic(table: pa.Table, target: Path, use_dictionary: bool | list[str] = True) -> Path:
+    """Write `table` to `target` through a temporary file and an atomic rename.
+    `use_dictionary`: the columns to dictionary-encode (all by default)."""
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, use_dictionary=use_dictionary)
     return Path(target)
 
 

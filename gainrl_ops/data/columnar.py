@@ -22,6 +22,8 @@ import json
 import os
 import re
 import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +142,7 @@ def _scan_jsonl(path: Path) -> _Lines | None:
                 return None
             # An escape cut in two by the block boundary is seen in the junction.
             for text in (block, tail + block[:5]):
-                if (b"\\ud" in text or b"\\uD" in text) and _SURROGATE_ESCAPE.search(text):
+                if b"\\" in text and _SURROGATE_ESCAPE.search(text):  # a backslash is found at memchr speed
                     return None
             count += block.count(b"\n")
             tail, last = block[-5:], block[-1:]
@@ -151,26 +153,53 @@ def _scan_jsonl(path: Path) -> _Lines | None:
     return _Lines(path, stat, count + (0 if last == b"\n" else 1))
 
 
-def _read(path: Path) -> tuple[pa.Table, _Lines | None] | None:
-    """The file as an Arrow table, and for JSON Lines its lines (to re-read a failing row exactly)."""
-    suffix = path.suffix.lower()
+class _Unfit(Exception):
+    """A JSON block that does not fit the column types Arrow inferred from the first one."""
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A file opened for the column-wise path: its columns, its rows in parts, and what the
+    per-row converter needs to see a row again (the lines of JSON Lines, the Parquet table)."""
+
+    schema: pa.Schema
+    parts: Iterator[pa.Table]
+    lines: _Lines | None = None
+    table: pa.Table | None = None
+
+
+def _open(path: Path, lines: _Lines | None, whole: bool) -> _Source | None:
+    """The file's rows as Arrow tables: a Parquet file at once, JSON Lines block by block while
+    the rows already read are processed (Arrow parses ahead on its own threads), or at once
+    (`whole`) so that types are inferred from every block. Raises _Unfit where the first
+    block does not settle the types."""
     try:
-        if suffix == ".parquet":
+        if lines is None:
             table = pq.read_table(path)
             table.validate(full=True)  # Parquet text is not checked for UTF-8 until this
-            return table, None
-        if suffix not in (".jsonl", ".ndjson"):
-            return None
-        lines = _scan_jsonl(path)
-        if lines is None:
-            return None
+            return _Source(table.schema, iter([table]), table=table)
         # Arrow's reader, not polars': it refuses a column whose JSON type changes between rows
         # (polars would coerce a number or a list into text), so such a file goes row by row.
-        table = pa_json.read_json(str(path), read_options=_JSON_BLOCK)
+        if whole:
+            table = pa_json.read_json(str(path), read_options=_JSON_BLOCK)
+            return _Source(table.schema, iter([table]), lines)
+        reader = pa_json.open_json(str(path), read_options=_JSON_BLOCK)
     except Exception:  # noqa: BLE001 - whatever cannot be read this way, the per-row reader reports precisely
         return None
-    # Arrow skips blank lines, which the per-row reader counts: then the rows do not line up.
-    return (table, lines) if table.num_rows == lines.count else None
+    if any(pa.types.is_null(field.type) for field in reader.schema):
+        raise _Unfit("a column is null throughout the first block: its type is in a later one")
+
+    def blocks() -> Iterator[pa.Table]:
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as error:
+                raise _Unfit(str(error)) from None
+            yield pa.Table.from_batches([batch])
+
+    return _Source(reader.schema, blocks(), lines)
 
 
 def _chosen(columns: list[str], named: str | None, candidates: tuple[str, ...]) -> str | None:
@@ -255,13 +284,21 @@ def _any(*masks: pa.ChunkedArray | None) -> pa.ChunkedArray:
     return pc.or_kleene(out, pc.is_null(out))
 
 
-def load_columnar(path: Path, fields: FieldMap, on_error: str, source: str | None, default_source: str) -> LoadedDataset | None:
-    """The canonical table of `path` built column-wise, or None where only the per-row loader applies."""
-    read = _read(path)
-    if read is None:
-        return None
-    table, lines = read
-    columns, schema = table.column_names, table.schema
+@dataclass(frozen=True)
+class _Roles:
+    """Which columns hold what, decided once from the file's columns."""
+
+    problem: str
+    answer: str
+    source: str | None  # a column; None: every row gets `constant_source`
+    constant_source: str
+    difficulty: str | None
+    metadata: list[str]  # sorted, as the per-row loader's JSON keys are
+
+
+def _roles(schema: pa.Schema, fields: FieldMap, source: str | None, default_source: str) -> _Roles | None:
+    """The columns' roles, or None where the file needs the per-row loader."""
+    columns = schema.names
     problem = _chosen(columns, fields.problem, PROBLEM_FIELDS)
     answer = _chosen(columns, fields.answer, ANSWER_FIELDS)
     if problem is None or answer is None or fields.source is not None or len(set(columns)) < len(columns):
@@ -269,23 +306,27 @@ def load_columnar(path: Path, fields: FieldMap, on_error: str, source: str | Non
     answer_type = schema.field(answer).type
     if not _is_text(schema.field(problem).type) or not (_is_text(answer_type) or pa.types.is_integer(answer_type)):
         return None
-    if table.num_rows == 0 or not table.column(problem)[0].is_valid or not table.column(answer)[0].is_valid:
-        return None  # the per-row loader picks its fields on the first row: let it
     source_field = None if source is not None else next((c for c in SOURCE_FIELDS if c in columns), None)
     if source_field is not None and not _is_text(schema.field(source_field).type):
         return None
     difficulty_fields = [c for c in DIFFICULTY_FIELDS if c in columns]
-    consumed = {problem, answer, *([source_field] if source_field else []), *difficulty_fields}
-    metadata_columns = sorted(c for c in columns if c not in consumed)
-    if not all(_is_plain(schema.field(c).type) for c in metadata_columns):
-        return None
     if len(difficulty_fields) > 1 or (difficulty_fields and not pa.types.is_integer(schema.field(difficulty_fields[0]).type)):
         return None
+    consumed = {problem, answer, *([source_field] if source_field else []), *difficulty_fields}
+    metadata = sorted(c for c in columns if c not in consumed)
+    if not all(_is_plain(schema.field(c).type) for c in metadata):
+        return None
+    return _Roles(problem, answer, source_field, source or default_source, difficulty_fields[0] if difficulty_fields else None, metadata)
 
-    problems = table.column(problem).cast(pa.string())
-    answers = table.column(answer).cast(pa.string())
-    sources = table.column(source_field).cast(pa.string()) if source_field else None
-    difficulty = table.column(difficulty_fields[0]) if difficulty_fields else None
+
+def _canonical_part(part: pa.Table, first_row: int, roles: _Roles, absent_keys: bool) -> tuple[pa.Table, np.ndarray]:
+    """The canonical rows of `part` (rows `first_row`... of the file) that need no per-row
+    handling, and the file rows of those that do. `absent_keys`: a null may be a missing key."""
+    n = part.num_rows
+    problems = part.column(roles.problem).cast(pa.string())
+    answers = part.column(roles.answer).cast(pa.string())
+    sources = part.column(roles.source).cast(pa.string()) if roles.source else None
+    difficulty = part.column(roles.difficulty) if roles.difficulty else None
     # Rows the per-row converter must see: missing or empty text, or a solution to parse.
     per_row = _any(
         pc.is_null(problems), pc.match_substring_regex(problems, _BLANK),
@@ -294,26 +335,59 @@ def load_columnar(path: Path, fields: FieldMap, on_error: str, source: str | Non
         pc.match_substring_regex(sources, _BLANK) if sources is not None else None,
         pc.is_null(difficulty) if difficulty is not None else None,
         # In JSON Lines a null may be an absent key, which the metadata must leave out.
-        *(pc.is_null(table.column(c)) for c in (metadata_columns if lines is not None else [])),
+        *(pc.is_null(part.column(c)) for c in (roles.metadata if absent_keys else [])),
     )
-    slow_rows = _numpy(pc.indices_nonzero(per_row))
+    slow_rows = _numpy(pc.indices_nonzero(per_row)) + first_row
     canonical = pa.Table.from_arrays([
         problems,
         pc.utf8_trim_whitespace(answers),
-        pc.utf8_trim_whitespace(sources) if sources is not None else _repeated(source or default_source, table.num_rows),
-        difficulty.cast(pa.float64(), safe=False) if difficulty is not None else pa.nulls(table.num_rows, pa.float64()),
-        _metadata_json(table, metadata_columns),
-        _int64(np.arange(table.num_rows)),
+        pc.utf8_trim_whitespace(sources) if sources is not None else _repeated(roles.constant_source, n),
+        difficulty.cast(pa.float64(), safe=False) if difficulty is not None else pa.nulls(n, pa.float64()),
+        _metadata_json(part, roles.metadata),
+        _int64(np.arange(first_row, first_row + n)),
     ], names=CANONICAL_SCHEMA.names[1:])
     if len(slow_rows):
         canonical = canonical.filter(pc.invert(per_row))
-    canonical = canonical.add_column(0, "id", problem_ids(canonical.column("problem"))).cast(CANONICAL_SCHEMA)
+    return canonical.add_column(0, "id", problem_ids(canonical.column("problem"))).cast(CANONICAL_SCHEMA), slow_rows
+
+
+def load_columnar(path: Path, fields: FieldMap, on_error: str, source: str | None, default_source: str) -> LoadedDataset | None:
+    """The canonical table of `path` built column-wise, or None where only the per-row loader applies."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _load(path, _open(path, None, whole=True), fields, on_error, source, default_source)
+    if suffix not in (".jsonl", ".ndjson") or (lines := _scan_jsonl(path)) is None:
+        return None
+    try:
+        return _load(path, _open(path, lines, whole=False), fields, on_error, source, default_source)
+    except _Unfit:  # a later block's types differ from the first one's: infer them from every block
+        return _load(path, _open(path, lines, whole=True), fields, on_error, source, default_source)
+
+
+def _load(path: Path, opened: _Source | None, fields: FieldMap, on_error: str, source: str | None, default_source: str) -> LoadedDataset | None:
+    if opened is None or (roles := _roles(opened.schema, fields, source, default_source)) is None:
+        return None
+    canonical_parts, slow_parts, n_read = [], [], 0
+    for part in opened.parts:
+        if part.num_rows == 0:
+            continue
+        if n_read == 0 and not (part.column(roles.problem)[0].is_valid and part.column(roles.answer)[0].is_valid):
+            return None  # the per-row loader picks its fields on the first row: let it
+        canonical, slow = _canonical_part(part, n_read, roles, absent_keys=opened.lines is not None)
+        canonical_parts.append(canonical)
+        slow_parts.append(slow)
+        n_read += part.num_rows
+    # Arrow skips blank lines, which the per-row reader counts: then the rows do not line up.
+    if n_read == 0 or (opened.lines is not None and n_read != opened.lines.count):
+        return None
+    canonical = pa.concat_tables(canonical_parts)
+    slow_rows = np.concatenate(slow_parts).tolist()
 
     converter = rows._RowConverter(str(path), fields, default_source, explicit_source=source is not None)
-    converter._chosen.update({"problem": problem, "answer": answer})
+    converter._chosen.update({"problem": roles.problem, "answer": roles.answer})
     rejects: dict[str, list[Any]] = {name: [] for name in REJECTS_SCHEMA.names}
     converted = []
-    for row, record in zip(slow_rows.tolist(), _records(table, lines, slow_rows.tolist()), strict=True):
+    for row, record in zip(slow_rows, _records(opened, slow_rows), strict=True):
         try:
             converted.append(converter.convert(row, record))
         except DatasetError as error:
@@ -323,15 +397,17 @@ def load_columnar(path: Path, fields: FieldMap, on_error: str, source: str | Non
     if converted:
         canonical = pa.concat_tables([canonical, pa.Table.from_pylist(converted, schema=CANONICAL_SCHEMA)])
         canonical = canonical.take(pc.sort_indices(canonical.column("row")))
-    return _finish(path, table, lines, canonical, rejects)
+    return _finish(path, opened, n_read, canonical, rejects)
 
 
-def _records(table: pa.Table, lines: _Lines | None, which: list[int]) -> list[Any]:
+def _records(opened: _Source, which: list[int]) -> list[Any]:
     """Rows as the per-row reader sees them: JSON Lines re-read from their lines (an absent key
     stays absent), Parquet as Arrow rows."""
-    if lines is None:
-        return table.take(_int64(np.asarray(which, dtype=np.int64))).to_pylist()
-    return [rows.parse_jsonl_line(row, line) for row, line in zip(which, lines.read(which), strict=True)]
+    if not which:
+        return []
+    if opened.lines is None:
+        return opened.table.take(_int64(np.asarray(which, dtype=np.int64))).to_pylist()
+    return [rows.parse_jsonl_line(row, line) for row, line in zip(which, opened.lines.read(which), strict=True)]
 
 
 def _first_positions(ids: pa.ChunkedArray) -> np.ndarray:
@@ -346,7 +422,7 @@ def _first_positions(ids: pa.ChunkedArray) -> np.ndarray:
     return first[codes]
 
 
-def _finish(path: Path, table: pa.Table, lines: _Lines | None, canonical: pa.Table, rejects: dict[str, list[Any]]) -> LoadedDataset:
+def _finish(path: Path, opened: _Source, n_read: int, canonical: pa.Table, rejects: dict[str, list[Any]]) -> LoadedDataset:
     """Drop duplicate problems (the first one wins, the others become rejects), as the per-row loader does."""
     file = str(path)
     first = _first_positions(canonical.column("id"))
@@ -354,12 +430,12 @@ def _finish(path: Path, table: pa.Table, lines: _Lines | None, canonical: pa.Tab
     row_of = _numpy(canonical.column("row"))
     ids = canonical.column("id")
     positions = np.flatnonzero(duplicate).tolist()
-    for position, record in zip(positions, _records(table, lines, [int(row_of[p]) for p in positions]), strict=True):
+    for position, record in zip(positions, _records(opened, [int(row_of[p]) for p in positions]), strict=True):
         error = DatasetError(file, f"duplicate of row {int(row_of[first[position]])} (id {ids[position].as_py()})", int(row_of[position]), "problem")
         rows._add_reject(rejects, error, rows._raw(record))
     n_duplicates = len(positions)
     kept = canonical.take(_int64(np.flatnonzero(~duplicate))) if n_duplicates else canonical
-    n_read, n_bad = table.num_rows, len(rejects["row"]) - n_duplicates
+    n_bad = len(rejects["row"]) - n_duplicates
     if kept.num_rows == 0:
         raise DatasetError(file, f"no valid rows: all {n_read} rows were rejected (first: row {rejects['row'][0]}, field {rejects['field'][0]!r}: {rejects['reason'][0]})")
     if n_bad:

@@ -274,7 +274,9 @@ def _terminated(strings: pa.Array) -> np.ndarray:
 def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path) -> dict[str, Path]:
     """Write the prompts and rejects tables, each atomically so a concurrent reader never sees
     a half-written file. Returns {"prompts": ..., "rejects": ...}."""
-    return {"prompts": write_parquet_atomic(loaded.table, prompts), "rejects": write_parquet_atomic(loaded.rejects, rejects)}
+    # Ids and problems are unique: a dictionary for them would be built and thrown away.
+    repeating = ["answer", "source", "difficulty", "metadata"]
+    return {"prompts": write_parquet_atomic(loaded.table, prompts, repeating), "rejects": write_parquet_atomic(loaded.rejects, rejects)}
 
 
 class _RowConverter:
