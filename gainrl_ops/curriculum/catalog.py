@@ -381,7 +381,8 @@ CURRICULUM_COLUMNS: tuple[Column, ...] = (
 )
 RERANK_DOC = (
     "rerank(w, ck := NULL): the curriculum with angle_score = c_intra + w * c_inter and the rank re-derived, "
-    "over one checkpoint when ck names it, e.g. SELECT * FROM rerank(0.0, ck := '...') ORDER BY rank"
+    "over one checkpoint when ck names it, e.g. SELECT * FROM rerank(0.0, ck := '...') WHERE rank <= 100 ORDER BY rank "
+    "(a filter on rank is answered with a top k per checkpoint, without ranking every row)"
 )
 
 _GROUP = "PARTITION BY dataset, dataset_version, prompt_fingerprint, checkpoint"
