@@ -264,6 +264,21 @@ def test_rerank(root: Path) -> None:
     assert intra["id"].to_list() != curriculum["id"].to_list()  # w matters on this data
 
 
+def test_rerank_top_k_is_the_head_of_the_whole_ranking(root: Path) -> None:
+    """`WHERE rank <= k` (which DuckDB answers with a top k per checkpoint, without ranking
+    every row) returns the first k rows of the whole ranking, the unscored prompt included."""
+    order = "ORDER BY checkpoint, rank"
+    for w in (0.0, 2.0, W):
+        whole = query(root, f"SELECT * FROM rerank({w}) {order}")
+        for k in (1, 3, len(IDS)):
+            assert_frame_equal(query(root, f"SELECT * FROM rerank({w}) WHERE rank <= {k} {order}"), whole.filter(pl.col("rank") <= k))
+        one = query(root, f"SELECT * FROM rerank({w}, ck := '{CK_TUNED}') WHERE rank <= 3 ORDER BY rank")
+        assert_frame_equal(one, whole.filter((pl.col("checkpoint") == CK_TUNED) & (pl.col("rank") <= 3)))
+    # A weight that makes every score non-finite: all read as NULL, ranked by id.
+    unscored = query(root, f"SELECT * FROM rerank('nan'::DOUBLE, ck := '{CK_BASE}') ORDER BY rank")
+    assert unscored["id"].to_list() == sorted(IDS) and unscored["angle_score"].null_count() == len(IDS)
+
+
 def test_reader_survives_refresh_and_new_reader_sees_new_scores(gainrl_home: Path) -> None:
     write_prompts(gainrl_home)
     refresh_catalog(gainrl_home)  # no scores yet: a typed empty view

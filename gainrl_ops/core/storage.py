@@ -17,6 +17,9 @@ HOME_ENV = "GAINRL_HOME"
 # atomic_directory's temporary folders: "." + target name + "." + mkdtemp's 8 random characters.
 _TEMP_DIR = re.compile(r"\..+\.[a-z0-9_]{8}")
 _DEFAULT_HOME = Path(__file__).resolve().parent.parent / "data" / ".gainrl"
+# Rows per Parquet row group: enough row groups for a scan to split across threads and to
+# skip by their statistics (pyarrow's default of 1Mi rows makes a million-row file one group).
+ROW_GROUP_ROWS = 131_072
 
 
 def storage_root() -> Path:
@@ -45,10 +48,11 @@ def atomic_path(target: Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def write_parquet_atomic(table: pa.Table, target: Path) -> Path:
-    """Write `table` to `target` through a temporary file and an atomic rename."""
+def write_parquet_atomic(table: pa.Table, target: Path, use_dictionary: bool | list[str] = True) -> Path:
+    """Write `table` to `target` through a temporary file and an atomic rename.
+    `use_dictionary`: the columns to dictionary-encode (all by default)."""
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, use_dictionary=use_dictionary)
     return Path(target)
 
 

@@ -381,7 +381,8 @@ CURRICULUM_COLUMNS: tuple[Column, ...] = (
 )
 RERANK_DOC = (
     "rerank(w, ck := NULL): the curriculum with angle_score = c_intra + w * c_inter and the rank re-derived, "
-    "over one checkpoint when ck names it, e.g. SELECT * FROM rerank(0.0, ck := '...') ORDER BY rank"
+    "over one checkpoint when ck names it, e.g. SELECT * FROM rerank(0.0, ck := '...') WHERE rank <= 100 ORDER BY rank "
+    "(a filter on rank is answered with a top k per checkpoint, without ranking every row)"
 )
 
 _GROUP = "PARTITION BY dataset, dataset_version, prompt_fingerprint, checkpoint"
@@ -395,15 +396,17 @@ _RANKED_COLUMNS = (
 # The rank is stored with the scores at publish time, so the view only joins the problem text.
 CURRICULUM_SQL = f"CREATE VIEW curriculum AS SELECT {_RANKED_COLUMNS} FROM scores AS r {_PROMPT_JOIN}"
 # Another weight needs another order: the window runs, over one checkpoint when `ck` names it.
+# Its order is one key (unscored last, then highest score, then id), which lets DuckDB answer
+# `WHERE rank <= k` with a top k per group instead of sorting every row; a non-finite score
+# reads as NULL, as in `scores`. Each group is one ranked file, whose prompt count is stored.
 RERANK_SQL = f"""
 CREATE MACRO rerank(w, ck := NULL) AS TABLE
 WITH scored AS (
-    SELECT dataset, dataset_version, prompt_fingerprint, checkpoint, id, c_intra + CAST(w AS DOUBLE) * c_inter AS angle_score,
-           c_intra, c_inter, CAST(w AS DOUBLE) AS inter_weight, n_tokens, question_tokens, system_tokens, truncated
+    SELECT dataset, dataset_version, prompt_fingerprint, checkpoint, id, {_finite("c_intra + CAST(w AS DOUBLE) * c_inter")} AS angle_score,
+           c_intra, c_inter, CAST(w AS DOUBLE) AS inter_weight, n_tokens, question_tokens, system_tokens, truncated, n_prompts
     FROM scores WHERE ck IS NULL OR checkpoint = ck
 ), r AS (
-    SELECT *, row_number() OVER ({_GROUP} ORDER BY angle_score DESC NULLS LAST, id) AS "rank",
-           count(*) OVER ({_GROUP}) AS n_prompts
+    SELECT *, row_number() OVER ({_GROUP} ORDER BY (angle_score IS NULL, coalesce(-angle_score, 0), id)) AS "rank"
     FROM scored
 )
 SELECT {_RANKED_COLUMNS.replace("r.percentile", 'CAST(r."rank" AS DOUBLE) / r.n_prompts AS percentile')} FROM r {_PROMPT_JOIN}

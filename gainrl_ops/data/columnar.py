@@ -1,28 +1,37 @@
-"""Loading a large, regular file in whole columns (polars), with the per-row loader for the rest.
+"""Loading a large, regular file in whole columns (Arrow compute), with the per-row loader for the rest.
 
 `load_columnar` handles JSON Lines and Parquet files whose problem and answer are plain
 columns: it validates and normalises whole columns, hands only the rows that fail (or that
 need a worked solution parsed) to the per-row converter, and returns exactly what the
 per-row loader would. Anything it does not cover (another format, nested or float metadata,
-mixed source or difficulty fields, a file polars cannot parse) returns None, and
+mixed source or difficulty fields, a file Arrow cannot parse) returns None, and
 `load_dataset` reads the file row by row as before.
+
+Everything on the path of a regular row stays in Arrow buffers: no polars round trip (each
+one copies the text), no Python object per row except the bytes that `hashlib` needs for the
+problem id. pyarrow imports pandas (about 0.7 s) the first time it converts a Python or numpy
+object to Arrow or back (pa.array, pa.scalar, to_numpy): this path builds its constants and
+reads its indices through buffers instead, so a regular file never pays for it.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
-import io
-import logging
+import json
+import os
 import re
 import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
+import pyarrow.parquet as pq
 
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
 from gainrl_ops.data import datasets as rows
@@ -38,55 +47,159 @@ from gainrl_ops.data.datasets import (
     LoadedDataset,
 )
 
-log = logging.getLogger(__name__)
-# Metadata columns whose JSON polars writes exactly as the per-row loader's json.dumps does.
-_PLAIN_TYPES = (pl.String, pl.Boolean, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
 # Text whose problem id needs more than hashing: Python's str.split() whitespace other than
 # single inner spaces (problem ids collapse it), found in bulk by RE2.
 _IRREGULAR_SPACE = r"^[\t\n\x0b\x0c\r\x1c-\x1f ]|[\t\n\x0b\x0c\r\x1c-\x1f ]$|[\t\n\x0b\x0c\r\x1c-\x1f]|  "
+# Every character for which str.isspace() is true: text made only of these is empty to the
+# per-row loader (`not text.strip()`).
+PYTHON_WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+_BLANK = f"^[{PYTHON_WHITESPACE}]*$"
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_BOM = b"\xef\xbb\xbf"
+_SCAN_BYTES = 1 << 24  # the JSON Lines file is checked in blocks this big, never held whole
+# Arrow's JSON blocks: at its default of 1 MiB, parsing a large file costs about twice the CPU.
+_JSON_BLOCK = pa_json.ReadOptions(block_size=1 << 24)
+_HASH_ROWS = 1 << 16  # problems turned into Python bytes at a time, to hash them
+# json.dumps (ensure_ascii=False) escapes a backslash, a quote and the control characters.
+_JSON_CONTROL = {chr(c): json.dumps(chr(c))[1:-1] for c in range(0x20)}
 
 
-def _read(path: Path) -> tuple[pl.DataFrame, _Lines | None] | None:
-    """The file as a frame, and for JSON Lines its lines (to re-read a failing row exactly)."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            return pl.read_parquet(path), None
-        if suffix not in (".jsonl", ".ndjson"):
-            return None
-        data = path.read_bytes()
-        if data.startswith(b"\xef\xbb\xbf"):
-            return None
-        data.decode("utf-8")  # Arrow would keep invalid bytes that the per-row reader reports
-        if (b"\\ud" in data or b"\\uD" in data) and _SURROGATE_ESCAPE.search(data):
-            return None  # Arrow would replace a lone surrogate that the per-row reader reports
-        # Arrow's reader, not polars': it refuses a column whose JSON type changes between rows
-        # (polars would coerce a number or a list into text), so such a file goes row by row.
-        frame = pl.from_arrow(pa_json.read_json(io.BytesIO(data)))
-    except Exception:  # noqa: BLE001 - whatever cannot be read this way, the per-row reader reports precisely
-        return None
-    lines = _Lines(data)
-    # Arrow skips blank lines, which the per-row reader counts: then the rows do not line up.
-    return (frame, lines) if frame.height == len(lines) else None
+def _is_text(type_: pa.DataType) -> bool:
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_string_view(type_)
+
+
+def _is_plain(type_: pa.DataType) -> bool:
+    """A metadata column whose JSON `_metadata_json` writes exactly as the per-row loader's json.dumps does."""
+    return _is_text(type_) or pa.types.is_boolean(type_) or pa.types.is_integer(type_)
+
+
+def _repeated(text: str, n: int) -> pa.Array:
+    """`text` n times (large_string: n copies may pass 2 GiB)."""
+    data = text.encode("utf-8")
+    offsets = np.arange(n + 1, dtype=np.int64) * len(data)
+    return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)])
+
+
+def _int64(values: np.ndarray) -> pa.Array:
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(np.ascontiguousarray(values, dtype=np.int64))])
+
+
+def _numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A fixed-width integer array without nulls as numpy, read from its buffer."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    dtype = np.dtype(f"{'u' if pa.types.is_unsigned_integer(array.type) else 'i'}{array.type.bit_width // 8}")
+    return np.frombuffer(array.buffers()[1], dtype=dtype)[array.offset : array.offset + len(array)]
 
 
 class _Lines:
-    """The lines of a JSON Lines file, found only when a row must be re-read."""
+    """The lines of a JSON Lines file, read again from the file only when rows must be re-read.
 
-    def __init__(self, data: bytes):
-        self.data = data
+    The file is not kept in memory: the size and modification time it had when it was parsed
+    must still hold when lines are re-read, or a line might not be the row that was parsed."""
+
+    def __init__(self, path: Path, stat: os.stat_result, count: int):
+        self.path = path
+        self._stat = (stat.st_size, stat.st_mtime_ns)
+        self.count = count
         self._ends: np.ndarray | None = None
 
-    def __len__(self) -> int:
-        return self.data.count(b"\n") + (0 if self.data.endswith(b"\n") or not self.data else 1)
+    def read(self, rows: list[int]) -> list[bytes]:
+        """Lines `rows` (0-based), in that order."""
+        stat = self.path.stat()
+        if (stat.st_size, stat.st_mtime_ns) != self._stat:
+            raise DatasetError(str(self.path), "the file changed while it was being loaded; load it again")
+        with self.path.open("rb") as f:
+            if self._ends is None:
+                ends, offset = [], 0
+                while block := f.read(_SCAN_BYTES):
+                    ends.append(np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n")) + offset)
+                    offset += len(block)
+                found = np.concatenate(ends) if ends else np.empty(0, np.int64)
+                self._ends = found if len(found) == self.count else np.append(found, offset)
+            out = []
+            for row in rows:
+                start = 0 if row == 0 else int(self._ends[row - 1]) + 1
+                f.seek(start)
+                out.append(f.read(int(self._ends[row]) - start))
+        return out
 
-    def __getitem__(self, row: int) -> bytes:
-        if self._ends is None:
-            ends = np.flatnonzero(np.frombuffer(self.data, dtype=np.uint8) == ord("\n"))
-            self._ends = ends if self.data.endswith(b"\n") else np.append(ends, len(self.data))
-        start = 0 if row == 0 else int(self._ends[row - 1]) + 1
-        return self.data[start : int(self._ends[row])]
+
+def _scan_jsonl(path: Path) -> _Lines | None:
+    """The file's lines, or None where Arrow's reader would not see what the per-row reader sees:
+    a BOM, bytes that are not UTF-8 (Arrow keeps them) or an escaped lone surrogate (Arrow
+    replaces it). Read in blocks, so the file is never in memory whole."""
+    stat = path.stat()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    count, tail, last = 0, b"", b"\n"
+    with path.open("rb") as f:
+        while block := f.read(_SCAN_BYTES):
+            if not tail and block.startswith(_BOM):
+                return None
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError:
+                return None
+            # An escape cut in two by the block boundary is seen in the junction.
+            for text in (block, tail + block[:5]):
+                if b"\\" in text and _SURROGATE_ESCAPE.search(text):  # a backslash is found at memchr speed
+                    return None
+            count += block.count(b"\n")
+            tail, last = block[-5:], block[-1:]
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return None
+    return _Lines(path, stat, count + (0 if last == b"\n" else 1))
+
+
+class _Unfit(Exception):
+    """A JSON block that does not fit the column types Arrow inferred from the first one."""
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A file opened for the column-wise path: its columns, its rows in parts, and what the
+    per-row converter needs to see a row again (the lines of JSON Lines, the Parquet table)."""
+
+    schema: pa.Schema
+    parts: Iterator[pa.Table]
+    lines: _Lines | None = None
+    table: pa.Table | None = None
+
+
+def _open(path: Path, lines: _Lines | None, whole: bool) -> _Source | None:
+    """The file's rows as Arrow tables: a Parquet file at once, JSON Lines block by block while
+    the rows already read are processed (Arrow parses ahead on its own threads), or at once
+    (`whole`) so that types are inferred from every block. Raises _Unfit where the first
+    block does not settle the types."""
+    try:
+        if lines is None:
+            table = pq.read_table(path)
+            table.validate(full=True)  # Parquet text is not checked for UTF-8 until this
+            return _Source(table.schema, iter([table]), table=table)
+        # Arrow's reader, not polars': it refuses a column whose JSON type changes between rows
+        # (polars would coerce a number or a list into text), so such a file goes row by row.
+        if whole:
+            table = pa_json.read_json(str(path), read_options=_JSON_BLOCK)
+            return _Source(table.schema, iter([table]), lines)
+        reader = pa_json.open_json(str(path), read_options=_JSON_BLOCK)
+    except Exception:  # noqa: BLE001 - whatever cannot be read this way, the per-row reader reports precisely
+        return None
+    if any(pa.types.is_null(field.type) for field in reader.schema):
+        raise _Unfit("a column is null throughout the first block: its type is in a later one")
+
+    def blocks() -> Iterator[pa.Table]:
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as error:
+                raise _Unfit(str(error)) from None
+            yield pa.Table.from_batches([batch])
+
+    return _Source(reader.schema, blocks(), lines)
 
 
 def _chosen(columns: list[str], named: str | None, candidates: tuple[str, ...]) -> str | None:
@@ -96,76 +209,185 @@ def _chosen(columns: list[str], named: str | None, candidates: tuple[str, ...]) 
     return next((c for c in candidates if c in columns), None)
 
 
-def problem_ids(problems: pl.Series) -> list[str]:
+def problem_ids(problems: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
     """`datasets.problem_id` of each problem. Most problems are ASCII with single spaces, so
-    their normal form is the text itself; only the others are normalised one by one."""
-    arrow = problems.to_arrow()
-    irregular = pc.or_(pc.invert(pc.string_is_ascii(arrow)), pc.match_substring_regex(arrow, _IRREGULAR_SPACE)).to_pylist()
+    their normal form is the text itself; only the others are normalised one by one. The hex
+    digits are written by numpy, not one Python string per row."""
+    chunks = problems.chunks if isinstance(problems, pa.ChunkedArray) else [problems]
+    empty = hashlib.blake2b(digest_size=32)  # copied per problem: cheaper than a new hash with its parameters
     out = []
-    for text, normalise in zip(arrow.to_pylist(), irregular, strict=True):
-        if normalise:
-            text = " ".join(unicodedata.normalize("NFC", text).split())
-        out.append(hashlib.blake2b(text.encode("utf-8"), digest_size=32).hexdigest()[:DIGEST_CHARS])
-    return out
+    for chunk in chunks:
+        for start in range(0, len(chunk), _HASH_ROWS):
+            part = chunk.slice(start, _HASH_ROWS)
+            texts = part.cast(pa.binary()).to_pylist()
+            irregular = pc.or_(pc.invert(pc.string_is_ascii(part)), pc.match_substring_regex(part, _IRREGULAR_SPACE))
+            for i in _numpy(pc.indices_nonzero(irregular)).tolist():
+                texts[i] = " ".join(unicodedata.normalize("NFC", texts[i].decode("utf-8")).split()).encode("utf-8")
+            digests = []
+            for text in texts:
+                digest = empty.copy()
+                digest.update(text)
+                digests.append(digest.digest())
+            out.append(_hex_prefixes(b"".join(digests), len(texts)))
+    return pa.chunked_array(out, pa.string())
+
+
+def _hex_prefixes(digests: bytes, n: int) -> pa.Array:
+    """The first DIGEST_CHARS hex digits of each of the `n` concatenated 32-byte digests."""
+    raw = np.frombuffer(digests, dtype=np.uint8).reshape(n, 32)[:, : (DIGEST_CHARS + 1) // 2]
+    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    text = np.empty((n, 2 * raw.shape[1]), dtype=np.uint8)
+    text[:, 0::2], text[:, 1::2] = digits[raw >> 4], digits[raw & 15]
+    offsets = np.arange(0, (n + 1) * DIGEST_CHARS, DIGEST_CHARS, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(text[:, :DIGEST_CHARS]))])
+
+
+def _json_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Each string as json.dumps(ensure_ascii=False) writes it; nulls stay null."""
+    text = column.cast(pa.large_string())
+    for char, escaped in (("\\", "\\\\"), ('"', '\\"')):
+        if pc.any(pc.match_substring(text, char)).as_py():
+            text = pc.replace_substring(text, char, escaped)
+    if pc.any(pc.match_substring_regex(text, "[\\x00-\\x1f]")).as_py():
+        for char, escaped in _JSON_CONTROL.items():
+            text = pc.replace_substring(text, char, escaped)
+    quote = _repeated('"', len(text))
+    return pc.binary_join_element_wise(quote, text, quote, _repeated("", len(text)))
+
+
+def _metadata_json(table: pa.Table, names: list[str]) -> pa.ChunkedArray | pa.Array:
+    """The metadata columns of each row as the per-row loader's `_to_json` writes them (keys
+    sorted, compact, null for a null value)."""
+    n = table.num_rows
+    if not names:
+        return _repeated("{}", n)
+    pieces: list[Any] = []
+    for i, name in enumerate(names):
+        column = table.column(name)
+        if pa.types.is_boolean(column.type):
+            value = pc.if_else(column, _repeated("true", n), _repeated("false", n))
+        elif pa.types.is_integer(column.type):
+            value = column.cast(pa.large_string())
+        else:
+            value = _json_text(column)
+        key = ("{" if i == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":"
+        pieces += [_repeated(key, n), pc.if_else(pc.is_null(value), _repeated("null", n), value)]
+    return pc.binary_join_element_wise(*pieces, _repeated("}", n), _repeated("", n))
+
+
+def _any(*masks: pa.ChunkedArray | None) -> pa.ChunkedArray:
+    """Element-wise or of boolean masks, a null counting as true."""
+    present = [m for m in masks if m is not None]
+    out = present[0]
+    for mask in present[1:]:
+        out = pc.or_kleene(out, mask)
+    return pc.or_kleene(out, pc.is_null(out))
+
+
+@dataclass(frozen=True)
+class _Roles:
+    """Which columns hold what, decided once from the file's columns."""
+
+    problem: str
+    answer: str
+    source: str | None  # a column; None: every row gets `constant_source`
+    constant_source: str
+    difficulty: str | None
+    metadata: list[str]  # sorted, as the per-row loader's JSON keys are
+
+
+def _roles(schema: pa.Schema, fields: FieldMap, source: str | None, default_source: str) -> _Roles | None:
+    """The columns' roles, or None where the file needs the per-row loader."""
+    columns = schema.names
+    problem = _chosen(columns, fields.problem, PROBLEM_FIELDS)
+    answer = _chosen(columns, fields.answer, ANSWER_FIELDS)
+    if problem is None or answer is None or fields.source is not None or len(set(columns)) < len(columns):
+        return None
+    answer_type = schema.field(answer).type
+    if not _is_text(schema.field(problem).type) or not (_is_text(answer_type) or pa.types.is_integer(answer_type)):
+        return None
+    source_field = None if source is not None else next((c for c in SOURCE_FIELDS if c in columns), None)
+    if source_field is not None and not _is_text(schema.field(source_field).type):
+        return None
+    difficulty_fields = [c for c in DIFFICULTY_FIELDS if c in columns]
+    if len(difficulty_fields) > 1 or (difficulty_fields and not pa.types.is_integer(schema.field(difficulty_fields[0]).type)):
+        return None
+    consumed = {problem, answer, *([source_field] if source_field else []), *difficulty_fields}
+    metadata = sorted(c for c in columns if c not in consumed)
+    if not all(_is_plain(schema.field(c).type) for c in metadata):
+        return None
+    return _Roles(problem, answer, source_field, source or default_source, difficulty_fields[0] if difficulty_fields else None, metadata)
+
+
+def _canonical_part(part: pa.Table, first_row: int, roles: _Roles, absent_keys: bool) -> tuple[pa.Table, np.ndarray]:
+    """The canonical rows of `part` (rows `first_row`... of the file) that need no per-row
+    handling, and the file rows of those that do. `absent_keys`: a null may be a missing key."""
+    n = part.num_rows
+    problems = part.column(roles.problem).cast(pa.string())
+    answers = part.column(roles.answer).cast(pa.string())
+    sources = part.column(roles.source).cast(pa.string()) if roles.source else None
+    difficulty = part.column(roles.difficulty) if roles.difficulty else None
+    # Rows the per-row converter must see: missing or empty text, or a solution to parse.
+    per_row = _any(
+        pc.is_null(problems), pc.match_substring_regex(problems, _BLANK),
+        pc.is_null(answers), pc.match_substring_regex(answers, _BLANK),
+        pc.match_substring(answers, "####"), pc.match_substring(answers, "\\boxed{"),
+        pc.match_substring_regex(sources, _BLANK) if sources is not None else None,
+        pc.is_null(difficulty) if difficulty is not None else None,
+        # In JSON Lines a null may be an absent key, which the metadata must leave out.
+        *(pc.is_null(part.column(c)) for c in (roles.metadata if absent_keys else [])),
+    )
+    slow_rows = _numpy(pc.indices_nonzero(per_row)) + first_row
+    canonical = pa.Table.from_arrays([
+        problems,
+        pc.utf8_trim_whitespace(answers),
+        pc.utf8_trim_whitespace(sources) if sources is not None else _repeated(roles.constant_source, n),
+        difficulty.cast(pa.float64(), safe=False) if difficulty is not None else pa.nulls(n, pa.float64()),
+        _metadata_json(part, roles.metadata),
+        _int64(np.arange(first_row, first_row + n)),
+    ], names=CANONICAL_SCHEMA.names[1:])
+    if len(slow_rows):
+        canonical = canonical.filter(pc.invert(per_row))
+    return canonical.add_column(0, "id", problem_ids(canonical.column("problem"))).cast(CANONICAL_SCHEMA), slow_rows
 
 
 def load_columnar(path: Path, fields: FieldMap, on_error: str, source: str | None, default_source: str) -> LoadedDataset | None:
     """The canonical table of `path` built column-wise, or None where only the per-row loader applies."""
-    read = _read(path)
-    if read is None:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _load(path, _open(path, None, whole=True), fields, on_error, source, default_source)
+    if suffix not in (".jsonl", ".ndjson") or (lines := _scan_jsonl(path)) is None:
         return None
-    frame, lines = read
-    columns = frame.columns
-    problem = _chosen(columns, fields.problem, PROBLEM_FIELDS)
-    answer = _chosen(columns, fields.answer, ANSWER_FIELDS)
-    if problem is None or answer is None or fields.source is not None:
-        return None
-    if frame.schema[problem] != pl.String or frame.schema[answer] not in (pl.String, *_PLAIN_TYPES[2:]):
-        return None
-    if frame.height == 0 or frame[problem][0] is None or frame[answer][0] is None:
-        return None  # the per-row loader picks its fields on the first row: let it
-    source_field = None if source is not None else next((c for c in SOURCE_FIELDS if c in columns), None)
-    if source_field is not None and frame.schema[source_field] != pl.String:
-        return None
-    difficulty_fields = [c for c in DIFFICULTY_FIELDS if c in columns]
-    consumed = {problem, answer, *([source_field] if source_field else []), *difficulty_fields}
-    metadata_columns = sorted(c for c in columns if c not in consumed)
-    if any(frame.schema[c] not in _PLAIN_TYPES for c in metadata_columns):
-        return None
-    if len(difficulty_fields) > 1 or (difficulty_fields and frame.schema[difficulty_fields[0]] not in _PLAIN_TYPES[2:]):
-        return None
+    try:
+        return _load(path, _open(path, lines, whole=False), fields, on_error, source, default_source)
+    except _Unfit:  # a later block's types differ from the first one's: infer them from every block
+        return _load(path, _open(path, lines, whole=True), fields, on_error, source, default_source)
 
-    answer_text = pl.col(answer).cast(pl.String)
-    table = frame.with_row_index("row").with_columns(
-        problem=pl.col(problem),
-        answer=answer_text.str.strip_chars(),
-        source=(pl.col(source_field) if source_field else pl.lit(source or default_source)),
-        difficulty=pl.col(difficulty_fields[0]).cast(pl.Float64) if difficulty_fields else pl.lit(None, pl.Float64),
-        metadata=pl.struct(metadata_columns).struct.json_encode() if metadata_columns else pl.lit("{}"),
-        # Rows the per-row converter must see: missing or empty text, or a solution to parse.
-        per_row=(
-            pl.col(problem).is_null() | (pl.col(problem).str.strip_chars() == "") | answer_text.is_null()
-            | (answer_text.str.strip_chars() == "") | answer_text.str.contains("####", literal=True)
-            | answer_text.str.contains("\\boxed{", literal=True)
-            | (pl.col(source_field).is_null() | (pl.col(source_field).str.strip_chars() == "") if source_field else pl.lit(False))
-            | (pl.col(difficulty_fields[0]).is_null() if difficulty_fields else pl.lit(False))
-            # In JSON Lines a null may be an absent key, which the metadata must leave out.
-            | (pl.any_horizontal(pl.col(metadata_columns).is_null()) if lines is not None and metadata_columns else pl.lit(False))
-        ),
-    )
-    if source_field:
-        table = table.with_columns(source=pl.col("source").str.strip_chars())
-    fast = table.filter(~pl.col("per_row"))
-    fast = fast.with_columns(id=pl.Series(problem_ids(fast["problem"]), dtype=pl.String))
-    canonical = fast.select("id", "problem", "answer", "source", "difficulty", "metadata", "row")
 
-    slow_rows = table.filter(pl.col("per_row"))["row"].to_list()
+def _load(path: Path, opened: _Source | None, fields: FieldMap, on_error: str, source: str | None, default_source: str) -> LoadedDataset | None:
+    if opened is None or (roles := _roles(opened.schema, fields, source, default_source)) is None:
+        return None
+    canonical_parts, slow_parts, n_read = [], [], 0
+    for part in opened.parts:
+        if part.num_rows == 0:
+            continue
+        if n_read == 0 and not (part.column(roles.problem)[0].is_valid and part.column(roles.answer)[0].is_valid):
+            return None  # the per-row loader picks its fields on the first row: let it
+        canonical, slow = _canonical_part(part, n_read, roles, absent_keys=opened.lines is not None)
+        canonical_parts.append(canonical)
+        slow_parts.append(slow)
+        n_read += part.num_rows
+    # Arrow skips blank lines, which the per-row reader counts: then the rows do not line up.
+    if n_read == 0 or (opened.lines is not None and n_read != opened.lines.count):
+        return None
+    canonical = pa.concat_tables(canonical_parts)
+    slow_rows = np.concatenate(slow_parts).tolist()
+
     converter = rows._RowConverter(str(path), fields, default_source, explicit_source=source is not None)
-    converter._chosen.update({"problem": problem, "answer": answer})
+    converter._chosen.update({"problem": roles.problem, "answer": roles.answer})
     rejects: dict[str, list[Any]] = {name: [] for name in REJECTS_SCHEMA.names}
     converted = []
-    for row in slow_rows:
-        record = _record(frame, lines, row)
+    for row, record in zip(slow_rows, _records(opened, slow_rows), strict=True):
         try:
             converted.append(converter.convert(row, record))
         except DatasetError as error:
@@ -173,41 +395,56 @@ def load_columnar(path: Path, fields: FieldMap, on_error: str, source: str | Non
                 raise
             rows._add_reject(rejects, error, rows._raw(record))
     if converted:
-        canonical = pl.concat([canonical, pl.DataFrame(converted, schema=canonical.schema)]).sort("row")
-    return _finish(path, frame, lines, canonical, rejects)
+        canonical = pa.concat_tables([canonical, pa.Table.from_pylist(converted, schema=CANONICAL_SCHEMA)])
+        canonical = canonical.take(pc.sort_indices(canonical.column("row")))
+    return _finish(path, opened, n_read, canonical, rejects)
 
 
-def _record(frame: pl.DataFrame, lines: _Lines | None, row: int) -> Any:
-    """The row as the per-row reader sees it: JSON Lines re-read from its line (an absent key
-    stays absent), Parquet as its Arrow row."""
-    if lines is None:
-        return frame.row(row, named=True)
-    return rows.parse_jsonl_line(row, lines[row])
+def _records(opened: _Source, which: list[int]) -> list[Any]:
+    """Rows as the per-row reader sees them: JSON Lines re-read from their lines (an absent key
+    stays absent), Parquet as Arrow rows."""
+    if not which:
+        return []
+    if opened.lines is None:
+        return opened.table.take(_int64(np.asarray(which, dtype=np.int64))).to_pylist()
+    return [rows.parse_jsonl_line(row, line) for row, line in zip(which, opened.lines.read(which), strict=True)]
 
 
-def _finish(path: Path, frame: pl.DataFrame, lines: _Lines | None, canonical: pl.DataFrame, rejects: dict[str, list[Any]]) -> LoadedDataset:
+def _first_positions(ids: pa.ChunkedArray) -> np.ndarray:
+    """For each position, the first position that holds the same id."""
+    distinct = pc.unique(ids)
+    if len(distinct) == len(ids):  # the usual case, found at a third of the cost of what follows
+        return np.arange(len(ids))
+    codes = _numpy(pc.index_in(ids, value_set=distinct))
+    positions = np.arange(len(codes))
+    first = np.full(int(codes.max(initial=-1)) + 1, len(codes))
+    np.minimum.at(first, codes, positions)
+    return first[codes]
+
+
+def _finish(path: Path, opened: _Source, n_read: int, canonical: pa.Table, rejects: dict[str, list[Any]]) -> LoadedDataset:
     """Drop duplicate problems (the first one wins, the others become rejects), as the per-row loader does."""
     file = str(path)
-    first = canonical.with_columns(first_row=pl.col("row").first().over("id"))
-    duplicates = first.filter(pl.col("row") != pl.col("first_row"))
-    for row, first_row, id_ in duplicates.select("row", "first_row", "id").iter_rows():
-        error = DatasetError(file, f"duplicate of row {first_row} (id {id_})", row, "problem")
-        rows._add_reject(rejects, error, rows._raw(_record(frame, lines, row)))
-    kept = first.filter(pl.col("row") == pl.col("first_row")).drop("first_row")
-    n_read, n_bad = frame.height, len(rejects["row"]) - duplicates.height
-    if n_read == 0:
-        raise DatasetError(file, "no rows to load (the dataset is empty)")
-    if kept.is_empty():
+    first = _first_positions(canonical.column("id"))
+    duplicate = first != np.arange(len(first))
+    row_of = _numpy(canonical.column("row"))
+    ids = canonical.column("id")
+    positions = np.flatnonzero(duplicate).tolist()
+    for position, record in zip(positions, _records(opened, [int(row_of[p]) for p in positions]), strict=True):
+        error = DatasetError(file, f"duplicate of row {int(row_of[first[position]])} (id {ids[position].as_py()})", int(row_of[position]), "problem")
+        rows._add_reject(rejects, error, rows._raw(record))
+    n_duplicates = len(positions)
+    kept = canonical.take(_int64(np.flatnonzero(~duplicate))) if n_duplicates else canonical
+    n_bad = len(rejects["row"]) - n_duplicates
+    if kept.num_rows == 0:
         raise DatasetError(file, f"no valid rows: all {n_read} rows were rejected (first: row {rejects['row'][0]}, field {rejects['field'][0]!r}: {rejects['reason'][0]})")
     if n_bad:
         rows.logger.warning("%s: skipped %d bad row(s) of %d; see the rejects table", file, n_bad, n_read)
-    if duplicates.height:
-        rows.logger.warning("%s: dropped %d duplicate problem(s) of %d rows", file, duplicates.height, n_read)
-    reject_table = pa.Table.from_pydict(rejects, schema=REJECTS_SCHEMA)
-    order = pa.array(sorted(range(reject_table.num_rows), key=lambda i: rejects["row"][i]), pa.int64())
-    return LoadedDataset(
-        table=kept.to_arrow().cast(CANONICAL_SCHEMA),
-        rejects=reject_table.take(order),
-        n_read=n_read,
-        duplicates=duplicates.height,
-    )
+    if n_duplicates:
+        rows.logger.warning("%s: dropped %d duplicate problem(s) of %d rows", file, n_duplicates, n_read)
+    if rejects["row"]:
+        order = sorted(range(len(rejects["row"])), key=lambda i: rejects["row"][i])
+        reject_table = pa.Table.from_pydict({name: [values[i] for i in order] for name, values in rejects.items()}, schema=REJECTS_SCHEMA)
+    else:
+        reject_table = pa.Table.from_arrays([pa.nulls(0, field.type) for field in REJECTS_SCHEMA], schema=REJECTS_SCHEMA)
+    return LoadedDataset(table=kept, rejects=reject_table, n_read=n_read, duplicates=n_duplicates)

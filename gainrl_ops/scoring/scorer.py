@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from gainrl_ops.core.layout import SCORE_PART, SCORE_SUMMARY, SCORES, glob_escape
 from gainrl_ops.core.storage import (
+    ROW_GROUP_ROWS,
     atomic_path,
     replace_directory,
     sweep_temporary,
@@ -271,7 +272,7 @@ def ranked_path(out_dir: Path) -> Path:
     return Path(out_dir) / SCORES.inside(SCORE_SUMMARY).relative()
 
 
-def compact(out_dir: Path, row_group_size: int = 131_072) -> Path:
+def compact(out_dir: Path, row_group_size: int = ROW_GROUP_ROWS) -> Path:
     """Merge a scores folder's parts into one Parquet file sorted by rank, with the rank
     (1 = highest angle_score, ties by id, unscored last), the prompt count and the percentile
     stored, so no query recomputes a window. Non-finite components are written as NULL."""
