@@ -200,7 +200,7 @@ def test_training_run_writes_selections_and_checkpoints_that_the_sensor_rescores
     assert result.success
 
     with duckdb.connect(str(catalog_path(tmp_path)), read_only=True) as con:
-        epochs = con.sql("SELECT epoch, mu, sigma, accuracy, angle, held_out_accuracy FROM epochs WHERE run = 'gainrl-demo' ORDER BY epoch").fetchall()
+        epochs = con.sql("SELECT epoch, mu, sigma, accuracy, feedback_angle, held_out_accuracy FROM epochs WHERE run = 'gainrl-demo' ORDER BY epoch").fetchall()
         selected = con.sql("SELECT epoch, count(DISTINCT id), list(rank ORDER BY rank) FROM selections GROUP BY epoch ORDER BY epoch").fetchall()
         ids_match = con.sql(
             "SELECT bool_and(s.id = c.id) FROM selections s JOIN curriculum c ON c.rank = s.rank AND c.checkpoint = ?", params=[base]
@@ -208,6 +208,7 @@ def test_training_run_writes_selections_and_checkpoints_that_the_sensor_rescores
         children = con.sql(f"SELECT name, parent FROM checkpoints WHERE parent = '{base}' ORDER BY name").fetchall()
     assert [row[0] for row in epochs] == [0, 1] and epochs[0][1] == 0.0, "epoch 0 starts at the top of the ranking"
     assert all(0.0 <= row[3] <= 1.0 and row[5] is not None for row in epochs)
+    assert all(-1.0 < row[4] < 1.0 for row in epochs), "the rollouts' feedback angle, a cosine, is in the view"
     # Replaying the run's sampler on the recorded feedback draws exactly the recorded ranks,
     # 8 distinct prompts per epoch, each stored with the id the base curriculum ranks there.
     sampler = TrainingResource(runs_file=str(tmp_path.with_name(f"{tmp_path.name}-runs.yaml"))).run("gainrl-demo").make_sampler(N_PROMPTS)

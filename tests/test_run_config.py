@@ -27,6 +27,7 @@ def test_grpo_fields_default_and_override_by_trl_name() -> None:
     ({"beta": 2.0}, "beta is an accuracy threshold"),
     ({"epochs": 0}, "epochs must be at least 1"),
     ({"sampler": "random"}, "sampler 'random' is not one of"),
+    ({"feedback": "score"}, "feedback 'score' is not one of \\('rollout', 'prompt'\\)"),
 ])
 def test_a_run_that_cannot_run_is_refused_with_the_reason(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
