@@ -15,9 +15,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import tempfile
+import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from gainrl_ops.training.config import TrainingRunConfig
 from gainrl_ops.training.evaluation import greedy_accuracy
 from gainrl_ops.training.feedback import RolloutAngles
 from gainrl_ops.training.plots import plot_runs
+from gainrl_ops.training.resume import prepare_resume, resume_key, write_resume_state
 from gainrl_ops.training.rewards import correctness_reward
 from gainrl_ops.training.sampling import EpochSampler
 
@@ -168,10 +169,31 @@ class EpochFeedback(TrainerCallback):
     angles: RolloutAngles
     save_checkpoint: Callable[[PreTrainedModel, int], str]
     evaluate: Callable[[PreTrainedModel], float] | None = None
+    resume_key: str = ""
     epochs: list[dict[str, Any]] = field(default_factory=list)
     selected: list[list[int]] = field(default_factory=list)
     _started: float = field(default_factory=time.perf_counter)
     _evaluating: float = 0.0
+
+    def _seconds(self) -> float:
+        return time.perf_counter() - self._started - self._evaluating
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a resume point: the sampler where it was, the rows so far, and the clock."""
+        self.sampler.load_state_dict(state["sampler"])
+        self.epochs = state["epochs"]
+        self.selected = state["selected"]
+        self._started, self._evaluating = time.perf_counter() - state["seconds"], 0.0
+
+    def on_save(self, args, state, control, **kwargs: Any):
+        """TRL has just saved its checkpoint after an epoch: the sampler state and the rows go
+        beside it, last, so the folder becomes a resume point only once it is complete."""
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            write_resume_state(folder, self.resume_key, {
+                "sampler": self.sampler.state_dict(), "epochs": self.epochs, "selected": self.selected, "seconds": self._seconds(),
+            })
+        return control
 
     def _prompt_score(self, model: PreTrainedModel, ranks: np.ndarray) -> float:
         """Mean angle score of the epoch's prompts under the current policy (prefill only)."""
@@ -210,7 +232,7 @@ class EpochFeedback(TrainerCallback):
             "run": self.run.name, "epoch": epoch, "sampler": self.run.sampler, "feedback": self.run.feedback,
             "mu": mu, "sigma": self.sampler.sigma, "accuracy": accuracy, "held_out_accuracy": held_out,
             "feedback_angle": feedback_angle, "prompt_score": prompt_score, "mu_next": self.sampler.mu,
-            "seconds": time.perf_counter() - self._started - self._evaluating, "feedback_seconds": feedback_seconds,
+            "seconds": self._seconds(), "feedback_seconds": feedback_seconds,
             "checkpoint_path": saved,
         }
         self.epochs.append(row)
@@ -256,8 +278,9 @@ def grpo_dataset(ranked: pl.DataFrame, tokenizer: PreTrainedTokenizerBase, promp
 
 
 def grpo_config(run: TrainingRunConfig, output_dir: Path) -> GRPOConfig:
-    """TRL settings: the run's `grpo` fields, plus what the curriculum loop needs. bf16 only on
-    a GPU that has it (TRL defaults it on, 2-2.7x slower on CPU)."""
+    """TRL settings: the run's `grpo` fields, plus what the curriculum loop needs (`output_dir`
+    receives the resume points). bf16 only on a GPU that has it (TRL defaults it on, 2-2.7x
+    slower on CPU)."""
     known = {f.name for f in dataclasses.fields(GRPOConfig)}
     unknown = sorted(set(run.grpo) - known)
     if unknown:
@@ -272,7 +295,11 @@ def grpo_config(run: TrainingRunConfig, output_dir: Path) -> GRPOConfig:
         "use_cpu": not cuda,
         "use_vllm": False,
         "report_to": "none",
-        "save_strategy": "no",
+        # A resume point after every epoch (weights, optimizer, scheduler, RNG); the last two
+        # are kept, so a kill in the middle of a save still leaves a complete one.
+        "save_strategy": "epoch",
+        "save_total_limit": 2,
+        "save_only_model": False,
         "logging_steps": 1,
         "dataloader_num_workers": 0,
     })
@@ -286,17 +313,28 @@ def train_run(
     layout: Layout,
     save_checkpoint: Callable[[PreTrainedModel, PreTrainedTokenizerBase, int], str],
     evaluate: Callable[[PreTrainedModel, PreTrainedTokenizerBase], float] | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainingResult:
     """Train `run` from the checkpoint at `model_path` on the `ranked` prompts (columns id,
     problem, answer, in curriculum order) and write the epoch and selection tables.
 
     `save_checkpoint(model, tokenizer, epoch)` stores a checkpoint and returns where it went;
-    `evaluate(model, tokenizer)`, if given, is the held-out accuracy recorded after each epoch.
+    `evaluate(model, tokenizer)`, if given, is the held-out accuracy recorded after each epoch;
+    `callbacks` are more TRL callbacks.
+
+    A run that was killed resumes from its last complete epoch when called again with the same
+    settings, checkpoint and prompts: weights, optimizer, scheduler and RNG states from TRL's
+    checkpoint, the sampler (mu, history, RNG) and the rows so far from the state beside it,
+    so the remaining epochs select the same prompts as an uninterrupted run. Resume points
+    live in `layout.run_resume(run.name)` until the run finishes.
     """
     from transformers import AutoModelForCausalLM
 
     from gainrl_ops.scoring.models import load_tokenizer
 
+    resume_dir = layout.run_resume(run.name)
+    key = resume_key(run, model_path, ranked["id"].to_list())
+    point = prepare_resume(resume_dir, key)
     torch.manual_seed(run.seed)
     tokenizer = load_tokenizer(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
@@ -307,28 +345,32 @@ def train_run(
         run, ranked, tokenizer, prompt, sampler, reward, angles,
         save_checkpoint=lambda m, epoch: save_checkpoint(m, tokenizer, epoch),
         evaluate=(lambda m: evaluate(m, tokenizer)) if evaluate else None,
+        resume_key=key,
     )
-    with tempfile.TemporaryDirectory(prefix="grpo-") as scratch:
-        trainer = CurriculumGRPOTrainer(
-            model=model,
-            processing_class=tokenizer,
-            reward_funcs=[reward],
-            args=grpo_config(run, Path(scratch)),
-            train_dataset=grpo_dataset(ranked, tokenizer, prompt),
-            callbacks=[feedback],
-            epoch_sampler=sampler,
-            subset_size=run.subset_size,
-            rollout_angles=angles if run.uses_feedback else None,
-        )
-        # TRL's progress callback writes every step's log dict; EpochFeedback logs one line per epoch.
-        trainer.remove_callback(ProgressCallback)
-        trainer.remove_callback(PrinterCallback)
-        trainer.train()
+    if point is not None:
+        feedback.restore(point.state)
+        log.info("run %s: resuming after epoch %d of %d from %s", run.name, point.epochs_done, run.epochs, point.folder)
+    trainer = CurriculumGRPOTrainer(
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=[reward],
+        args=grpo_config(run, resume_dir),
+        train_dataset=grpo_dataset(ranked, tokenizer, prompt),
+        callbacks=[feedback, *callbacks],
+        epoch_sampler=sampler,
+        subset_size=run.subset_size,
+        rollout_angles=angles if run.uses_feedback else None,
+    )
+    # TRL's progress callback writes every step's log dict; EpochFeedback logs one line per epoch.
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.train(resume_from_checkpoint=str(point.folder) if point else None)
     epochs = pl.DataFrame(feedback.epochs, schema=EPOCHS_SCHEMA)
     selections = feedback.selections()
     write_parquet_atomic(epochs.to_arrow(), layout.epochs(run.name))
     write_parquet_atomic(selections.to_arrow(), layout.selections(run.name))
     write_text_atomic(json.dumps({"run": asdict(run), "sampler": sampler.state_dict()}, default=float), layout.run_state(run.name))
+    shutil.rmtree(resume_dir, ignore_errors=True)  # finished: nothing to resume
     return TrainingResult(epochs, selections, [p for p in epochs["checkpoint_path"].to_list() if p], layout.run_dir(run.name))
 
 
