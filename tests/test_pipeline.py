@@ -39,6 +39,8 @@ DIAGNOSED = 24
 TEST_RUNS = """
 gainrl-demo: {sampler: gainrl, epochs: 2, subset_size: 8, checkpoint_every: 1,
               grpo: {num_generations: 4, per_device_train_batch_size: 16, max_completion_length: 16, learning_rate: 0.001}}
+length-demo: {sampler: length, epochs: 1, subset_size: 8, sigma_frac: 0.05,
+              grpo: {num_generations: 4, per_device_train_batch_size: 16, max_completion_length: 16, learning_rate: 0.001}}
 """
 
 
@@ -194,7 +196,7 @@ def test_training_run_writes_selections_and_checkpoints_that_the_sensor_rescores
     resources = _resources(tmp_path, tiny_model_path)
     with dg.build_sensor_context(instance=instance, resources={"training": resources["training"]}) as context:
         (request,) = training_runs_sensor(context).dynamic_partitions_requests
-    assert list(request.partition_keys) == ["gainrl-demo"], "the sensor turns the runs file into partitions"
+    assert sorted(request.partition_keys) == ["gainrl-demo", "length-demo"], "the sensor turns the runs file into partitions"
     instance.add_dynamic_partitions("training_runs", list(request.partition_keys))
     result = dg.materialize(ALL, selection=["training_run"], partition_key="gainrl-demo", instance=instance, resources=resources)
     assert result.success
@@ -241,3 +243,22 @@ def test_training_run_writes_selections_and_checkpoints_that_the_sensor_rescores
     assert [p for p in files if layout.kind_of(p) is None] == []
     kinds = {layout.kind_of(p) for p in files}
     assert {tree.PROMPTS, tree.SHARD, tree.SCORES, tree.SCORE_PART, tree.RANKING, tree.REPORT_PLOT, tree.EPOCHS, tree.EVALUATION, tree.CHECKPOINT_RECORD} <= kinds
+
+
+def test_a_length_run_trains_shortest_questions_first_from_the_catalog(instance, tmp_path: Path, tiny_model_path: Path) -> None:
+    base = _prepare(instance, tmp_path, tiny_model_path)
+    _rescore(instance, tmp_path, tiny_model_path, base)
+    instance.add_dynamic_partitions("training_runs", ["length-demo"])
+    result = dg.materialize(ALL, selection=["training_run"], partition_key="length-demo", instance=instance, resources=_resources(tmp_path, tiny_model_path))
+    assert result.success
+    with duckdb.connect(str(catalog_path(tmp_path)), read_only=True) as con:
+        # The run's ranks index the order by question tokens, ties by id.
+        ordered = con.sql(
+            "SELECT s.rank, t.question_end - t.question_start AS n, s.id FROM selections s JOIN tokens t USING (id) "
+            "WHERE s.run = 'length-demo' ORDER BY s.rank"
+        ).fetchall()
+        lengths = con.sql("SELECT question_end - question_start AS n, id FROM tokens ORDER BY n, id").fetchall()
+        (sampler, angle), = con.sql("SELECT sampler, feedback_angle FROM epochs WHERE run = 'length-demo'").fetchall()
+    assert [(n, i) for _, n, i in ordered] == [lengths[rank - 1] for rank, _, _ in ordered]
+    assert sampler == "length" and -1 < angle < 1
+    assert sum(rank for rank, _, _ in ordered) / len(ordered) < N_PROMPTS / 4, "epoch 0 starts at the short end"

@@ -284,7 +284,7 @@ SOURCES: tuple[Source, ...] = (
         (
             Column("run", "VARCHAR", "training run name (a training_run partition)"),
             Column("epoch", "INTEGER", "0-based epoch"),
-            Column("sampler", "VARCHAR", "gainrl or uniform"),
+            Column("sampler", "VARCHAR", "gainrl, uniform, length (shortest question first) or difficulty (easiest first)"),
             Column("feedback", "VARCHAR", "which angle the controller used: rollout (feedback_angle) or prompt (prompt_score)"),
             Column("mu", "DOUBLE", "centre of the sampling window for this epoch, in ranks from 0 (NULL for uniform)", _finite("mu")),
             Column("sigma", "DOUBLE", "width of the sampling window, in ranks (NULL for uniform)", _finite("sigma")),
@@ -317,7 +317,11 @@ SOURCES: tuple[Source, ...] = (
         (
             Column("run", "VARCHAR", "training run name"),
             Column("epoch", "INTEGER", "0-based epoch"),
-            Column("rank", "BIGINT", "curriculum rank of the prompt (1 = highest angle score)"),
+            Column(
+                "rank", "BIGINT",
+                "rank of the prompt in the run's order, 1 first: the angle curriculum (1 = highest angle score) for gainrl "
+                "and uniform, fewest question tokens for length, lowest difficulty for difficulty",
+            ),
             _ID,
         ),
     ),

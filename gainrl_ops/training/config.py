@@ -17,7 +17,7 @@ from gainrl_ops.training.sampling import (
     UniformSampler,
 )
 
-SAMPLERS = ("gainrl", "uniform")
+SAMPLERS = ("gainrl", "uniform", "length", "difficulty")
 FEEDBACK = ("rollout", "prompt")
 # TRL GRPOConfig fields we set unless a run overrides them; any other GRPOConfig field may be
 # given too. On CPU, bf16 and vLLM stay off whatever is given (see trainer.grpo_config).
@@ -37,8 +37,10 @@ class TrainingRunConfig:
     """A named training run.
 
     Curriculum:
-        sampler: "gainrl" (Gaussian window over the angle ranking, moved by feedback) or
-            "uniform" (the baseline).
+        sampler: "gainrl" (Gaussian window over the angle ranking, moved by feedback),
+            "uniform" (the baseline), or the same window and controller over a control order
+            read from the catalog, no model run: "length" (shortest question first, in
+            tokens) or "difficulty" (easiest first; the dataset needs a difficulty column).
         feedback: the angle the controller gets after an epoch: "rollout" (mean pairwise
             cosine of the last MLP's input over the epoch's rollout sequences, in [-1, 1],
             as GAIN-RL does) or "prompt" (mean angle score of the epoch's prompts; it is
@@ -56,7 +58,7 @@ class TrainingRunConfig:
     """
 
     name: str
-    sampler: Literal["gainrl", "uniform"] = "gainrl"
+    sampler: Literal["gainrl", "uniform", "length", "difficulty"] = "gainrl"
     feedback: Literal["rollout", "prompt"] = "rollout"
     seed: int = 0
     epochs: int = 3
@@ -107,6 +109,12 @@ class TrainingRunConfig:
             return [f"subset_size {self.subset_size} must be a multiple of the {per_step} prompts per step "
                     f"(per_device_train_batch_size {batch} / num_generations {generations})"]
         return []
+
+    @property
+    def ordering(self) -> str:
+        """What the sampler's ranks index: "angle" (the base checkpoint's curriculum; uniform
+        ignores the order), "length" or "difficulty" (`curriculum.ranking.ordered_prompts`)."""
+        return self.sampler if self.sampler in ("length", "difficulty") else "angle"
 
     @property
     def uses_feedback(self) -> bool:
