@@ -41,6 +41,8 @@ DIAGNOSED = 24
 TEST_RUNS = """
 gainrl-demo: {sampler: gainrl, epochs: 2, subset_size: 8, checkpoint_every: 1,
               grpo: {num_generations: 4, per_device_train_batch_size: 16, max_completion_length: 16, learning_rate: 0.001}}
+length-demo: {sampler: length, epochs: 1, subset_size: 8, sigma_frac: 0.05,
+              grpo: {num_generations: 4, per_device_train_batch_size: 16, max_completion_length: 16, learning_rate: 0.001}}
 """
 
 
@@ -219,13 +221,13 @@ def test_training_run_writes_selections_and_checkpoints_that_the_sensor_rescores
     resources = _resources(tmp_path, tiny_model_path)
     with dg.build_sensor_context(instance=instance, resources={"training": resources["training"]}) as context:
         (request,) = training_runs_sensor(context).dynamic_partitions_requests
-    assert list(request.partition_keys) == ["gainrl-demo"], "the sensor turns the runs file into partitions"
+    assert sorted(request.partition_keys) == ["gainrl-demo", "length-demo"], "the sensor turns the runs file into partitions"
     instance.add_dynamic_partitions("training_runs", list(request.partition_keys))
     result = dg.materialize(ALL, selection=["training_run"], partition_key="gainrl-demo", instance=instance, resources=resources)
     assert result.success
 
     with duckdb.connect(str(catalog_path(tmp_path)), read_only=True) as con:
-        epochs = con.sql("SELECT epoch, mu, sigma, accuracy, angle, held_out_accuracy FROM epochs WHERE run = 'gainrl-demo' ORDER BY epoch").fetchall()
+        epochs = con.sql("SELECT epoch, mu, sigma, accuracy, feedback_angle, held_out_accuracy FROM epochs WHERE run = 'gainrl-demo' ORDER BY epoch").fetchall()
         selected = con.sql("SELECT epoch, count(DISTINCT id), list(rank ORDER BY rank) FROM selections GROUP BY epoch ORDER BY epoch").fetchall()
         ids_match = con.sql(
             "SELECT bool_and(s.id = c.id) FROM selections s JOIN curriculum c ON c.rank = s.rank AND c.checkpoint = ?", params=[base]
@@ -233,6 +235,7 @@ def test_training_run_writes_selections_and_checkpoints_that_the_sensor_rescores
         children = con.sql(f"SELECT name, parent FROM checkpoints WHERE parent = '{base}' ORDER BY name").fetchall()
     assert [row[0] for row in epochs] == [0, 1] and epochs[0][1] == 0.0, "epoch 0 starts at the top of the ranking"
     assert all(0.0 <= row[3] <= 1.0 and row[5] is not None for row in epochs)
+    assert all(-1.0 < row[4] < 1.0 for row in epochs), "the rollouts' feedback angle, a cosine, is in the view"
     # Replaying the run's sampler on the recorded feedback draws exactly the recorded ranks,
     # 8 distinct prompts per epoch, each stored with the id the base curriculum ranks there.
     sampler = TrainingResource(runs_file=str(tmp_path.with_name(f"{tmp_path.name}-runs.yaml"))).run("gainrl-demo").make_sampler(N_PROMPTS)
@@ -265,3 +268,22 @@ def test_training_run_writes_selections_and_checkpoints_that_the_sensor_rescores
     assert [p for p in files if layout.kind_of(p) is None] == []
     kinds = {layout.kind_of(p) for p in files}
     assert {tree.PROMPTS, tree.SHARD, tree.SCORES, tree.SCORE_PART, tree.RANKING, tree.REPORT_PLOT, tree.EPOCHS, tree.EVALUATION, tree.CHECKPOINT_RECORD} <= kinds
+
+
+def test_a_length_run_trains_shortest_questions_first_from_the_catalog(instance, tmp_path: Path, tiny_model_path: Path) -> None:
+    base = _prepare(instance, tmp_path, tiny_model_path)
+    _rescore(instance, tmp_path, tiny_model_path, base)
+    instance.add_dynamic_partitions("training_runs", ["length-demo"])
+    result = dg.materialize(ALL, selection=["training_run"], partition_key="length-demo", instance=instance, resources=_resources(tmp_path, tiny_model_path))
+    assert result.success
+    with duckdb.connect(str(catalog_path(tmp_path)), read_only=True) as con:
+        # The run's ranks index the order by question tokens, ties by id.
+        ordered = con.sql(
+            "SELECT s.rank, t.question_end - t.question_start AS n, s.id FROM selections s JOIN tokens t USING (id) "
+            "WHERE s.run = 'length-demo' ORDER BY s.rank"
+        ).fetchall()
+        lengths = con.sql("SELECT question_end - question_start AS n, id FROM tokens ORDER BY n, id").fetchall()
+        (sampler, angle), = con.sql("SELECT sampler, feedback_angle FROM epochs WHERE run = 'length-demo'").fetchall()
+    assert [(n, i) for _, n, i in ordered] == [lengths[rank - 1] for rank, _, _ in ordered]
+    assert sampler == "length" and -1 < angle < 1
+    assert sum(rank for rank, _, _ in ordered) / len(ordered) < N_PROMPTS / 4, "epoch 0 starts at the short end"

@@ -27,6 +27,7 @@ def test_grpo_fields_default_and_override_by_trl_name() -> None:
     ({"beta": 2.0}, "beta is an accuracy threshold"),
     ({"epochs": 0}, "epochs must be at least 1"),
     ({"sampler": "random"}, "sampler 'random' is not one of"),
+    ({"feedback": "score"}, "feedback 'score' is not one of \\('rollout', 'prompt'\\)"),
 ])
 def test_a_run_that_cannot_run_is_refused_with_the_reason(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -50,7 +51,8 @@ def test_runs_file_errors_name_the_file_and_the_run(tmp_path: Path) -> None:
 
 def test_the_bundled_runs_file_loads() -> None:
     runs = load_run_configs(Path(__file__).resolve().parents[1] / "data" / "training_runs.yaml")
-    assert {"gainrl-demo", "uniform-demo"} <= set(runs)
+    assert {"gainrl-demo", "uniform-demo", "length-demo"} <= set(runs)
+    assert runs["length-demo"].sampler == "length" and runs["gainrl-demo"].feedback == "rollout"
 
 
 def test_grpo_config_takes_the_run_fields_and_refuses_unknown_ones(tmp_path: Path) -> None:

@@ -32,3 +32,5 @@ def test_the_readme_trl_script_trains_on_an_exported_curriculum(tmp_path: Path, 
     assert done.returncode == 0, done.stderr[-3000:]
     mus = re.search(r"window centre \(mu\) per epoch: \[(.*)\]", done.stdout).group(1).split(", ")
     assert len(mus) == 2 and float(mus[0]) == 0.0, "two epochs of feedback, starting at the top of the ranking"
+    angles = [float(a) for a in re.search(r"feedback angle per epoch: \[(.*)\]", done.stdout).group(1).split(", ")]
+    assert len(angles) == 2 and all(-1.0 <= a <= 1.0 for a in angles), "a cosine, measured on the rollouts"

@@ -284,14 +284,28 @@ SOURCES: tuple[Source, ...] = (
         (
             Column("run", "VARCHAR", "training run name (a training_run partition)"),
             Column("epoch", "INTEGER", "0-based epoch"),
-            Column("sampler", "VARCHAR", "gainrl or uniform"),
+            Column("sampler", "VARCHAR", "gainrl, uniform, length (shortest question first) or difficulty (easiest first)"),
+            Column("feedback", "VARCHAR", "which angle the controller used: rollout (feedback_angle) or prompt (prompt_score)"),
             Column("mu", "DOUBLE", "centre of the sampling window for this epoch, in ranks from 0 (NULL for uniform)", _finite("mu")),
             Column("sigma", "DOUBLE", "width of the sampling window, in ranks (NULL for uniform)", _finite("sigma")),
             Column("accuracy", "DOUBLE", "mean correctness of the epoch's rollouts"),
             Column("held_out_accuracy", "DOUBLE", "greedy accuracy on the held-out problems after the epoch, if measured"),
-            Column("angle", "DOUBLE", "mean angle score of the epoch's prompts under the policy after the epoch"),
+            Column(
+                "feedback_angle", "DOUBLE",
+                "GAIN-RL's feedback angle, in [-1, 1]: mean pairwise cosine (distinct token pairs, no pads) of the last "
+                "MLP's input over each rollout (prompt plus completion, prefilled under the policy that generated it), "
+                "averaged over the epoch's rollouts (NULL for uniform)",
+                _finite("feedback_angle"),
+            ),
+            Column(
+                "prompt_score", "DOUBLE",
+                "mean angle score (c_intra + inter_weight * c_inter, the ranking score) of the epoch's prompts under the "
+                "policy after the epoch (NULL for uniform)",
+                _finite("prompt_score"),
+            ),
             Column("mu_next", "DOUBLE", "mu after the controller update (NULL for uniform)", _finite("mu_next")),
-            Column("seconds", "DOUBLE", "wall time since the start of training"),
+            Column("seconds", "DOUBLE", "wall time of training since its start, feedback included, held-out evaluation excluded"),
+            Column("feedback_seconds", "DOUBLE", "seconds of this epoch spent measuring feedback_angle and prompt_score"),
             Column("checkpoint_path", "VARCHAR", "checkpoint saved after the epoch, if any"),
         ),
     ),
@@ -303,7 +317,11 @@ SOURCES: tuple[Source, ...] = (
         (
             Column("run", "VARCHAR", "training run name"),
             Column("epoch", "INTEGER", "0-based epoch"),
-            Column("rank", "BIGINT", "curriculum rank of the prompt (1 = highest angle score)"),
+            Column(
+                "rank", "BIGINT",
+                "rank of the prompt in the run's order, 1 first: the angle curriculum (1 = highest angle score) for gainrl "
+                "and uniform, fewest question tokens for length, lowest difficulty for difficulty",
+            ),
             _ID,
         ),
     ),

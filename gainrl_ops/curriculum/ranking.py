@@ -64,6 +64,48 @@ def ranked_prompts(layout: Layout, dataset: str, version: str, ranking: Path, co
     return pl.read_parquet(ranking).sort("rank").join(prompts, on="id", how="left", maintain_order="left")
 
 
+# Orders that need no model run, from the catalog: shortest question first (question span in
+# tokens, under the prompt fingerprint's tokenizer and template), or easiest first.
+_ORDERS = {
+    "length": """
+        SELECT p.id, p.problem, p.answer, p.difficulty, t.question_end - t.question_start AS question_tokens
+        FROM prompts p JOIN tokens t ON t.dataset = p.dataset AND t.dataset_version = p.dataset_version AND t.id = p.id
+        WHERE p.dataset = $dataset AND p.dataset_version = $version AND t.prompt_fingerprint = $prompts
+        ORDER BY question_tokens, p.id""",
+    "difficulty": """
+        SELECT p.id, p.problem, p.answer, p.difficulty, t.question_end - t.question_start AS question_tokens
+        FROM prompts p LEFT JOIN tokens t
+          ON t.dataset = p.dataset AND t.dataset_version = p.dataset_version AND t.id = p.id AND t.prompt_fingerprint = $prompts
+        WHERE p.dataset = $dataset AND p.dataset_version = $version
+        ORDER BY p.difficulty NULLS LAST, p.id""",
+}
+ORDERS = tuple(_ORDERS)
+
+
+def ordered_prompts(layout: Layout, dataset: str, version: str, prompt_fingerprint: str, by: str) -> pl.DataFrame:
+    """The dataset's prompts in a control order read from the catalog (no model run), with
+    rank 1 first: "length" (fewest question tokens first) or "difficulty" (lowest
+    difficulty first; prompts without one go last). Ties are broken by id.
+
+    Columns: id, problem, answer, difficulty, question_tokens, rank."""
+    if by not in _ORDERS:
+        raise ValueError(f"order {by!r} is not one of {ORDERS}")
+    params = {"dataset": dataset, "version": version, "prompts": prompt_fingerprint}
+    with connect_readonly(layout.root) as con:
+        frame = con.sql(_ORDERS[by], params=params).pl()
+    if frame.is_empty():
+        raise ValueError(
+            f"dataset {dataset!r} (version {version}, prompts {prompt_fingerprint}): no tokenized prompts in the catalog; "
+            "materialize raw_dataset and tokenized_shards first"
+        )
+    if by == "difficulty" and frame["difficulty"].null_count() == frame.height:
+        raise ValueError(
+            f"{layout.prompts(dataset, version)}: dataset {dataset!r} has no difficulty (no `difficulty` or `level` field in its "
+            "input), so it cannot be ordered easiest first; use sampler length or gainrl"
+        )
+    return frame.with_columns(rank=pl.int_range(1, frame.height + 1, dtype=pl.Int64))
+
+
 def previous_ranking(
     layout: Layout, dataset: str, version: str, prompt_fingerprint: str, records: Sequence[CheckpointRecord], current: CheckpointRecord
 ) -> tuple[CheckpointRecord, pl.DataFrame] | None:

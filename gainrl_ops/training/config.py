@@ -17,7 +17,8 @@ from gainrl_ops.training.sampling import (
     UniformSampler,
 )
 
-SAMPLERS = ("gainrl", "uniform")
+SAMPLERS = ("gainrl", "uniform", "length", "difficulty")
+FEEDBACK = ("rollout", "prompt")
 # TRL GRPOConfig fields we set unless a run overrides them; any other GRPOConfig field may be
 # given too. On CPU, bf16 and vLLM stay off whatever is given (see trainer.grpo_config).
 GRPO_DEFAULTS: dict[str, Any] = {
@@ -36,8 +37,14 @@ class TrainingRunConfig:
     """A named training run.
 
     Curriculum:
-        sampler: "gainrl" (Gaussian window over the angle ranking, moved by feedback) or
-            "uniform" (the baseline).
+        sampler: "gainrl" (Gaussian window over the angle ranking, moved by feedback),
+            "uniform" (the baseline), or the same window and controller over a control order
+            read from the catalog, no model run: "length" (shortest question first, in
+            tokens) or "difficulty" (easiest first; the dataset needs a difficulty column).
+        feedback: the angle the controller gets after an epoch: "rollout" (mean pairwise
+            cosine of the last MLP's input over the epoch's rollout sequences, in [-1, 1],
+            as GAIN-RL does) or "prompt" (mean angle score of the epoch's prompts; it is
+            c_intra + inter_weight * c_inter, about 4-8, so tanh saturates). Both are recorded.
         subset_size: prompts per epoch.
         n_frac, sigma_frac, adj_max_frac: GAIN-RL's n, sigma and adj_max as fractions of
             the dataset size (published: 500, 1000, 1000 of ~7.5k prompts).
@@ -47,11 +54,12 @@ class TrainingRunConfig:
             (e.g. {learning_rate: 1e-5, beta: 0.04, max_completion_length: 256}).
     Run:
         epochs, seed, checkpoint_every (epochs; the last epoch is always saved),
-        inter_weight: w of the angle score used for the epoch feedback.
+        inter_weight: w of the prompt angle score recorded for each epoch (`prompt_score`).
     """
 
     name: str
-    sampler: Literal["gainrl", "uniform"] = "gainrl"
+    sampler: Literal["gainrl", "uniform", "length", "difficulty"] = "gainrl"
+    feedback: Literal["rollout", "prompt"] = "rollout"
     seed: int = 0
     epochs: int = 3
     subset_size: int = 32
@@ -76,6 +84,8 @@ class TrainingRunConfig:
             problems.append("the name must match [A-Za-z0-9._-]+")
         if self.sampler not in SAMPLERS:
             problems.append(f"sampler {self.sampler!r} is not one of {SAMPLERS}")
+        if self.feedback not in FEEDBACK:
+            problems.append(f"feedback {self.feedback!r} is not one of {FEEDBACK}")
         for name in ("epochs", "subset_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
@@ -99,6 +109,17 @@ class TrainingRunConfig:
             return [f"subset_size {self.subset_size} must be a multiple of the {per_step} prompts per step "
                     f"(per_device_train_batch_size {batch} / num_generations {generations})"]
         return []
+
+    @property
+    def ordering(self) -> str:
+        """What the sampler's ranks index: "angle" (the base checkpoint's curriculum; uniform
+        ignores the order), "length" or "difficulty" (`curriculum.ranking.ordered_prompts`)."""
+        return self.sampler if self.sampler in ("length", "difficulty") else "angle"
+
+    @property
+    def uses_feedback(self) -> bool:
+        """Whether the sampler moves with the epoch feedback (all but the uniform baseline)."""
+        return self.sampler != "uniform"
 
     def make_sampler(self, n_prompts: int) -> EpochSampler:
         if self.sampler == "uniform":

@@ -1,7 +1,9 @@
 """Which prompts each epoch trains on: GAIN-RL's Gaussian curriculum and the uniform baseline.
 
-Both work on ranks: position 0 is the prompt with the highest angle score. Each epoch
-draws `subset_size` distinct ranks; `update` takes the epoch's feedback.
+Both work on ranks of an ordering: position 0 is the prompt with the highest angle score
+for GAIN-RL, or the first of a control order (shortest question for the `length` sampler,
+easiest for `difficulty`: the same `GainRLSampler` over another order). Each epoch draws
+`subset_size` distinct ranks; `update` takes the epoch's feedback.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """GRPO training with a curriculum sampler, on upstream TRL (no fork).
 
-`CurriculumGRPOTrainer` only replaces `_get_train_sampler`: the sampler keeps TRL's
+`CurriculumGRPOTrainer` replaces `_get_train_sampler`: the sampler keeps TRL's
 `RepeatSampler` layout (each prompt `num_generations` times, the same order on every
-process) and a constant length per epoch, and draws a new subset at `set_epoch`. A
-callback closes the loop after each epoch: accuracy from that epoch's rewards, the mean
-angle score of its prompts under the current policy (a prefill with the scorer, not a
-second generation), the controller update, the selection table and checkpoints.
+process) and a constant length per epoch, and draws a new subset at `set_epoch`. It also
+measures the feedback angle of each generation batch's rollouts (a prefill of the generated
+sequences under the current policy, see `feedback.py`; no second generation). A callback
+closes the loop after each epoch: accuracy from that epoch's rewards, the mean feedback
+angle of its rollouts, the controller update, the selection table and checkpoints.
 `from trl import ...` costs seconds, so nothing imports this module at Dagster load time.
 """
 
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
+import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,7 +27,13 @@ import polars as pl
 import torch
 from datasets import Dataset
 from torch.utils.data import Sampler
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PrinterCallback,
+    ProgressCallback,
+    TrainerCallback,
+)
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
@@ -41,13 +49,18 @@ from gainrl_ops.scoring.models import eval_mode
 from gainrl_ops.scoring.scorer import score_batch
 from gainrl_ops.training.config import TrainingRunConfig
 from gainrl_ops.training.evaluation import greedy_accuracy
+from gainrl_ops.training.feedback import RolloutAngles
 from gainrl_ops.training.plots import plot_runs
+from gainrl_ops.training.resume import prepare_resume, resume_key, write_resume_state
 from gainrl_ops.training.rewards import correctness_reward
 from gainrl_ops.training.sampling import EpochSampler
 
+log = logging.getLogger(__name__)
+
 EPOCHS_SCHEMA = {
-    "run": pl.String, "epoch": pl.Int32, "sampler": pl.String, "mu": pl.Float64, "sigma": pl.Float64,
-    "accuracy": pl.Float64, "held_out_accuracy": pl.Float64, "angle": pl.Float64, "mu_next": pl.Float64, "seconds": pl.Float64, "checkpoint_path": pl.String,
+    "run": pl.String, "epoch": pl.Int32, "sampler": pl.String, "feedback": pl.String, "mu": pl.Float64, "sigma": pl.Float64,
+    "accuracy": pl.Float64, "held_out_accuracy": pl.Float64, "feedback_angle": pl.Float64, "prompt_score": pl.Float64,
+    "mu_next": pl.Float64, "seconds": pl.Float64, "feedback_seconds": pl.Float64, "checkpoint_path": pl.String,
 }
 
 
@@ -95,12 +108,20 @@ class CurriculumSampler(Sampler[int]):
 
 
 class CurriculumGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose prompts per epoch come from an `EpochSampler` over the ranked dataset."""
+    """GRPOTrainer whose prompts per epoch come from an `EpochSampler` over the ranked dataset.
+    With `rollout_angles`, the feedback angle of every training rollout is added to it."""
 
-    def __init__(self, *args: Any, epoch_sampler: EpochSampler, subset_size: int, **kwargs: Any):
+    def __init__(self, *args: Any, epoch_sampler: EpochSampler, subset_size: int, rollout_angles: RolloutAngles | None = None, **kwargs: Any):
         self.epoch_sampler = epoch_sampler
         self.subset_size = subset_size
+        self.rollout_angles = rollout_angles
         super().__init__(*args, **kwargs)
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        output = super()._generate_and_score_completions(inputs)
+        if self.rollout_angles is not None and self.model.training:
+            self.rollout_angles.measure(self.accelerator.unwrap_model(self.model), output)
+        return output
 
     def _get_train_sampler(self, dataset: Dataset | None = None) -> Sampler:
         return CurriculumSampler(
@@ -115,27 +136,29 @@ class CurriculumGRPOTrainer(GRPOTrainer):
 @dataclass
 class CurriculumFeedback(TrainerCallback):
     """The GAIN-RL loop for your own TRL script: after each epoch, the sampler gets the epoch's
-    rollout accuracy (from `reward`) and the mean stored angle score of the epoch's prompts
-    (`angle_scores`, one per dataset row, e.g. the `angle_score` column of an hf export)."""
+    rollout accuracy (from `reward`) and mean feedback angle (from `angles`, the
+    `RolloutAngles` the trainer was given as `rollout_angles`)."""
 
     sampler: EpochSampler
     reward: CorrectnessReward
-    angle_scores: Sequence[float]
-    epoch: int = 0
+    angles: RolloutAngles
 
     def on_epoch_end(self, args, state, control, **kwargs: Any):
         rewards = self.reward.take()
-        ranks = self.sampler.select(self.epoch)
-        angle = float(np.nanmean(np.asarray(self.angle_scores, dtype=np.float64)[ranks]))
+        angle, _ = self.angles.take()
         self.sampler.update(float(np.mean(rewards)) if rewards else float("nan"), angle)
-        self.epoch += 1
         return control
 
 
 @dataclass
 class EpochFeedback(TrainerCallback):
     """After each epoch: feedback to the curriculum, one row per epoch and per selected
-    prompt, and a checkpoint every `checkpoint_every` epochs."""
+    prompt, a checkpoint every `checkpoint_every` epochs, and one log line.
+
+    A sampler that uses feedback gets the epoch's rollout accuracy and, as `run.feedback`
+    says, the mean feedback angle of its rollouts (`angles`) or the mean angle score of its
+    prompts; both are recorded, with the seconds they took. The uniform baseline measures
+    neither, so its wall time carries no feedback cost."""
 
     run: TrainingRunConfig
     ranked: pl.DataFrame
@@ -143,13 +166,36 @@ class EpochFeedback(TrainerCallback):
     prompt: PromptConfig
     sampler: EpochSampler
     reward: CorrectnessReward
+    angles: RolloutAngles
     save_checkpoint: Callable[[PreTrainedModel, int], str]
     evaluate: Callable[[PreTrainedModel], float] | None = None
+    resume_key: str = ""
     epochs: list[dict[str, Any]] = field(default_factory=list)
-    selections: list[pl.DataFrame] = field(default_factory=list)
+    selected: list[list[int]] = field(default_factory=list)
     _started: float = field(default_factory=time.perf_counter)
+    _evaluating: float = 0.0
 
-    def _angle(self, model: PreTrainedModel, ranks: np.ndarray) -> float:
+    def _seconds(self) -> float:
+        return time.perf_counter() - self._started - self._evaluating
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a resume point: the sampler where it was, the rows so far, and the clock."""
+        self.sampler.load_state_dict(state["sampler"])
+        self.epochs = state["epochs"]
+        self.selected = state["selected"]
+        self._started, self._evaluating = time.perf_counter() - state["seconds"], 0.0
+
+    def on_save(self, args, state, control, **kwargs: Any):
+        """TRL has just saved its checkpoint after an epoch: the sampler state and the rows go
+        beside it, last, so the folder becomes a resume point only once it is complete."""
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            write_resume_state(folder, self.resume_key, {
+                "sampler": self.sampler.state_dict(), "epochs": self.epochs, "selected": self.selected, "seconds": self._seconds(),
+            })
+        return control
+
+    def _prompt_score(self, model: PreTrainedModel, ranks: np.ndarray) -> float:
         """Mean angle score of the epoch's prompts under the current policy (prefill only)."""
         rendered = [render_prompt(self.tokenizer, q, self.prompt) for q in self.ranked["problem"].gather(ranks).to_list()]
         with eval_mode(model):
@@ -157,37 +203,60 @@ class EpochFeedback(TrainerCallback):
         return float(torch.nanmean(scores.angle_score))
 
     def _held_out(self, model: PreTrainedModel) -> float | None:
+        """Held-out accuracy; its time is a measurement, not training, so `seconds` leaves it out."""
         if self.evaluate is None:
             return None
+        started = time.perf_counter()
         with eval_mode(model):
-            return self.evaluate(model)
+            accuracy = self.evaluate(model)
+        self._evaluating += time.perf_counter() - started
+        return accuracy
 
     def on_epoch_end(self, args, state, control, model: PreTrainedModel | None = None, **kwargs: Any):
         epoch = len(self.epochs)
         ranks = self.sampler.select(epoch)
         rewards = self.reward.take()
         accuracy = float(np.mean(rewards)) if rewards else float("nan")
-        angle = self._angle(model, ranks)
+        feedback_angle, feedback_seconds = self.angles.take()
+        prompt_score = float("nan")
+        if self.run.uses_feedback:
+            started = time.perf_counter()
+            prompt_score = self._prompt_score(model, ranks)
+            feedback_seconds += time.perf_counter() - started
         mu = self.sampler.mu
-        self.sampler.update(accuracy, angle)
+        self.sampler.update(accuracy, feedback_angle if self.run.feedback == "rollout" else prompt_score)
         last = epoch + 1 == self.run.epochs
         saved = str(self.save_checkpoint(model, epoch)) if last or (epoch + 1) % self.run.checkpoint_every == 0 else None
         held_out = self._held_out(model)
-        self.epochs.append({
-            "run": self.run.name, "epoch": epoch, "sampler": self.run.sampler, "mu": mu, "sigma": self.sampler.sigma,
-            "accuracy": accuracy, "held_out_accuracy": held_out, "angle": angle, "mu_next": self.sampler.mu,
-            "seconds": time.perf_counter() - self._started, "checkpoint_path": saved,
-        })
-        self.selections.append(pl.DataFrame({
-            "run": self.run.name, "epoch": epoch, "rank": (ranks + 1).astype(np.int64),
-            "id": self.ranked["id"].gather(ranks),
-        }))
+        row = {
+            "run": self.run.name, "epoch": epoch, "sampler": self.run.sampler, "feedback": self.run.feedback,
+            "mu": mu, "sigma": self.sampler.sigma, "accuracy": accuracy, "held_out_accuracy": held_out,
+            "feedback_angle": feedback_angle, "prompt_score": prompt_score, "mu_next": self.sampler.mu,
+            "seconds": self._seconds(), "feedback_seconds": feedback_seconds,
+            "checkpoint_path": saved,
+        }
+        self.epochs.append(row)
+        self.selected.append([int(r) for r in ranks])
+        held = "" if held_out is None else f", held-out accuracy {held_out:.3f}"
+        log.info(
+            "run %s epoch %d/%d: rollout accuracy %.3f, feedback angle %.4f, prompt score %.3f, mu %.1f -> %.1f%s (%.0f s)",
+            self.run.name, epoch + 1, self.run.epochs, accuracy, feedback_angle, prompt_score, mu, self.sampler.mu, held, row["seconds"],
+        )
         return control
+
+    def selections(self) -> pl.DataFrame:
+        """One row per selected prompt: run, epoch, rank (1-based), id."""
+        epochs = [e for e, ranks in enumerate(self.selected) for _ in ranks]
+        ranks = np.asarray([r for ranks in self.selected for r in ranks], dtype=np.int64)
+        return pl.DataFrame({
+            "run": [self.run.name] * len(ranks), "epoch": pl.Series(epochs, dtype=pl.Int32), "rank": ranks + 1,
+            "id": self.ranked["id"].gather(ranks),
+        })
 
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """Per-epoch rows (run, epoch, mu, sigma, accuracy, angle, ...) and per-selection rows
+    """Per-epoch rows (run, epoch, mu, sigma, accuracy, feedback_angle, ...) and per-selection rows
     (run, epoch, rank, id), as written to `epochs.parquet` and `selections.parquet`."""
 
     epochs: pl.DataFrame
@@ -209,8 +278,9 @@ def grpo_dataset(ranked: pl.DataFrame, tokenizer: PreTrainedTokenizerBase, promp
 
 
 def grpo_config(run: TrainingRunConfig, output_dir: Path) -> GRPOConfig:
-    """TRL settings: the run's `grpo` fields, plus what the curriculum loop needs. bf16 only on
-    a GPU that has it (TRL defaults it on, 2-2.7x slower on CPU)."""
+    """TRL settings: the run's `grpo` fields, plus what the curriculum loop needs (`output_dir`
+    receives the resume points). bf16 only on a GPU that has it (TRL defaults it on, 2-2.7x
+    slower on CPU)."""
     known = {f.name for f in dataclasses.fields(GRPOConfig)}
     unknown = sorted(set(run.grpo) - known)
     if unknown:
@@ -225,7 +295,11 @@ def grpo_config(run: TrainingRunConfig, output_dir: Path) -> GRPOConfig:
         "use_cpu": not cuda,
         "use_vllm": False,
         "report_to": "none",
-        "save_strategy": "no",
+        # A resume point after every epoch (weights, optimizer, scheduler, RNG); the last two
+        # are kept, so a kill in the middle of a save still leaves a complete one.
+        "save_strategy": "epoch",
+        "save_total_limit": 2,
+        "save_only_model": False,
         "logging_steps": 1,
         "dataloader_num_workers": 0,
     })
@@ -239,44 +313,64 @@ def train_run(
     layout: Layout,
     save_checkpoint: Callable[[PreTrainedModel, PreTrainedTokenizerBase, int], str],
     evaluate: Callable[[PreTrainedModel, PreTrainedTokenizerBase], float] | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainingResult:
     """Train `run` from the checkpoint at `model_path` on the `ranked` prompts (columns id,
     problem, answer, in curriculum order) and write the epoch and selection tables.
 
     `save_checkpoint(model, tokenizer, epoch)` stores a checkpoint and returns where it went;
-    `evaluate(model, tokenizer)`, if given, is the held-out accuracy recorded after each epoch.
+    `evaluate(model, tokenizer)`, if given, is the held-out accuracy recorded after each epoch;
+    `callbacks` are more TRL callbacks.
+
+    A run that was killed resumes from its last complete epoch when called again with the same
+    settings, checkpoint and prompts: weights, optimizer, scheduler and RNG states from TRL's
+    checkpoint, the sampler (mu, history, RNG) and the rows so far from the state beside it,
+    so the remaining epochs select the same prompts as an uninterrupted run. Resume points
+    live in `layout.run_resume(run.name)` until the run finishes.
     """
     from transformers import AutoModelForCausalLM
 
     from gainrl_ops.scoring.models import load_tokenizer
 
+    resume_dir = layout.run_resume(run.name)
+    key = resume_key(run, model_path, ranked["id"].to_list())
+    point = prepare_resume(resume_dir, key)
     torch.manual_seed(run.seed)
     tokenizer = load_tokenizer(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     sampler = run.make_sampler(ranked.height)
     reward = CorrectnessReward()
+    angles = RolloutAngles()
     feedback = EpochFeedback(
-        run, ranked, tokenizer, prompt, sampler, reward,
+        run, ranked, tokenizer, prompt, sampler, reward, angles,
         save_checkpoint=lambda m, epoch: save_checkpoint(m, tokenizer, epoch),
         evaluate=(lambda m: evaluate(m, tokenizer)) if evaluate else None,
+        resume_key=key,
     )
-    with tempfile.TemporaryDirectory(prefix="grpo-") as scratch:
-        trainer = CurriculumGRPOTrainer(
-            model=model,
-            processing_class=tokenizer,
-            reward_funcs=[reward],
-            args=grpo_config(run, Path(scratch)),
-            train_dataset=grpo_dataset(ranked, tokenizer, prompt),
-            callbacks=[feedback],
-            epoch_sampler=sampler,
-            subset_size=run.subset_size,
-        )
-        trainer.train()
+    if point is not None:
+        feedback.restore(point.state)
+        log.info("run %s: resuming after epoch %d of %d from %s", run.name, point.epochs_done, run.epochs, point.folder)
+    trainer = CurriculumGRPOTrainer(
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=[reward],
+        args=grpo_config(run, resume_dir),
+        train_dataset=grpo_dataset(ranked, tokenizer, prompt),
+        callbacks=[feedback, *callbacks],
+        epoch_sampler=sampler,
+        subset_size=run.subset_size,
+        rollout_angles=angles if run.uses_feedback else None,
+    )
+    # TRL's progress callback writes every step's log dict; EpochFeedback logs one line per epoch.
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.train(resume_from_checkpoint=str(point.folder) if point else None)
     epochs = pl.DataFrame(feedback.epochs, schema=EPOCHS_SCHEMA)
-    selections = pl.concat(feedback.selections)
+    selections = feedback.selections()
     write_parquet_atomic(epochs.to_arrow(), layout.epochs(run.name))
     write_parquet_atomic(selections.to_arrow(), layout.selections(run.name))
     write_text_atomic(json.dumps({"run": asdict(run), "sampler": sampler.state_dict()}, default=float), layout.run_state(run.name))
+    shutil.rmtree(resume_dir, ignore_errors=True)  # finished: nothing to resume
     return TrainingResult(epochs, selections, [p for p in epochs["checkpoint_path"].to_list() if p], layout.run_dir(run.name))
 
 

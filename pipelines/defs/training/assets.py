@@ -4,7 +4,7 @@ import dagster as dg
 from dagster import AssetExecutionContext, MaterializeResult
 
 from gainrl_ops.core.storage import write_parquet_atomic
-from gainrl_ops.curriculum.ranking import ranked_prompts
+from gainrl_ops.curriculum.ranking import ordered_prompts, ranked_prompts
 from gainrl_ops.data.sources import held_out_for
 
 from ... import partitions
@@ -20,28 +20,34 @@ GROUP = "training"
     group_name=GROUP,
     partitions_def=partitions.training_runs,
     kinds={"pytorch", "parquet"},
-    code_version="1",
+    code_version="2",
     deps=[dg.AssetDep("curriculum", partition_mapping=dg.AllPartitionMapping())],
     hooks={refresh_catalog_hook},
     op_tags=MODEL_STEP_TAGS,
 )
 def training_run(context: AssetExecutionContext, targets: TargetsResource, training: TrainingResource, held_out: HeldOutResource) -> MaterializeResult:
-    """A GRPO run (TRL) on the base checkpoint's curriculum with the run's sampler (GAIN-RL
-    or uniform): per-epoch table, per-selection table, curves, and checkpoints saved into
-    the checkpoint store, where the rescoring sensor picks them up."""
+    """A GRPO run (TRL) with the run's sampler: GAIN-RL or uniform on the base checkpoint's
+    curriculum, or GAIN-RL's window over a control order from the catalog (length,
+    difficulty). Per-epoch table, per-selection table, curves, and checkpoints saved into the
+    checkpoint store, where the rescoring sensor picks them up. A killed run resumes after
+    its last complete epoch when materialized again."""
     from gainrl_ops.training.trainer import (
         train_from_store,  # TRL import: seconds, so only when training
     )
 
     run = training.run(context.partition_key)
     target = targets.target(targets.base())
-    ranked = ranked_prompts(target.layout, target.dataset, target.version, target.existing_ranking())
+    if run.ordering == "angle":
+        ranked = ranked_prompts(target.layout, target.dataset, target.version, target.existing_ranking())
+    else:
+        ranked = ordered_prompts(target.layout, target.dataset, target.version, target.shards.prompt_fingerprint, run.ordering)
     problems = list(held_out_for(target.source, target.version, held_out.config, target.layout).select("problem", "answer").iter_rows())
     result, curve = train_from_store(run, targets.store, target.record, ranked, target.model.prompt, target.layout, problems)
     last = result.epochs.row(-1, named=True)
     return MaterializeResult(metadata={
         "dagster/row_count": result.selections.height,
         "sampler": run.sampler,
+        "feedback": run.feedback,
         "epochs": result.epochs.height,
         "final_rollout_accuracy": last["accuracy"],
         "final_held_out_accuracy": last["held_out_accuracy"],

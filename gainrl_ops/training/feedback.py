@@ -1,0 +1,90 @@
+"""GAIN-RL's feedback angle: how concentrated the hidden states of an epoch's rollouts are.
+
+Each rollout sequence (prompt plus completion, exactly as generated) is prefilled under the
+current policy up to the input of the last decoder layer's MLP; the rollout's angle is the
+mean cosine over distinct pairs of its token vectors (pads excluded), from the sum identity.
+The epoch's angle is the mean over its rollouts, a number in [-1, 1]. The prompt ranking
+score c_intra + 8 * c_inter (about 4-8) would instead pin tanh(alpha * angle) at 1 in the
+controller and turn it into a fixed-speed sweep.
+
+No TRL import here: the trainer calls `RolloutAngles.measure` on each generation batch.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+
+from gainrl_ops.scoring.angles import angle_concentration
+from gainrl_ops.scoring.capture import last_mlp_input
+from gainrl_ops.scoring.models import eval_mode
+
+
+def mean_pairwise_cosine(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean cosine over distinct pairs of the masked tokens of each sequence, shape [batch]:
+    `c_intra` with the whole masked sequence as its span (NaN under 2 tokens).
+
+    hidden: [batch, length, d]; mask: [batch, length] booleans, False for pads."""
+    return angle_concentration(hidden, mask, torch.zeros_like(mask)).c_intra
+
+
+@torch.no_grad()
+def rollout_angles(
+    model: PreTrainedModel,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """The feedback angle of each rollout, shape [batch].
+
+    TRL pads prompts on the left and completions on the right. Each row's real tokens are
+    packed to the left before the prefill, so they sit at positions 0..n-1 as they did when
+    generated, and the pads after them (which causal attention never lets a real token see)
+    are out of every sum.
+    """
+    ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    mask = torch.cat([prompt_mask, completion_mask], dim=1).bool()
+    # A stable sort on "is a pad" moves the real tokens to the front, in their order.
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+    lengths = mask.sum(dim=1)
+    width = int(lengths.max()) if len(lengths) else 0
+    packed = torch.gather(ids, 1, order)[:, :width]
+    real = torch.arange(width, device=ids.device)[None, :] < lengths[:, None]
+    out = []
+    with eval_mode(model):
+        for start in range(0, len(packed), batch_size):
+            rows = slice(start, start + batch_size)
+            hidden = last_mlp_input(model, packed[rows].to(model.device), real[rows].long().to(model.device))
+            out.append(mean_pairwise_cosine(hidden, real[rows].to(hidden.device)).cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+class RolloutAngles:
+    """The feedback angle of every rollout generated since the last `take()`, and the seconds
+    its prefills took. Instance state shared by the trainer (which measures) and the epoch
+    callback (which takes), not a module-level list."""
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+        self.values: list[float] = []
+        self.seconds = 0.0
+
+    def measure(self, model: PreTrainedModel, batch: dict[str, Any]) -> None:
+        """Add the angles of a generation batch as TRL's `_generate_and_score_completions` returns it."""
+        started = time.perf_counter()
+        angles = rollout_angles(
+            model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"], batch["completion_mask"], self.batch_size
+        )
+        self.values += angles.tolist()
+        self.seconds += time.perf_counter() - started
+
+    def take(self) -> tuple[float, float]:
+        """(mean angle over the rollouts since the last take, NaN if none; seconds spent), then reset."""
+        values, seconds = torch.tensor(self.values, dtype=torch.float64), self.seconds
+        self.values, self.seconds = [], 0.0
+        return float(torch.nanmean(values)) if len(values) else float("nan"), seconds
