@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 HOME_ENV = "GAINRL_HOME"
 # atomic_directory's temporary folders: "." + target name + "." + mkdtemp's 8 random characters.
 _TEMP_DIR = re.compile(r"\..+\.[a-z0-9_]{8}")
-_DEFAULT_HOME = Path(__file__).resolve().parent.parent / "data" / ".gainrl"
+_DEFAULT_HOME = Path(__file__).resolve().parents[2] / "data" / ".gainrl"
 # Rows per Parquet row group: enough row groups for a scan to split across threads and to
 # skip by their statistics (pyarrow's default of 1Mi rows makes a million-row file one group).
 ROW_GROUP_ROWS = 131_072
