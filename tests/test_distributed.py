@@ -181,6 +181,9 @@ def test_celery_workers_score_every_shard_as_the_in_process_run_does(
     worker_yaml = tmp_path / "celery_worker.yaml"
     worker_yaml.write_text(yaml.safe_dump({"execution": {"config": {"broker": broker, "backend": backend}}}))
     logs = [tmp_path / f"{name}.log" for name in WORKERS]
+    # Opening the instance creates its SQLite storage; workers that start before that race to
+    # create and stamp the same databases, and the loser exits on a UNIQUE constraint.
+    dg.DagsterInstance.from_config(str(home)).dispose()
     workers = [
         _start([str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-y", str(worker_yaml), "-n", name, "-i", "pipelines.definitions", "--", "--pool", "solo"], log, env)
         for name, log in zip(WORKERS, logs)
