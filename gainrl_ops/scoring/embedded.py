@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +26,7 @@ from tokenizers import (
 )
 from tqdm.auto import tqdm
 from transformers import (
+    DynamicCache,
     GenerationConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -41,7 +42,7 @@ from gainrl_ops.core.fingerprint import fingerprint_json
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.storage import atomic_directory
 from gainrl_ops.data.arithmetic import ArithmeticConfig, WordProblem, generate
-from gainrl_ops.data.prompts import PromptConfig, render_text
+from gainrl_ops.data.prompts import PromptConfig, render_prompts
 from gainrl_ops.data.sources import EMBEDDED
 from gainrl_ops.training.evaluation import greedy_accuracy
 
@@ -55,7 +56,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 # Bumped when the build recipe changes in a way the config does not capture.
-_RECIPE_VERSION = 1
+_RECIPE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,12 @@ class EmbeddedModelConfig:
 
     data: the generated training problems (the eval problems use seed + 1).
     vocab_size: BPE vocabulary including the 256 byte symbols and 3 special tokens.
-    hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads: Qwen2 shape.
-    sft_steps, batch_size, learning_rate: the supervised warm-up.
+    hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads: Qwen2 shape. Two
+        layers learn this task in fewer steps than four of the same width, at half the cost.
+    sft_steps, batch_size, learning_rate: the supervised warm-up (examples per step; the peak
+        rate of the schedule in `lr_factor`).
+    micro_batch: examples per forward pass inside a step; the step's examples are sorted by
+        length first, so smaller micro-batches waste less compute on padding.
     eval_problems: held-out problems for the greedy accuracy recorded with the build.
     """
 
@@ -74,12 +79,13 @@ class EmbeddedModelConfig:
     vocab_size: int = 512
     hidden_size: int = 128
     intermediate_size: int = 384
-    num_layers: int = 4
+    num_layers: int = 2
     num_heads: int = 4
     num_kv_heads: int = 2
-    sft_steps: int = 800
+    sft_steps: int = 450
     batch_size: int = 32
-    learning_rate: float = 3e-3
+    micro_batch: int = 8
+    learning_rate: float = 1.5e-3
     eval_problems: int = 256
     seed: int = 0
 
@@ -115,23 +121,73 @@ def train_tokenizer(corpus: list[str], vocab_size: int) -> Qwen2Tokenizer:
     return tokenizer
 
 
-def _sft_example(tokenizer: PreTrainedTokenizerBase, problem: WordProblem, prompt: PromptConfig) -> tuple[list[int], int]:
-    """Token ids of prompt + solution + end of turn, and where the solution starts."""
-    prompt_ids = tokenizer(render_text(tokenizer, problem.problem, prompt), add_special_tokens=False)["input_ids"]
-    target_ids = tokenizer(problem.solution + IM_END, add_special_tokens=False)["input_ids"]
-    return prompt_ids + target_ids, len(prompt_ids)
+def sft_examples(
+    tokenizer: PreTrainedTokenizerBase, problems: list[WordProblem], prompt: PromptConfig
+) -> list[tuple[list[int], int]]:
+    """Token ids of prompt + solution + end of turn for each problem, and where the solution
+    starts; prompts and solutions are each tokenized in one batched call."""
+    prompts = render_prompts(tokenizer, [p.problem for p in problems], prompt)
+    solutions = tokenizer([p.solution + IM_END for p in problems], add_special_tokens=False)["input_ids"]
+    return [(rendered.input_ids + ids, len(rendered.input_ids)) for rendered, ids in zip(prompts, solutions, strict=True)]
 
 
-def _batch(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(ids) for ids, _ in examples)
+def shared_prefix(examples: list[tuple[list[int], int]]) -> list[int]:
+    """The longest token prefix that every example starts with and that ends at or before
+    every solution: the template head and system prompt, identical in every example."""
+    prefix = os.path.commonprefix([ids for ids, _ in examples])
+    return prefix[: min(start for _, start in examples)]
+
+
+def _suffix_batch(examples: list[tuple[list[int], int]], skip: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """The examples without their first `skip` tokens, right-padded, with an attention mask
+    that also covers the `skip` cached prefix tokens before them."""
+    width = max(len(ids) for ids, _ in examples) - skip
     input_ids = torch.full((len(examples), width), pad_id)
     labels = torch.full((len(examples), width), -100)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    mask = torch.zeros((len(examples), skip + width), dtype=torch.long)
+    mask[:, :skip] = 1
     for row, (ids, start) in enumerate(examples):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        labels[row, start : len(ids)] = torch.tensor(ids[start:])
+        input_ids[row, : len(ids) - skip] = torch.tensor(ids[skip:])
+        labels[row, start - skip : len(ids) - skip] = torch.tensor(ids[start:])
         mask[row, : len(ids)] = 1
-    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels,
+            "position_ids": torch.arange(skip, skip + width).unsqueeze(0)}
+
+
+def sft_loss(
+    model: PreTrainedModel, prefix: list[int], examples: list[tuple[list[int], int]], micro_batch: int, pad_id: int
+) -> torch.Tensor:
+    """Mean next-token loss over the solution tokens of `examples`, equal to one padded forward
+    of the whole batch but cheaper: the shared prefix runs once (its keys and values are
+    broadcast over the batch; gradients flow back through them), and the rest runs in
+    micro-batches of similar length, so little compute goes to padding."""
+    kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+    if prefix:
+        cache = model.model(input_ids=torch.tensor([prefix]), use_cache=True).past_key_values
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+    targets = sum(len(ids) - start for ids, start in examples)
+    ordered = sorted(examples, key=lambda e: len(e[0]))
+    total = torch.zeros(())
+    for first in range(0, len(ordered), micro_batch):
+        chunk = ordered[first : first + micro_batch]
+        # A fresh cache per micro-batch: the forward appends the micro-batch's own keys to it.
+        broadcast = [(k.expand(len(chunk), -1, -1, -1), v.expand(len(chunk), -1, -1, -1)) for k, v in kv]
+        cache = DynamicCache(ddp_cache_data=broadcast) if kv else None
+        batch = _suffix_batch(chunk, len(prefix), pad_id)
+        total = total + model(**batch, past_key_values=cache, use_cache=cache is not None, num_items_in_batch=targets).loss
+    return total
+
+
+def lr_factor(step: int, total: int) -> float:
+    """Warm-up over the first 5% of the steps, then the full rate, then a linear decay to 0
+    over the last 30% of the rest. A short run learns more this way than under a cosine,
+    which lowers the rate from the start: on the default model, 350 steps of this schedule
+    reached 0.26 held-out accuracy, 400 steps of a cosine 0.21 (both at a peak of 3e-3)."""
+    warmup = max(1, total // 20)
+    if step < warmup:
+        return (step + 1) / warmup
+    done = (step - warmup) / max(1, total - warmup)
+    return 1.0 if done < 0.7 else (1 - done) / 0.3
 
 
 def supervised_warmup(
@@ -139,20 +195,14 @@ def supervised_warmup(
 ) -> list[float]:
     """Train on the worked solutions (loss on the answer tokens only); returns the losses."""
     rng = random.Random(config.seed)
-    examples = [_sft_example(tokenizer, p, config.prompt) for p in problems]
+    examples = sft_examples(tokenizer, problems, config.prompt)
+    prefix = shared_prefix(examples)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
-    warmup = max(1, config.sft_steps // 20)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, config.sft_steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config.sft_steps))
     model.train()
     losses = []
     for _ in (bar := tqdm(range(config.sft_steps), desc="warm-up (SFT)", unit="step")):
-        loss = model(**_batch(rng.sample(examples, config.batch_size), tokenizer.pad_token_id)).loss
+        loss = sft_loss(model, prefix, rng.sample(examples, config.batch_size), config.micro_batch, tokenizer.pad_token_id)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -189,7 +239,9 @@ def build_embedded_model(config: EmbeddedModelConfig, target: Path) -> dict[str,
         pad_token_id=tokenizer.pad_token_id,
     )
     model = Qwen2ForCausalLM(model_config)
+    warmup_started = time.perf_counter()
     losses = supervised_warmup(model, tokenizer, problems, config)
+    warmup_seconds = time.perf_counter() - warmup_started
     model.eval()
     model.generation_config = GenerationConfig(
         eos_token_id=[model_config.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)],
@@ -210,6 +262,8 @@ def build_embedded_model(config: EmbeddedModelConfig, target: Path) -> dict[str,
         "parameters": sum(p.numel() for p in model.parameters()),
         "final_loss": sum(losses[-50:]) / len(losses[-50:]),
         "held_out_accuracy": accuracy,
+        "warmup_seconds": round(warmup_seconds, 1),
+        "warmup_steps_per_second": round(config.sft_steps / warmup_seconds, 2),
         "build_seconds": round(time.perf_counter() - started, 1),
     }
     model.save_pretrained(target)
@@ -230,7 +284,10 @@ def embedded_model_path(config: EmbeddedModelConfig | None = None, root: Path | 
         return target
     with atomic_directory(target) as tmp:
         report = build_embedded_model(config, tmp)
-    log.info("built embedded model %s: held-out accuracy %.3f", target, report["held_out_accuracy"])
+    log.info(
+        "built embedded model %s in %.0f s (warm-up: %d steps at %.1f steps/s), held-out accuracy %.3f",
+        target, report["build_seconds"], config.sft_steps, report["warmup_steps_per_second"], report["held_out_accuracy"],
+    )
     return target
 
 
