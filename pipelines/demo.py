@@ -44,6 +44,43 @@ def _materialize(instance: dg.DagsterInstance, selection: list[str], partition: 
     return result
 
 
+def _step_seconds(result: dg.ExecuteInProcessResult) -> dict[str, float]:
+    """Seconds per asset in one run, from Dagster's step events; a graph asset's steps
+    (one per shard) are summed under the asset's name."""
+    seconds: dict[str, float] = {}
+    for event in result.get_step_success_events():
+        asset = event.step_key.split(".")[0].split("[")[0]
+        seconds[asset] = seconds.get(asset, 0.0) + event.event_specific_data.duration_ms / 1000
+    return seconds
+
+
+class _Phases:
+    """Wall time of each demo phase and the step seconds of its assets, over all its runs."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.steps: dict[str, dict[str, float]] = {}
+
+    def run(self, phase: str, instance: dg.DagsterInstance, selection: list[str], partition: str | None = None) -> dg.ExecuteInProcessResult:
+        started = time.perf_counter()
+        result = _materialize(instance, selection, partition)
+        self.wall[phase] = self.wall.get(phase, 0.0) + time.perf_counter() - started
+        steps = self.steps.setdefault(phase, {})
+        for asset, seconds in _step_seconds(result).items():
+            steps[asset] = steps.get(asset, 0.0) + seconds
+        return result
+
+    def table(self, total: float) -> pl.DataFrame:
+        """One row per phase: its wall seconds (Dagster's run start-up included) and its
+        assets by step seconds, slowest first; then the whole demo."""
+        rows = [
+            {"phase": phase, "seconds": round(wall, 1),
+             "assets (step seconds)": ", ".join(f"{a} {s:.1f}" for a, s in sorted(self.steps[phase].items(), key=lambda kv: -kv[1]))}
+            for phase, wall in self.wall.items()
+        ]
+        return pl.DataFrame([*rows, {"phase": "total", "seconds": round(total, 1), "assets (step seconds)": ""}])
+
+
 def _tick(instance: dg.DagsterInstance, sensor: dg.SensorDefinition) -> list[str]:
     """One evaluation of a sensor, its new partitions added as the daemon would add them;
     returns the partitions of the runs it requested."""
@@ -59,21 +96,22 @@ def _tick(instance: dg.DagsterInstance, sensor: dg.SensorDefinition) -> list[str
 def main() -> int:
     started = time.perf_counter()
     instance = dg.DagsterInstance.get()
-    prepared = _materialize(instance, PREPARE)
+    phases = _Phases()
+    prepared = phases.run("prepare (the first run builds the embedded model)", instance, PREPARE)
     base = next(e for e in prepared.get_asset_materialization_events() if e.asset_key.to_user_string() == "base_checkpoint")
     checkpoint = base.step_materialization_data.materialization.metadata["checkpoint"].value
-    _materialize(instance, RESCORE, partition=checkpoint)
+    phases.run("base checkpoint: score, rank, report, evaluate", instance, RESCORE, partition=checkpoint)
     print(f"\nbase checkpoint {checkpoint}: scored, ranked, reported and evaluated ({time.perf_counter() - started:.0f} s)")
-    diagnosed = _materialize(instance, ["signal_diagnostics"], partition=checkpoint)
+    diagnosed = phases.run("signal diagnostics", instance, ["signal_diagnostics"], partition=checkpoint)
     (event,) = diagnosed.get_asset_materialization_events()
     print(f"signal diagnostics: {event.step_materialization_data.materialization.metadata['verdict'].value}")
 
     _tick(instance, training_runs_sensor)
-    _materialize(instance, ["training_run"], partition=DEMO_RUN)
+    phases.run(f"GRPO run {DEMO_RUN}", instance, ["training_run"], partition=DEMO_RUN)
     new = _tick(instance, new_checkpoint_sensor)
     print(f"training run {DEMO_RUN} saved {len(new)} checkpoints; the sensor requested their rescoring")
     for partition in new:
-        _materialize(instance, RESCORE, partition=partition)
+        phases.run(f"new checkpoints ({len(new)}): score, rank, report, evaluate", instance, RESCORE, partition=partition)
 
     layout = Layout.default()
     summary = query(layout.root, """
@@ -82,6 +120,8 @@ def main() -> int:
         GROUP BY ALL ORDER BY min(c.registered_at)""")
     with pl.Config(tbl_hide_dataframe_shape=True, tbl_width_chars=120):
         print(summary)
+    with pl.Config(tbl_hide_dataframe_shape=True, tbl_width_chars=160, fmt_str_lengths=120, tbl_hide_column_data_types=True):
+        print(f"\nWhere the time went (seconds):\n{phases.table(time.perf_counter() - started)}")
     print(f"\nDone in {time.perf_counter() - started:.0f} s. DuckDB catalog: {layout.catalog}\nTry:")
     for sql in EXAMPLE_QUERIES:
         print(f"\n  .venv/bin/gainrl sql \"{' '.join(sql.split())}\"")
