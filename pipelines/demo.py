@@ -71,14 +71,14 @@ class _Phases:
         return result
 
     def table(self, total: float) -> pl.DataFrame:
-        """One row per phase: its wall seconds (Dagster's run start-up included) and its
-        assets by step seconds, slowest first; then the whole demo."""
+        """One row per phase: its wall seconds (Dagster's run start-up included) and its three
+        slowest steps (asset or check) by step seconds; then the whole demo."""
         rows = [
             {"phase": phase, "seconds": round(wall, 1),
-             "assets (step seconds)": ", ".join(f"{a} {s:.1f}" for a, s in sorted(self.steps[phase].items(), key=lambda kv: -kv[1]))}
+             "slowest steps (seconds)": ", ".join(f"{a} {s:.1f}" for a, s in sorted(self.steps[phase].items(), key=lambda kv: -kv[1])[:3])}
             for phase, wall in self.wall.items()
         ]
-        return pl.DataFrame([*rows, {"phase": "total", "seconds": round(total, 1), "assets (step seconds)": ""}])
+        return pl.DataFrame([*rows, {"phase": "total", "seconds": round(total, 1), "slowest steps (seconds)": ""}])
 
 
 def _tick(instance: dg.DagsterInstance, sensor: dg.SensorDefinition) -> list[str]:
@@ -97,7 +97,7 @@ def main() -> int:
     started = time.perf_counter()
     instance = dg.DagsterInstance.get()
     phases = _Phases()
-    prepared = phases.run("prepare (the first run builds the embedded model)", instance, PREPARE)
+    prepared = phases.run("prepare (builds the model on first run)", instance, PREPARE)
     base = next(e for e in prepared.get_asset_materialization_events() if e.asset_key.to_user_string() == "base_checkpoint")
     checkpoint = base.step_materialization_data.materialization.metadata["checkpoint"].value
     phases.run("base checkpoint: score, rank, report, evaluate", instance, RESCORE, partition=checkpoint)
@@ -111,7 +111,7 @@ def main() -> int:
     new = _tick(instance, new_checkpoint_sensor)
     print(f"training run {DEMO_RUN} saved {len(new)} checkpoints; the sensor requested their rescoring")
     for partition in new:
-        phases.run(f"new checkpoints ({len(new)}): score, rank, report, evaluate", instance, RESCORE, partition=partition)
+        phases.run(f"{len(new)} new checkpoints: score, rank, report, evaluate", instance, RESCORE, partition=partition)
 
     layout = Layout.default()
     summary = query(layout.root, """
@@ -120,7 +120,7 @@ def main() -> int:
         GROUP BY ALL ORDER BY min(c.registered_at)""")
     with pl.Config(tbl_hide_dataframe_shape=True, tbl_width_chars=120):
         print(summary)
-    with pl.Config(tbl_hide_dataframe_shape=True, tbl_width_chars=160, fmt_str_lengths=120, tbl_hide_column_data_types=True):
+    with pl.Config(tbl_hide_dataframe_shape=True, tbl_width_chars=140, fmt_str_lengths=80, tbl_hide_column_data_types=True):
         print(f"\nWhere the time went (seconds):\n{phases.table(time.perf_counter() - started)}")
     print(f"\nDone in {time.perf_counter() - started:.0f} s. DuckDB catalog: {layout.catalog}\nTry:")
     for sql in EXAMPLE_QUERIES:
