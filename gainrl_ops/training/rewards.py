@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 _HASHES = re.compile(r"####\s*([^\n]+)")
@@ -41,6 +42,8 @@ def answers_match(predicted: str | None, reference: str) -> bool:
     from math_verify import parse, verify
 
     # No timeouts: math-verify implements them with SIGALRM, which fails outside the main thread.
+    # It warns about that once per process and per module, which is noise for our users.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
     gold = parse(f"${reference}$", parsing_timeout=None)
     guess = parse(f"${predicted}$", parsing_timeout=None)
     return bool(gold and guess and verify(gold, guess, timeout_seconds=None))
