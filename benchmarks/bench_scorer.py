@@ -140,23 +140,14 @@ def tokenizer_corpus(n: int, seed: int) -> list[str]:
 def build_model(shape: Shape, corpus: list[str], target: Path) -> dict[str, object]:
     """Tokenizer trained on `corpus`, random weights, saved like any checkpoint."""
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
-    from gainrl_ops.scoring.embedded import IM_END, train_tokenizer
+    from gainrl_ops.scoring.embedded import qwen2_config, train_tokenizer
 
     tokenizer = train_tokenizer(corpus, shape.tokenizer_vocab)
-    config = Qwen2Config(
-        vocab_size=max(shape.vocab_size, len(tokenizer)),
-        hidden_size=shape.hidden_size,
-        intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_layers,
-        num_attention_heads=shape.num_heads,
-        num_key_value_heads=shape.num_kv_heads,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
-        pad_token_id=tokenizer.pad_token_id,
+    config = qwen2_config(
+        tokenizer, shape.hidden_size, shape.intermediate_size, shape.num_layers, shape.num_heads, shape.num_kv_heads,
+        max_positions=2048, vocab_size=shape.vocab_size,
     )
     torch.manual_seed(shape.seed)
     model = Qwen2ForCausalLM(config)

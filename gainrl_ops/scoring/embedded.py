@@ -213,6 +213,34 @@ def supervised_warmup(
     return losses
 
 
+def qwen2_config(
+    tokenizer: PreTrainedTokenizerBase,
+    hidden_size: int,
+    intermediate_size: int,
+    num_layers: int,
+    num_heads: int,
+    num_kv_heads: int,
+    max_positions: int,
+    vocab_size: int | None = None,
+) -> Qwen2Config:
+    """A Qwen2 shape for a tokenizer from `train_tokenizer`: tied embeddings, no BOS token,
+    and end of turn as EOS, as in Qwen's chat models. `vocab_size` may exceed the tokenizer's
+    (rows no token uses), to give a model the embedding size of a larger one."""
+    return Qwen2Config(
+        vocab_size=max(vocab_size or 0, len(tokenizer)),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
 def build_embedded_model(config: EmbeddedModelConfig, target: Path) -> dict[str, object]:
     """Build tokenizer and model from scratch into `target`; returns the build report."""
     started = time.perf_counter()
@@ -225,18 +253,9 @@ def build_embedded_model(config: EmbeddedModelConfig, target: Path) -> dict[str,
         for p in problems
     ]
     tokenizer = train_tokenizer(corpus, config.vocab_size)
-    model_config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=config.hidden_size,
-        intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads,
-        num_key_value_heads=config.num_kv_heads,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
-        pad_token_id=tokenizer.pad_token_id,
+    model_config = qwen2_config(
+        tokenizer, config.hidden_size, config.intermediate_size, config.num_layers, config.num_heads, config.num_kv_heads,
+        max_positions=1024,
     )
     model = Qwen2ForCausalLM(model_config)
     warmup_started = time.perf_counter()
