@@ -2,7 +2,9 @@
 
 Errors a user can fix (a bad file, a bad name, a bad query) are one line on stderr,
 `gainrl <command>: <file>[, row N][, field F]: <reason>`, with exit code 2; `--debug`
-shows the traceback. torch and transformers are imported only by the commands that run a model.
+shows the traceback. torch and transformers are imported only by the commands that run a model,
+and polars, pyarrow and the dataset loaders only by those that load data: `gainrl sql` starts
+about as fast as a bare DuckDB query.
 """
 
 from __future__ import annotations
@@ -12,35 +14,47 @@ import json
 import logging
 import sys
 import traceback
+from numbers import Number
 from pathlib import Path
 
 import duckdb
-import polars as pl
-import pyarrow as pa
 
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.curriculum.catalog import (
     EXAMPLE_QUERIES,
     ReadOnlyError,
     catalog_problems,
+    check_read_only,
+    connect_readonly,
     describe_error,
-    query,
     refresh_catalog,
+    refresh_if_changed,
 )
-from gainrl_ops.data.arithmetic import ArithmeticConfig
-from gainrl_ops.data.datasets import DatasetError, FieldMap
+from gainrl_ops.data.arithmetic import EMBEDDED, ArithmeticConfig
+from gainrl_ops.data.errors import DatasetError
 from gainrl_ops.data.prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
-from gainrl_ops.data.sources import EMBEDDED, DatasetSource, prepare_dataset
 from gainrl_ops.scoring.config import DEFAULT_INTER_WEIGHT
 from gainrl_ops.scoring.hardware import AUTO, DTYPES, resolve_dtype
 
 # What a user can fix: these end in one line; anything else is a bug and keeps its traceback.
-USER_ERRORS = (DatasetError, ReadOnlyError, OSError, ValueError, json.JSONDecodeError, pa.ArrowException, duckdb.Error)
+USER_ERRORS = (DatasetError, ReadOnlyError, OSError, ValueError, json.JSONDecodeError, duckdb.Error)
+MAX_CELL_CHARS = 80
+
+
+def _user_error(error: BaseException) -> bool:
+    # Arrow's errors count too, but only a command that loaded pyarrow can raise them, and
+    # importing it here would cost every command a quarter of a second.
+    arrow = sys.modules.get("pyarrow")
+    return isinstance(error, USER_ERRORS) or (arrow is not None and isinstance(error, arrow.ArrowException))
 
 
 def _score(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from gainrl_ops.data.datasets import FieldMap
     from gainrl_ops.data.prompts import load_few_shot
     from gainrl_ops.data.shards import tokenize_to_shards
+    from gainrl_ops.data.sources import DatasetSource, prepare_dataset
     from gainrl_ops.scoring.embedded import resolve_model
     from gainrl_ops.scoring.models import (
         ModelSpec,
@@ -86,19 +100,46 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cell(value: object) -> str:
+    text = "null" if value is None else format(value, ".6g") if isinstance(value, float) else str(value)
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
+
+
+def format_table(columns: list[str], types: list[str], rows: list[tuple]) -> str:
+    """Rows as an aligned text table: names, types, a rule, then the rows (numbers right-aligned,
+    long values cut at MAX_CELL_CHARS)."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    numeric = [any(isinstance(row[i], Number) and not isinstance(row[i], bool) for row in rows) for i in range(len(columns))]
+    widths = [max(len(c), len(t), *(len(row[i]) for row in cells)) for i, (c, t) in enumerate(zip(columns, types))]
+
+    def line(values: list[str], right: list[bool]) -> str:
+        return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)).rstrip()
+
+    left = [False] * len(columns)
+    return "\n".join([line(columns, left), line(types, left), line(["-" * w for w in widths], left), *(line(row, numeric) for row in cells)])
+
+
 def _sql(args: argparse.Namespace) -> int:
     root = Layout.default().root
     if args.refresh:  # a refresh returns what it left out; reading that back would open the catalog once more
-        problems = [(path, error) for _, path, error in refresh_catalog(root)]
+        problems = [(path, error) for _, path, error in refresh_if_changed(root)]
     else:
         problems = [(p["path"], p["error"]) for p in catalog_problems(root)]
     for path, error in problems:
         print(f"gainrl sql: warning: {path} left out of the catalog: {error}", file=sys.stderr)
-    frame = query(root, args.query, limit=args.max_rows + 1)
-    with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=240, tbl_hide_dataframe_shape=True):
-        print(frame.head(args.max_rows))
-    more = " (more rows not shown: add a LIMIT or raise --max-rows)" if frame.height > args.max_rows else ""
-    print(f"{min(frame.height, args.max_rows)} rows{more}")
+    with connect_readonly(root) as con:
+        check_read_only(con, args.query)
+        relation = con.sql(args.query)
+        if relation is None:
+            print("0 rows")
+            return 0
+        # One row past the limit tells whether there are more, without reading them all.
+        rows = relation.limit(args.max_rows + 1).fetchall()
+        columns, types = relation.columns, [str(t) for t in relation.types]
+    print(format_table(columns, types, rows[: args.max_rows]))
+    more = " (more rows not shown: add a LIMIT or raise --max-rows)" if len(rows) > args.max_rows else ""
+    print(f"{min(len(rows), args.max_rows)} rows{more}")
     return 0
 
 
@@ -193,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
-    except USER_ERRORS as error:
+    except Exception as error:
+        if not _user_error(error):
+            raise
         if args.debug:
             traceback.print_exc()
         print(f"gainrl {args.command}: {_one_line(error)}", file=sys.stderr)

@@ -24,6 +24,7 @@ from gainrl_ops.curriculum.catalog import (
     describe_error,
     query,
     refresh_catalog,
+    refresh_if_changed,
 )
 from gainrl_ops.data.datasets import CANONICAL_SCHEMA, REJECTS_SCHEMA
 from gainrl_ops.data.shards import SHARD_SCHEMA
@@ -307,6 +308,28 @@ def test_connect_readonly_builds_a_missing_catalog(gainrl_home: Path) -> None:
     assert catalog_path(gainrl_home).exists()
 
 
+def test_refresh_if_changed_rebuilds_only_when_what_it_reads_changed(root: Path) -> None:
+    catalog = catalog_path(root)
+    built = catalog.stat().st_mtime_ns
+    assert refresh_if_changed(root) == [] and catalog.stat().st_mtime_ns == built, "nothing changed: no rebuild"
+
+    write_scores(root, "aaaaaaaaaaaaaaaa", seed=3)  # a new file of a kind the catalog has
+    refresh_if_changed(root)
+    rebuilt = catalog.stat().st_mtime_ns
+    assert rebuilt != built
+    assert query(root, "SELECT count(DISTINCT checkpoint) AS n FROM scores")["n"].to_list() == [3]
+
+    bad = Layout(root).scores(DATASET, VERSION, PROMPT_FP, "a" * 16) / "scores.parquet"
+    bad.write_bytes(b"not parquet")  # the same path, damaged: its size and time changed
+    (problem,) = refresh_if_changed(root)
+    assert problem[1] == str(bad) and catalog.stat().st_mtime_ns != rebuilt
+    assert refresh_if_changed(root) == [problem], "the recorded problems come back without a rebuild"
+
+    catalog.write_bytes(b"garbage")  # a damaged catalog is rebuilt even though its inputs are the same
+    refresh_if_changed(root)
+    assert query(root, "SELECT count(*) AS n FROM prompts")["n"].to_list() == [len(IDS)]
+
+
 def test_catalog_opens_with_plain_duckdb(root: Path) -> None:
     """As a user would from a notebook or the duckdb CLI: a normal (read-write) connection."""
     with duckdb.connect(str(catalog_path(root))) as con:
@@ -333,7 +356,20 @@ def test_cli_sql_prints_a_table(root: Path, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "rank" in out and "What is" in out and f"{len(IDS)} rows" in out
     assert cli.main(["sql", "--max-rows", "3", "SELECT * FROM scores"]) == 0
-    assert "more rows not shown" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "more rows not shown" in out and out.splitlines()[-1].startswith("3 rows")
+
+
+def test_format_table_aligns_numbers_and_cuts_long_text() -> None:
+    table = cli.format_table(
+        ["id", "score", "note"], ["VARCHAR", "DOUBLE", "VARCHAR"],
+        [("a", 1.5, None), ("bb", 12.25, "line one\nline two"), ("c", None, "x" * 200)],
+    ).splitlines()
+    assert table[0].split() == ["id", "score", "note"] and table[1].split() == ["VARCHAR", "DOUBLE", "VARCHAR"]
+    rows = table[3:]
+    assert [row.index("1.5") + 3 for row in rows[:1]] == [rows[1].index("12.25") + 5], "numbers end in one column"
+    assert rows[0].endswith("null") and "line one\\nline two" in rows[1], "null shown, one line per row"
+    assert rows[2].endswith("x" * (cli.MAX_CELL_CHARS - 1) + "…")
 
 
 def test_cli_sql_error_is_one_line(root: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,9 +9,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:  # every module that lays out paths imports this one; `gainrl sql` need not load Arrow
+    import pyarrow as pa
 
 HOME_ENV = "GAINRL_HOME"
 # atomic_directory's temporary folders: "." + target name + "." + mkdtemp's 8 random characters.
@@ -51,6 +52,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
 def write_parquet_atomic(table: pa.Table, target: Path, use_dictionary: bool | list[str] = True) -> Path:
     """Write `table` to `target` through a temporary file and an atomic rename.
     `use_dictionary`: the columns to dictionary-encode (all by default)."""
+    import pyarrow.parquet as pq
+
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, use_dictionary=use_dictionary)
     return Path(target)

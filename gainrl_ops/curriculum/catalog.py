@@ -47,6 +47,10 @@ Only published folders count: names starting with "." or "_" are staging, and a 
 must be named like a checkpoint fingerprint. Dataset names and prompt fingerprints that only
 the path carries are taken from the file name.
 
+`refresh_if_changed(root)` skips the rebuild when nothing a refresh reads has changed since the
+last one (the files the views match, by path, size and modification time; the catalog file
+itself; this code), which it records in `gainrl.duckdb.state.json` beside the catalog.
+
 Concurrency: a refresh builds the new file next to the old one and renames it over it, so
 it never waits for a lock and never breaks a reader; a reader that opened the old file keeps
 it, a new one sees the new file. Open the file read-only (as `connect_readonly` does): a
@@ -56,18 +60,23 @@ next refresh replaces the file.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import polars as pl
-import pyarrow as pa
 
 from gainrl_ops.core import layout as tree
 from gainrl_ops.core.layout import Layout, Template
-from gainrl_ops.core.storage import atomic_path, sweep_temporary
+from gainrl_ops.core.storage import atomic_path, sweep_temporary, write_text_atomic
+
+if TYPE_CHECKING:  # `gainrl sql` prints without them: polars and pyarrow cost it half a second
+    import polars as pl
 
 # Where a memory-limited connection spills; DuckDB removes its files when the query ends.
 SPILL_DIR = ".duckdb-spill"
@@ -557,7 +566,7 @@ def _build(con: duckdb.DuckDBPyConnection, layout: Layout) -> list[tuple[str, st
     return problems
 
 
-def refresh_catalog(root: Path) -> list[tuple[str, str, str]]:
+def refresh_catalog(root: Path, inputs: str | None = None) -> list[tuple[str, str, str]]:
     """(Re)write the catalog file with views over what is stored under `root` now.
 
     Run it after a kind of artifact appears for the first time (until then its view is empty,
@@ -565,10 +574,14 @@ def refresh_catalog(root: Path) -> list[tuple[str, str, str]]:
     be read is left out of its view and listed in `catalog_problems` (and returned as
     (view, path, error)), so one bad artifact never breaks the others. The new database is built in a temporary file and renamed over
     the old one: no lock is taken or waited for, and readers of the old file are not disturbed.
+    `inputs` is the digest of what it reads when the caller has it already (`refresh_if_changed`);
+    it is recorded beside the catalog for the next check.
     """
     root = Path(root).resolve()
     target = catalog_path(root)
     started = time.time()
+    # Read before the build: a file that appears during it makes the next check rebuild again.
+    inputs = inputs or _inputs_digest(Layout(root))
     with atomic_path(target) as tmp:
         tmp.unlink()  # DuckDB refuses to open the empty placeholder as a database
         wal = tmp.with_name(tmp.name + ".wal")
@@ -579,8 +592,49 @@ def refresh_catalog(root: Path) -> list[tuple[str, str, str]]:
                 con.commit()
         finally:
             wal.unlink(missing_ok=True)  # only left behind by a failed build: closing checkpoints it
+    write_text_atomic(json.dumps({"inputs": inputs, "catalog": _file_stamp(target), "problems": problems}), _state_path(root))
     sweep_temporary(root, started)
     return problems
+
+
+def _state_path(root: Path) -> Path:
+    target = catalog_path(root)
+    return target.with_name(target.name + ".state.json")
+
+
+def _inputs_digest(layout: Layout) -> str:
+    """One digest of everything a refresh reads: the path, size and modification time of each
+    file its globs match, and the code that writes the views (a new view is a change too)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for module in (__file__, tree.__file__):
+        digest.update(Path(module).read_bytes())
+    patterns = [layout.glob(tree.DATASET_LABEL), *(layout.glob(source.template) for source in SOURCES)]
+    with duckdb.connect() as con:
+        files = sorted({file for pattern in patterns for file in _matching(con, pattern)})
+    for file in files:
+        stat = os.stat(file)
+        digest.update(f"{file}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _file_stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def refresh_if_changed(root: Path) -> list[tuple[str, str, str]]:
+    """`refresh_catalog(root)` unless nothing it reads has changed since the last refresh (the
+    catalog file included: a replaced or damaged file is rebuilt); returns what the catalog
+    leaves out either way. A refresh costs a few hundred milliseconds, the check a few."""
+    root = Path(root).resolve()
+    inputs, state_path = _inputs_digest(Layout(root)), _state_path(root)
+    try:
+        state = json.loads(state_path.read_text())
+        if state["inputs"] == inputs and state["catalog"] == _file_stamp(catalog_path(root)):
+            return [tuple(problem) for problem in state["problems"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no state, or one this code did not write: rebuild
+    return refresh_catalog(root, inputs)
 
 
 def connect_readonly(root: Path, sandbox: bool = True, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -643,6 +697,9 @@ def query(root: Path, sql: str, limit: int | None = None) -> pl.DataFrame:
     The limit bounds memory for an unbounded query typed at a prompt (`SELECT * FROM tokens`)
     without changing its meaning, as wrapping it in another LIMIT could for some statements.
     """
+    import polars as pl
+    import pyarrow as pa
+
     with connect_readonly(root) as con:
         check_read_only(con, sql)
         relation = con.sql(sql)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from gainrl_ops.core.storage import atomic_path
 
+# The name that selects the generated dataset (and, for a model, the tiny embedded one).
+EMBEDDED = "embedded"
 _NAMES = ("Ava", "Ben", "Cara", "Dan", "Eli", "Fay", "Gus", "Hana", "Ivan", "Jo", "Kim", "Leo", "Mia", "Noor", "Omar", "Pia")
 _ITEMS = ("apple", "marble", "book", "coin", "shell", "card", "pencil", "sticker", "stamp", "cookie", "flower", "button")
 _ADD = ("{who} buys {n} more {item}s.", "{who} finds {n} more {item}s.", "A friend gives {who} {n} more {item}s.")

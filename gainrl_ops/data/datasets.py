@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
 from gainrl_ops.core.storage import write_parquet_atomic
+from gainrl_ops.data.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -69,26 +70,6 @@ _TOO_DEEP = "JSON nested too deeply to read"
 _MISSING = object()  # `_lookup` result for an absent field (None means a present null).
 _LEVEL_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-
-
-class DatasetError(ValueError):
-    """A dataset (or one of its rows) that cannot be loaded, located precisely enough to fix."""
-
-    def __init__(self, file: str, reason: str, row: int | None = None, field: str | None = None):
-        self.file = file
-        self.reason = reason
-        self.row = row
-        self.field = field
-        where = file
-        if row is not None:
-            where += f", row {row}"
-        if field is not None:
-            where += f", field {field!r}"
-        super().__init__(f"{where}: {reason}")
-
-    def __reduce__(self) -> tuple[type, tuple[str, str, int | None, str | None]]:
-        # Keep the structured fields when the error crosses a process boundary (pickle).
-        return (type(self), (self.file, self.reason, self.row, self.field))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gainrl_ops.core.fingerprint import fingerprint_json
-from gainrl_ops.data.datasets import DatasetError
+from gainrl_ops.data.errors import DatasetError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -13,7 +13,7 @@ import polars as pl
 from gainrl_ops.core.fingerprint import fingerprint_json
 from gainrl_ops.core.layout import Layout, safe_name
 from gainrl_ops.core.storage import sweep_temporary, write_text_atomic
-from gainrl_ops.data.arithmetic import ArithmeticConfig, generate, write_jsonl
+from gainrl_ops.data.arithmetic import EMBEDDED, ArithmeticConfig, generate, write_jsonl
 from gainrl_ops.data.datasets import (
     FieldMap,
     LoadedDataset,
@@ -22,8 +22,6 @@ from gainrl_ops.data.datasets import (
     problem_id,
     write_dataset,
 )
-
-EMBEDDED = "embedded"
 
 
 @dataclass(frozen=True)
