@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export GAINRL_HOME ?= $(CURDIR)/data/.gainrl
 export DAGSTER_HOME ?= $(GAINRL_HOME)/dagster
 
-.PHONY: demo test bench bench-scale ui clean
+.PHONY: demo test bench bench-scale bench-training ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -44,6 +44,15 @@ bench: $(STAMP)
 # 100k and 1M prompts x 3 checkpoints against the floor (about 15 minutes on 2 cores).
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/bench_scale.py
+
+# One process per core (each on one torch thread, seeds split between them), then one report.
+BENCH_TRAINING := $(GAINRL_HOME)/bench-training
+bench-training: $(STAMP)
+	mkdir -p $(BENCH_TRAINING)
+	$(BIN)/python benchmarks/bench_training.py --seeds 0 1 2 --out $(BENCH_TRAINING)/a.json > $(BENCH_TRAINING)/a.log 2>&1 & a=$$!; \
+	$(BIN)/python benchmarks/bench_training.py --seeds 3 4 5 --out $(BENCH_TRAINING)/b.json; b=$$?; \
+	wait $$a || { tail -20 $(BENCH_TRAINING)/a.log; exit 1; }; test $$b -eq 0
+	$(BIN)/python benchmarks/bench_training.py --combine $(BENCH_TRAINING)/a.json $(BENCH_TRAINING)/b.json
 
 clean:
 	rm -rf data/.gainrl

@@ -28,6 +28,11 @@ and about 32M (hidden 512, 4 layers, 32k vocabulary). For each shape it measures
   is bfloat16, its whole-process speedup; and the Spearman agreement of the bf16 and fp32
   rankings of the same prompts (bf16 run directly, native or not).
 
+Start-up (light imports): `gainrl sql` on the catalog a scoring run left, against a bare
+`duckdb` query of the same file in Python; and importing `pipelines.definitions` (the Dagster
+definitions, as every UI reload and every step of the multiprocess executor does) against
+`import dagster`; fresh interpreters, alternated, median of 2 x --reps + 1 runs.
+
 A last row scores 1k, 2k, 4k and 8k prompts with a small model and reports the peak RSS of
 scoring (above the RSS when scoring starts) at each size: it should stay flat.
 
@@ -75,6 +80,8 @@ WHOLE_SPEEDUP_AUTO = 10.0
 FLOOR_RATIO = 1.1
 BF16_AGREEMENT = 0.999
 FLAT_GROWTH_MIB = 32.0  # scoring peak at the largest size minus at the smallest
+STARTUP_RATIO = 1.5  # gainrl sql / bare duckdb query, definitions load / import dagster
+STARTUP_QUERY = "SELECT rank, id, round(angle_score, 4) AS angle_score FROM curriculum WHERE rank <= 10 ORDER BY rank"
 
 
 @dataclass(frozen=True)
@@ -408,6 +415,32 @@ def bench_shape(shape: Shape, corpus: list[str], root: Path, shot: Path, reps: i
     }
 
 
+def bench_startup(home: Path, reps: int, work: Path) -> dict[str, object]:
+    """Start-up of the light commands against their floors, in fresh interpreters, alternated."""
+    catalog = home / "gainrl.duckdb"
+    bare_sql = f"import duckdb; print(duckdb.connect({str(catalog)!r}, read_only=True).sql({STARTUP_QUERY!r}).fetchall())"
+    pairs = {
+        "sql": ([sys.executable, "-c", bare_sql], [sys.executable, "-m", "gainrl_ops.cli", "sql", STARTUP_QUERY]),
+        "definitions": ([sys.executable, "-c", "import dagster"], [sys.executable, "-c", "import pipelines.definitions"]),
+    }
+    env = child_env(home)
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, object] = {"query": STARTUP_QUERY}
+    for name, (floor, ours) in pairs.items():
+        for command in (floor, ours):  # page cache and compiled bytecode warm, outside the timing
+            run_child(command, work / f"{name}-warm.txt", env)
+        times: dict[str, list[float]] = {"floor": [], "gainrl": []}
+        for rep in range(2 * reps + 1):
+            for side in (("floor", "gainrl") if rep % 2 == 0 else ("gainrl", "floor")):
+                command = floor if side == "floor" else ours
+                times[side].append(run_child(command, work / f"{name}-{side}.txt", env))
+        medians = {side: statistics.median(t) for side, t in times.items()}
+        results[name] = {"runs": times, "median_s": medians, "ratio": medians["gainrl"] / medians["floor"]}
+        print(f"   {name}: {medians['gainrl']:.2f} s against {medians['floor']:.2f} s "
+              f"({results[name]['ratio']:.2f}x; {'bare duckdb query' if name == 'sql' else 'import dagster'})", flush=True)
+    return results
+
+
 def bench_memory(shape: Shape, sizes: tuple[int, ...], corpus: list[str], root: Path, shot: Path, seed: int) -> dict[str, object]:
     model_dir = root / "model-memory"
     model = build_model(shape, corpus, model_dir)
@@ -450,8 +483,13 @@ def machine() -> dict[str, object]:
     }
 
 
-def targets(shapes: dict[str, dict], memory: dict[str, object]) -> list[dict[str, object]]:
-    rows = []
+def targets(shapes: dict[str, dict], memory: dict[str, object], startup: dict[str, object]) -> list[dict[str, object]]:
+    rows = [
+        {"target": "gainrl sql / a bare duckdb query of the same catalog file", "goal": f"<= {STARTUP_RATIO}x",
+         "measured": startup["sql"]["ratio"], "met": startup["sql"]["ratio"] <= STARTUP_RATIO},
+        {"target": "loading pipelines.definitions / import dagster", "goal": f"<= {STARTUP_RATIO}x",
+         "measured": startup["definitions"]["ratio"], "met": startup["definitions"]["ratio"] <= STARTUP_RATIO},
+    ]
     for name, s in shapes.items():
         r, d = s["ratios"], s["dtype"]
         rows.append({"target": f"{name}: whole process vs published, fp32", "goal": f">= {WHOLE_SPEEDUP_FP32}x",
@@ -518,9 +556,11 @@ def main_run(args: argparse.Namespace) -> int:
         results = {name: bench_shape(s, corpus, root, shot, args.reps, args.seed) for name, s in ((s.name, s) for s in shapes)}
         print(f"== memory: {memory_shape.hidden_size}-wide, {memory_shape.num_layers}-layer model", flush=True)
         memory = bench_memory(memory_shape, memory_sizes, corpus, root, shot, args.seed)
+        print("== start-up of the light commands", flush=True)
+        startup = bench_startup(root / shapes[0].name / "gainrl-0" / "home", args.reps, root / "startup")
         for name in list(results):
             shutil.rmtree(root / name, ignore_errors=True)
-    rows = targets(results, memory)
+    rows = targets(results, memory, startup)
     report = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("floor_worker",)},
         "machine": info,
@@ -531,6 +571,7 @@ def main_run(args: argparse.Namespace) -> int:
                          "published": "the per-prompt forwards (their tokenization taken out) and the angle step"},
         "shapes": results,
         "memory": memory,
+        "startup": startup,
         "targets": rows,
         "total_seconds": round(time.perf_counter() - started, 1),
     }

@@ -60,6 +60,7 @@ next refresh replaces the file.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -609,8 +610,8 @@ def _inputs_digest(layout: Layout) -> str:
     for module in (__file__, tree.__file__):
         digest.update(Path(module).read_bytes())
     patterns = [layout.glob(tree.DATASET_LABEL), *(layout.glob(source.template) for source in SOURCES)]
-    with duckdb.connect() as con:
-        files = sorted({file for pattern in patterns for file in _matching(con, pattern)})
+    # Python's glob reads these patterns as DuckDB does, without a DuckDB database (30 ms to open).
+    files = sorted({file for pattern in patterns for file in glob.glob(pattern, recursive=True)})
     for file in files:
         stat = os.stat(file)
         digest.update(f"{file}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
