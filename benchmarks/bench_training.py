@@ -1,32 +1,54 @@
-"""GAIN-RL against uniform GRPO on the embedded default: epochs to a held-out accuracy target.
+"""GAIN-RL against uniform GRPO and a shortest-question-first control, on an embedded task.
 
-Both samplers train from the same base checkpoint on the same prompts with the same budget
-(epochs x prompts per epoch x generations), over several seeds. The curriculum is the base
-checkpoint's angle ranking, computed here with the library scorer. Prints epochs to reach
-the target (mean and spread), their ratio, final accuracies, and writes a plot of both
-curves and a JSON of every number.
+Every sampler trains from the same base checkpoint on the same prompts with the same budget
+(epochs x prompts per epoch x generations), over several seeds, and is evaluated after every
+epoch by greedy decoding of held-out problems. GAIN-RL uses the base checkpoint's angle
+ranking (scored here with the library scorer: its time counts as GAIN-RL overhead) and the
+rollout feedback angle; `length` is the same window and controller over the order by
+question tokens read from the catalog; `uniform` draws uniformly.
 
-    .venv/bin/python benchmarks/bench_training.py                      # ~15 min on 2 idle cores
-    .venv/bin/python benchmarks/bench_training.py --seeds 0 --epochs 3  # smoke test
+Reported per sampler, with 95% percentile-bootstrap intervals over seeds: epochs to the
+target, wall seconds to the target (training with feedback, plus the ranking's scoring;
+held-out evaluation excluded), the area under the held-out curve (mean accuracy over epochs
+0..E, trapezoids), and final accuracy; and the ratios uniform/GAIN-RL and length/GAIN-RL.
+A run that never reaches the target counts as E + 1 epochs and its seconds times (E + 1) / E,
+so a sampler that never gets there cannot look faster.
+
+The benchmark has its own model and task (`BENCH_MODEL`, built through the same embedded
+code path as the default and cached by its configuration), so that the default model can
+change without moving these numbers, and so that uniform GRPO itself gains clearly within
+the budget: a benchmark in which nothing learns cannot rank curricula.
+
+    .venv/bin/python benchmarks/bench_training.py                                  # the full benchmark
+    .venv/bin/python benchmarks/bench_training.py --seeds 0 --epochs 2 --held-out 200  # smoke test
+    # one process per core, then one report:
+    .venv/bin/python benchmarks/bench_training.py --seeds 0 1 2 --out a.json & .venv/bin/python benchmarks/bench_training.py --seeds 3 4 --out b.json; wait
+    .venv/bin/python benchmarks/bench_training.py --combine a.json b.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import math
 import statistics
 import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.plotting import save_png
+from gainrl_ops.core.stats import bootstrap_ci
 from gainrl_ops.curriculum.catalog import refresh_catalog
-from gainrl_ops.curriculum.ranking import export_ranking
+from gainrl_ops.curriculum.ranking import export_ranking, ordered_prompts
 from gainrl_ops.data.arithmetic import ArithmeticConfig
 from gainrl_ops.data.prompts import PromptConfig
 from gainrl_ops.data.shards import tokenize_to_shards
@@ -38,119 +60,274 @@ from gainrl_ops.scoring.models import (
     load_model,
     load_tokenizer,
 )
-from gainrl_ops.scoring.scorer import ScoreContext, score_shards
+from gainrl_ops.scoring.scorer import ScoreContext, score_and_publish
 from gainrl_ops.training.config import TrainingRunConfig
 from gainrl_ops.training.evaluation import greedy_accuracy
 from gainrl_ops.training.trainer import train_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SAMPLERS = ("gainrl", "uniform", "length")
+# The task: word problems of 1-2 operations on single digits. The model: a small Qwen2 warmed
+# up on their worked solutions.
+TASK = ArithmeticConfig(n_problems=20000, seed=4321, max_steps=2, max_digits=1)
+# GRPO's task is the same arithmetic under a new instruction: the warm-up taught the answer
+# format under the model's own system prompt (about 0.74 held-out accuracy), and under this one
+# the model starts near 0.30, so uniform GRPO has something to learn within a few epochs.
+TASK_SYSTEM_PROMPT = "Think step by step and give the final answer after ####."
+BENCH_MODEL = EmbeddedModelConfig(
+    data=TASK,
+    vocab_size=512,
+    hidden_size=96,
+    intermediate_size=256,
+    num_layers=3,
+    num_heads=4,
+    num_kv_heads=2,
+    sft_steps=800,
+    batch_size=32,
+    learning_rate=3e-3,
+    eval_problems=256,
+    seed=0,
+)
 
 
-def ranked_prompts(model_path: str, source: DatasetSource, layout: Layout, prompt: PromptConfig) -> pl.DataFrame:
-    """The training prompts in curriculum order: the `curriculum` SQL view's ranking, the same
-    one the `training_run` asset trains on."""
+def prepare(model_path: str, source: DatasetSource, layout: Layout, prompt: PromptConfig) -> dict[str, object]:
+    """The training prompts in each sampler's order, and the seconds each order cost:
+    the angle ranking needs a prefill of every prompt (scoring), the length order a query."""
     loaded, label = prepare_dataset(source, layout)
     tokenizer = load_tokenizer(model_path)
     shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout, source.name, label.version)
+    answers = pl.from_arrow(loaded.table).select("id", "answer")
+    started = time.perf_counter()
     checkpoint = checkpoint_fingerprint(model_path)
     out = layout.scores(source.name, label.version, shards.prompt_fingerprint, checkpoint)
-    context = ScoreContext(source.name, label.version, checkpoint, "embedded", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
-    score_shards(load_model(ModelSpec(model_path, dtype="float32")), shards, out, context)
+    staging = layout.scores_staging(source.name, label.version, shards.prompt_fingerprint, checkpoint)
+    context = ScoreContext(source.name, label.version, checkpoint, "bench", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
+    score_and_publish(load_model(ModelSpec(model_path, dtype="float32")), shards, out, staging, context)
     refresh_catalog(layout.root)
-    ranked = pl.read_parquet(export_ranking(layout, source.name, label.version, shards.prompt_fingerprint, checkpoint))
-    answers = pl.from_arrow(loaded.table).select("id", "answer")
-    return ranked.select("id", "rank", "problem", "difficulty", "angle_score").join(answers, on="id", how="left", maintain_order="left")
+    ranking = pl.read_parquet(export_ranking(layout, source.name, label.version, shards.prompt_fingerprint, checkpoint))
+    angle = ranking.select("id", "rank", "problem", "difficulty").join(answers, on="id", how="left", maintain_order="left")
+    scoring_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    length = ordered_prompts(layout, source.name, label.version, shards.prompt_fingerprint, "length")
+    length_seconds = time.perf_counter() - started
+    return {"angle": angle, "length": length, "order_seconds": {"gainrl": scoring_seconds, "uniform": 0.0, "length": length_seconds}}
 
 
-def epochs_to_target(curve: list[float], target: float) -> int | None:
-    """1-based epoch at which held-out accuracy first reaches the target; None if never."""
-    return next((epoch + 1 for epoch, acc in enumerate(curve) if acc >= target), None)
+def area(curve: list[float], base: float) -> float:
+    """Mean held-out accuracy over epochs 0..E (epoch 0 = base), by trapezoids."""
+    points = [base, *curve]
+    return sum((a + b) / 2 for a, b in zip(points, points[1:])) / len(curve)
 
 
-def summarise(values: list[int | None], budget: int) -> str:
-    reached = [v for v in values if v is not None]
-    spread = f" ± {statistics.stdev(reached):.1f}" if len(reached) > 1 else ""
-    mean = f"{statistics.mean(reached):.1f}{spread}" if reached else "-"
-    return f"{mean} (reached in {len(reached)}/{len(values)} seeds within {budget} epochs)"
+def to_target(curve: list[float], seconds: list[float], target: float, overhead: float) -> tuple[float, float, bool]:
+    """(epochs, wall seconds) to the first epoch at or above `target`, and whether it was reached;
+    censored at E + 1 epochs and total seconds * (E + 1) / E."""
+    for epoch, (accuracy, elapsed) in enumerate(zip(curve, seconds)):
+        if accuracy >= target:
+            return epoch + 1, elapsed + overhead, True
+    epochs = len(curve)
+    return epochs + 1, (seconds[-1] + overhead) * (epochs + 1) / epochs, False
 
 
-def plot(curves: dict[str, list[list[float]]], base: float, target: float, path: Path) -> Path:
-    fig = Figure(figsize=(7, 4.5), dpi=100, layout="constrained")
+def interval(values: list[float], n_boot: int) -> dict[str, float]:
+    mean, low, high = bootstrap_ci(np.mean, np.asarray(values, dtype=float), n_boot=n_boot)
+    return {"mean": mean, "low": low, "high": high}
+
+
+def ratio(numerator: list[float], denominator: list[float], n_boot: int) -> dict[str, float]:
+    """mean(numerator) / mean(denominator), seeds resampled together (the same seeds ran both)."""
+    estimate, low, high = bootstrap_ci(
+        lambda a, b: float(np.mean(a) / np.mean(b)), np.asarray(numerator, float), np.asarray(denominator, float), n_boot=n_boot
+    )
+    return {"ratio": estimate, "low": low, "high": high}
+
+
+def summarise(rows: list[dict], samplers: list[str], n_boot: int) -> dict[str, object]:
+    metrics = ("epochs_to_target", "seconds_to_target", "area", "final")
+    per = {s: {m: [r[m] for r in rows if r["sampler"] == s] for m in metrics} for s in samplers}
+    summary: dict[str, object] = {
+        s: {**{m: interval(per[s][m], n_boot) for m in metrics},
+            "reached": sum(r["reached"] for r in rows if r["sampler"] == s), "seeds": len(per[s]["final"])}
+        for s in samplers
+    }
+    if "gainrl" in samplers:
+        summary["ratios"] = {
+            f"{s}/gainrl": {m: ratio(per[s][m], per["gainrl"][m], n_boot) for m in ("epochs_to_target", "seconds_to_target")}
+            for s in samplers if s != "gainrl"
+        }
+    return summary
+
+
+def plot(rows: list[dict], samplers: list[str], base: float, target: float, path: Path) -> Path:
+    fig = Figure(figsize=(7.5, 4.5), dpi=100, layout="constrained")
     ax = fig.subplots()
-    for sampler, runs in curves.items():
-        epochs = list(range(0, len(runs[0]) + 1))
-        mean = [base] + [statistics.mean(r[i] for r in runs) for i in range(len(runs[0]))]
-        low = [base] + [min(r[i] for r in runs) for i in range(len(runs[0]))]
-        high = [base] + [max(r[i] for r in runs) for i in range(len(runs[0]))]
-        line, = ax.plot(epochs, mean, marker="o", label=f"{sampler} (mean of {len(runs)} seeds)")
-        ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
-    ax.axhline(target, color="grey", linestyle="--", label=f"target {target:.2f}")
-    ax.set(xlabel="epoch", ylabel="held-out greedy accuracy", title="GAIN-RL vs uniform GRPO (embedded default)")
+    for sampler in samplers:
+        curves = np.asarray([[base, *r["curve"]] for r in rows if r["sampler"] == sampler])
+        epochs = np.arange(curves.shape[1])
+        mean = curves.mean(axis=0)
+        line, = ax.plot(epochs, mean, marker="o", label=f"{sampler} (mean of {len(curves)} seeds)")
+        ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.15)
+    ax.axhline(target, color="grey", linestyle="--", label=f"target {target:.3f}")
+    ax.set(xlabel="epoch", ylabel="held-out greedy accuracy", title="GAIN-RL vs uniform vs shortest-first GRPO (min-max band over seeds)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     return save_png(fig, path)
 
 
+def _fmt(stat: dict[str, float], digits: int = 2) -> str:
+    return f"{stat['mean']:.{digits}f} [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
+
+
+def report(results: dict, samplers: list[str], n_boot: int, out: Path) -> None:
+    """Summary, table, plot and JSON of a finished benchmark (`results` holds `runs`)."""
+    rows, base, target = results["runs"], results["base_accuracy"], results["target"]
+    summary = summarise(rows, samplers, n_boot)
+    print(f"\n{'sampler':8} {'epochs to target':22} {'seconds to target':24} {'area under curve':24} {'final accuracy':24} reached")
+    for s in samplers:
+        m = summary[s]
+        print(f"{s:8} {_fmt(m['epochs_to_target'], 1):22} {_fmt(m['seconds_to_target'], 0):24} {_fmt(m['area'], 3):24} "
+              f"{_fmt(m['final'], 3):24} {m['reached']}/{m['seeds']}")
+    for name, by_metric in summary.get("ratios", {}).items():
+        print(f"{name}: " + "; ".join(f"{metric} {r['ratio']:.2f} [{r['low']:.2f}, {r['high']:.2f}]" for metric, r in by_metric.items()))
+    uniform_gain = [r["final"] - base for r in rows if r["sampler"] == "uniform"]
+    if uniform_gain:
+        gain = statistics.mean(uniform_gain)
+        print(f"uniform GRPO final gain over base: {gain:+.3f} ({gain / results['base_standard_error']:.1f} base SE)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure = plot(rows, samplers, base, target, out.with_suffix(".png"))
+    out.write_text(json.dumps({**results, "summary": summary}, indent=2, default=float))
+    print(f"plot: {figure}\njson: {out}")
+
+
+def combine(paths: list[Path], n_boot: int, out: Path) -> None:
+    """One report from partial runs of the same benchmark over different seeds (e.g. one
+    process per core): they must agree on everything but the seeds and the output."""
+    parts = [json.loads(p.read_text()) for p in paths]
+    first = parts[0]
+
+    def setup(part: dict) -> dict:
+        return {k: v for k, v in part["args"].items() if k not in ("seeds", "out", "combine")} | {"base": part["base_accuracy"]}
+
+    for path, part in zip(paths, parts):
+        if setup(part) != setup(first):
+            raise SystemExit(f"{path}: not the same benchmark as {paths[0]} (arguments or base accuracy differ)")
+    rows = [row for part in parts for row in part["runs"]]
+    keys = [(r["sampler"], r["seed"]) for r in rows]
+    if len(set(keys)) != len(keys):
+        raise SystemExit(f"the same sampler and seed appear in more than one of {', '.join(map(str, paths))}")
+    seeds = sorted({r["seed"] for r in rows})
+    results = {
+        **first, "args": {**first["args"], "seeds": seeds, "out": str(out)}, "runs": rows,
+        "parts": [{"path": str(p), "seeds": part["args"]["seeds"], "seconds": part["seconds"]} for p, part in zip(paths, parts)],
+        "seconds": max(part["seconds"] for part in parts), "cpu_seconds": sum(part["cpu_seconds"] for part in parts),
+    }
+    report(results, first["args"]["samplers"], n_boot, out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--subset-size", type=int, default=64, help="prompts per epoch")
     parser.add_argument("--n-prompts", type=int, default=1000, help="training prompts")
-    parser.add_argument("--held-out", type=int, default=200)
-    parser.add_argument("--target-gain", type=float, default=0.05, help="target = base accuracy + this")
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--held-out", type=int, default=1000)
+    parser.add_argument("--max-steps", type=int, default=TASK.max_steps, help="operations per training and held-out problem (at most)")
+    parser.add_argument("--target-gain", type=float, default=0.10, help="target = base held-out accuracy + this (0.10: the clear gain the benchmark asks of uniform GRPO)")
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--num-generations", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=32, help="completions per optimizer step (per_device_train_batch_size)")
+    parser.add_argument("--max-completion-length", type=int, default=40)
+    parser.add_argument("--warmup-steps", type=int, default=0, help="optimizer steps of linear learning-rate warm-up")
+    parser.add_argument("--lr-scheduler", default="constant", help="transformers lr_scheduler_type")
+    parser.add_argument("--grpo", type=json.loads, default={}, help='more trl.GRPOConfig fields as JSON, e.g. \'{"optim": "sgd"}\'')
+    parser.add_argument("--temperature", type=float, default=1.0, help="rollout sampling temperature")
+    parser.add_argument("--kl-beta", type=float, default=0.0, help="TRL's KL coefficient (GRPOConfig.beta)")
+    parser.add_argument("--eval-batch", type=int, default=256, help="held-out problems per greedy generate call")
+    parser.add_argument("--n-boot", type=int, default=10000)
+    parser.add_argument("--system-prompt", default=TASK_SYSTEM_PROMPT, help="system prompt of the GRPO task and its evaluation")
+    parser.add_argument("--sft-steps", type=int, default=BENCH_MODEL.sft_steps, help="supervised warm-up steps of the benchmark model")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads: for a model this small one thread wastes nothing, and on a shared machine it runs 2-4x faster than two",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "bench_training.json")
+    parser.add_argument("--combine", type=Path, nargs="+", help="report on these partial results (other seeds of the same benchmark) instead of running")
     args = parser.parse_args()
+    if args.combine:
+        combine(args.combine, args.n_boot, args.out)
+        return
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("gainrl_ops.training").setLevel(logging.INFO)  # one line per epoch
 
     started = time.perf_counter()
+    built = time.perf_counter()
+    model_config = replace(BENCH_MODEL, sft_steps=args.sft_steps)
+    model_path = str(embedded_model_path(model_config, root=Layout.default().models_dir))
+    build_seconds = time.perf_counter() - built
+    prompt = replace(model_config.prompt, system_prompt=args.system_prompt)
+    grpo = {
+        "learning_rate": args.learning_rate, "num_generations": args.num_generations,
+        "per_device_train_batch_size": args.batch_size, "max_completion_length": args.max_completion_length,
+        "temperature": args.temperature, "beta": args.kl_beta, "warmup_steps": args.warmup_steps, "lr_scheduler_type": args.lr_scheduler,
+        **args.grpo,
+    }
+    template = TrainingRunConfig(name="bench", epochs=args.epochs, subset_size=args.subset_size, grpo=grpo, checkpoint_every=10**6)
     with tempfile.TemporaryDirectory(prefix="bench-training-") as scratch:
         layout = Layout(Path(scratch))
-        model_path = str(embedded_model_path(EmbeddedModelConfig(), root=Layout.default().models_dir))
-        prompt = PromptConfig()
-        source = DatasetSource(generator=ArithmeticConfig(n_problems=args.n_prompts, seed=77))
-        ranked = ranked_prompts(model_path, source, layout, prompt)
-        exclude = set(ranked["id"].to_list())
+        source = DatasetSource(generator=replace(TASK, n_problems=args.n_prompts, seed=77, max_steps=args.max_steps))
+        orders = prepare(model_path, source, layout, prompt)
+        exclude = set(orders["angle"]["id"].to_list())
         held_out = held_out_problems("embedded", args.held_out, 78, exclude, source.generator)
         problems = list(held_out.select("problem", "answer").iter_rows())
+        if len(problems) < args.held_out:
+            raise SystemExit(f"only {len(problems)} distinct held-out problems for --held-out {args.held_out}")
 
         def evaluate(model, tokenizer) -> float:
-            return greedy_accuracy(model, tokenizer, problems, prompt)
+            return greedy_accuracy(model, tokenizer, problems, prompt, batch_size=args.eval_batch, max_new_tokens=args.max_completion_length)
 
+        t0 = time.perf_counter()
         base = evaluate(load_model(ModelSpec(model_path, dtype="float32")), load_tokenizer(model_path))
+        eval_seconds = time.perf_counter() - t0
         target = base + args.target_gain
-        print(f"base held-out accuracy {base:.3f}; target {target:.3f}; {ranked.height} ranked prompts")
+        standard_error = math.sqrt(base * (1 - base) / len(problems))
+        print(f"base held-out accuracy {base:.3f} (SE {standard_error:.3f}) on {len(problems)} problems; target {target:.3f}; "
+              f"{orders['angle'].height} training prompts; one evaluation {eval_seconds:.1f} s")
 
-        template = TrainingRunConfig(name="bench", epochs=args.epochs, subset_size=args.subset_size, grpo={"learning_rate": args.learning_rate}, checkpoint_every=10**6)
-        curves: dict[str, list[list[float]]] = {"gainrl": [], "uniform": []}
         rows = []
         for seed in args.seeds:
-            for sampler in curves:
+            for sampler in args.samplers:
                 run = replace(template, name=f"{sampler}-s{seed}", sampler=sampler, seed=seed)
-                t0 = time.perf_counter()
+                ranked = orders["length"] if run.ordering == "length" else orders["angle"]
+                t0, cpu0 = time.perf_counter(), time.process_time()
                 result = train_run(run, model_path, ranked, prompt, layout, lambda *_: "", evaluate)
-                curve = result.epochs["held_out_accuracy"].to_list()
-                curves[sampler].append(curve)
-                rows.append({"sampler": sampler, "seed": seed, "curve": curve, "rollout_accuracy": result.epochs["accuracy"].to_list(),
-                             "mu": result.epochs["mu"].to_list(), "epochs_to_target": epochs_to_target(curve, target),
-                             "final": curve[-1], "seconds": time.perf_counter() - t0})
-                print(f"{run.name}: held-out {' '.join(f'{a:.2f}' for a in curve)}  ({rows[-1]['seconds']:.0f} s)")
+                epochs = result.epochs
+                curve, seconds = epochs["held_out_accuracy"].to_list(), epochs["seconds"].to_list()
+                overhead = orders["order_seconds"][sampler]
+                n_epochs, wall, reached = to_target(curve, seconds, target, overhead)
+                rows.append({
+                    "sampler": sampler, "seed": seed, "curve": curve, "seconds": seconds,
+                    "rollout_accuracy": epochs["accuracy"].to_list(), "mu": epochs["mu"].to_list(),
+                    "feedback_angle": epochs["feedback_angle"].to_list(), "prompt_score": epochs["prompt_score"].to_list(),
+                    "feedback_seconds": epochs["feedback_seconds"].to_list(), "order_seconds": overhead,
+                    "epochs_to_target": n_epochs, "seconds_to_target": wall, "reached": reached,
+                    "area": area(curve, base), "final": curve[-1], "run_seconds": time.perf_counter() - t0,
+                    "run_cpu_seconds": time.process_time() - cpu0,
+                })
+                print(f"{run.name}: held-out {' '.join(f'{a:.3f}' for a in curve)}; to target {n_epochs if reached else '-'} epochs, "
+                      f"{wall:.0f} s; feedback angle {' '.join(f'{a:.3f}' for a in epochs['feedback_angle'].to_list())} "
+                      f"({rows[-1]['run_seconds']:.0f} s with evaluation)")
 
-    print(f"\n{'sampler':8} {'epochs to target':45} {'final accuracy':>16}")
-    to_target = {s: [r["epochs_to_target"] for r in rows if r["sampler"] == s] for s in curves}
-    finals = {s: [r["final"] for r in rows if r["sampler"] == s] for s in curves}
-    for sampler in curves:
-        print(f"{sampler:8} {summarise(to_target[sampler], args.epochs):45} {statistics.mean(finals[sampler]):16.3f}")
-    # Censored runs count as budget + 1 epochs, so a sampler that never gets there cannot look faster.
-    mean_epochs = {s: statistics.mean(v if v is not None else args.epochs + 1 for v in to_target[s]) for s in curves}
-    ratio = mean_epochs["uniform"] / mean_epochs["gainrl"]
-    print(f"\nepochs-to-target ratio uniform / gainrl = {ratio:.2f} (published: about 2.5; > 1 means GAIN-RL is faster)")
-    RESULTS.mkdir(exist_ok=True)
-    figure = plot(curves, base, target, RESULTS / "bench_training.png")
-    (RESULTS / "bench_training.json").write_text(json.dumps({
-        "args": vars(args), "base_accuracy": base, "target": target, "runs": rows,
-        "mean_epochs_to_target": mean_epochs, "ratio_uniform_over_gainrl": ratio,
-        "run_config": asdict(template), "seconds": time.perf_counter() - started,
-    }, indent=2))
-    print(f"plot: {figure}\ntotal {time.perf_counter() - started:.0f} s")
+    results = {
+        "args": {**vars(args), "out": str(args.out), "combine": None}, "model": asdict(model_config), "model_build_seconds": build_seconds,
+        "task": asdict(source.generator), "prompt": asdict(prompt), "run_config": asdict(template), "base_accuracy": base,
+        "base_standard_error": standard_error, "target": target, "evaluation_seconds": eval_seconds,
+        "order_seconds": orders["order_seconds"], "runs": rows,
+        "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time(),
+    }
+    report(results, args.samplers, args.n_boot, args.out)
+    print(f"total {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":
