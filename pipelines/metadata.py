@@ -1,11 +1,16 @@
 """Turn library results into Dagster metadata: schemas, previews, plots."""
 
+from __future__ import annotations
+
 import base64
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import polars as pl
 import pyarrow as pa
+
+if TYPE_CHECKING:  # loading the definitions should not pay for polars (0.25 s per load)
+    import polars as pl
 
 
 def table_schema(schema: pa.Schema) -> dg.TableSchema:
@@ -14,6 +19,8 @@ def table_schema(schema: pa.Schema) -> dg.TableSchema:
 
 def preview(frame: pl.DataFrame, rows: int = 10, width: int = 80) -> dg.MarkdownMetadataValue:
     """The first rows as a Markdown table, long text cut so the table stays readable."""
+    import polars as pl
+
     head = frame.head(rows).with_columns(
         pl.col(c).cast(pl.String).str.slice(0, width) for c, t in frame.schema.items() if t == pl.String
     )

@@ -23,8 +23,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -34,6 +34,9 @@ from gainrl_ops.curriculum.catalog import connect_readonly
 from gainrl_ops.data.prompts import PromptConfig, chat_messages
 from gainrl_ops.data.shards import MANIFEST
 from gainrl_ops.data.sources import current_label
+
+if TYPE_CHECKING:  # imported where used: loading the Dagster definitions should not pay for polars
+    import polars as pl
 
 FORMATS = ("verl", "hf", "jsonl", "pt")
 # File names inside an export folder (`Layout.export_dir`), one per format.

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
 import pyarrow.parquet as pq
 
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.storage import atomic_path
 from gainrl_ops.curriculum.catalog import connect_readonly
 from gainrl_ops.scoring.checkpoints import CheckpointRecord
+
+if TYPE_CHECKING:  # imported where used: loading the Dagster definitions should not pay for polars
+    import polars as pl
 
 SNAPSHOT_MEMORY = "300MB"
 
@@ -43,6 +46,8 @@ def export_ranking(layout: Layout, dataset: str, version: str, prompt_fingerprin
 def ranking_preview(path: Path, rows: int = 10) -> tuple[int, pl.DataFrame, pl.DataFrame]:
     """(prompts, the top `rows`, the bottom `rows`) of a ranking snapshot, reading only the
     first and last row groups."""
+    import polars as pl
+
     file = pq.ParquetFile(path)
     last = file.metadata.num_row_groups - 1
     top = pl.from_arrow(file.read_row_group(0)).head(rows)
@@ -60,6 +65,8 @@ def existing_ranking(layout: Layout, dataset: str, version: str, prompt_fingerpr
 
 def ranked_prompts(layout: Layout, dataset: str, version: str, ranking: Path, columns: Sequence[str] = ("answer",)) -> pl.DataFrame:
     """The ranking snapshot in rank order, joined with `columns` of the dataset's prompts."""
+    import polars as pl
+
     prompts = pl.read_parquet(layout.prompts(dataset, version), columns=["id", *columns])
     return pl.read_parquet(ranking).sort("rank").join(prompts, on="id", how="left", maintain_order="left")
 
@@ -88,6 +95,8 @@ def ordered_prompts(layout: Layout, dataset: str, version: str, prompt_fingerpri
     difficulty first; prompts without one go last). Ties are broken by id.
 
     Columns: id, problem, answer, difficulty, question_tokens, rank."""
+    import polars as pl
+
     if by not in _ORDERS:
         raise ValueError(f"order {by!r} is not one of {ORDERS}")
     params = {"dataset": dataset, "version": version, "prompts": prompt_fingerprint}
@@ -111,6 +120,8 @@ def previous_ranking(
 ) -> tuple[CheckpointRecord, pl.DataFrame] | None:
     """The ranking to compare with: the checkpoint's parent if it was ranked, else the
     latest checkpoint registered before it that was."""
+    import polars as pl
+
     earlier = [r for r in records if r.registered_at < current.registered_at and r.fingerprint != current.fingerprint]
     candidates = [r for r in earlier if r.fingerprint == current.parent] + earlier[::-1]
     for record in candidates:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from itertools import combinations
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 import pyarrow.parquet as pq
 
 from gainrl_ops.core.layout import Layout, safe_name
@@ -22,6 +22,9 @@ from gainrl_ops.core.stats import spearman, top_k_overlap
 from gainrl_ops.core.storage import atomic_path
 from gainrl_ops.curriculum.catalog import connect_readonly
 from gainrl_ops.data.sources import current_label
+
+if TYPE_CHECKING:  # imported where used: loading the Dagster definitions should not pay for polars
+    import polars as pl
 
 _INTEGER_DTYPES = ("torch.int64", "torch.int32", "torch.int16", "torch.int8", "torch.uint8")
 
@@ -59,6 +62,8 @@ def read_ranking_tensor(path: Path, n_rows: int) -> np.ndarray:
 def import_ranking(layout: Layout, dataset: str, path: Path, name: str) -> tuple[Path, int]:
     """Store the ranking in `path` as the external ranking `name` of the dataset's current
     version; returns where it went and how many ranked rows are prompts."""
+    import polars as pl
+
     safe_name(name, "ranking label")
     label = current_label(layout, dataset)
     rows = read_ranking_tensor(Path(path), label.rows_read or label.rows)
@@ -82,6 +87,8 @@ def ranking_agreement(layout: Layout, dataset: str, k: int = 100) -> pl.DataFram
     """Every pair of rankings of the dataset's current version (ours per checkpoint, imported
     ones), and each ranking against question length: prompts in common, Spearman of the ranks
     and the overlap of the top k. Against length, a positive rho means longer questions come later."""
+    import polars as pl
+
     with connect_readonly(layout.root) as con:
         frame = con.sql(
             """SELECT r.source || ':' || r.ranking AS ranking, r.id, r.rank, length(p.problem) AS length

@@ -7,8 +7,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from gainrl_ops.core.fingerprint import fingerprint_json
 from gainrl_ops.core.layout import Layout, safe_name
@@ -22,6 +21,9 @@ from gainrl_ops.data.datasets import (
     problem_id,
     write_dataset,
 )
+
+if TYPE_CHECKING:  # imported where used: loading the Dagster definitions should not pay for polars
+    import polars as pl
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ def held_out_problems(
     "embedded" generates arithmetic problems like `generator` (the training set's) with
     their own seed; a path is loaded like a training dataset. At most `n_problems` rows.
     """
+    import polars as pl
+
     if path == EMBEDDED:
         like = generator or ArithmeticConfig()
         problems = generate(ArithmeticConfig(n_problems=2 * n_problems, seed=seed, max_steps=like.max_steps, max_digits=like.max_digits))
@@ -127,5 +131,7 @@ def held_out_problems(
 
 def held_out_for(source: DatasetSource, version: str, config: HeldOutConfig, layout: Layout) -> pl.DataFrame:
     """The held-out problems for a prepared training dataset: none of its prompts among them."""
+    import polars as pl
+
     training_ids = pl.read_parquet(layout.prompts(source.name, version), columns=["id"])["id"].to_list()
     return held_out_problems(config.path, config.n_problems, config.seed, set(training_ids), source.generator)

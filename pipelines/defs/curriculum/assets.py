@@ -4,7 +4,6 @@ Each asset resolves its target, makes one library call, and describes what it wr
 """
 
 import dagster as dg
-import polars as pl
 import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, MaterializeResult
 from tqdm.auto import tqdm
@@ -39,6 +38,8 @@ GROUP = "curriculum"
 def raw_dataset(storage: StorageResource, dataset: DatasetResource) -> MaterializeResult:
     """The training prompts in the canonical table (id, problem, answer, source, difficulty,
     metadata), with rejected rows and duplicates in a rejects table beside it."""
+    import polars as pl
+
     layout = storage.layout
     loaded, label = prepare_dataset(dataset.source, layout)
     return MaterializeResult(
@@ -80,6 +81,8 @@ def tokenized_shards(targets: TargetsResource, scoring: ScoringResource) -> Mate
     """Prompts rendered with the base model's chat template and tokenized, with the token
     spans of the system prompt and the question; keyed by tokenizer + template fingerprint.
     Recorded as the dataset's current shard set, which every checkpoint partition scores."""
+    import polars as pl
+
     from gainrl_ops.scoring.models import load_tokenizer
 
     layout, name, version = targets.layout, targets.dataset.name, targets.version()
@@ -135,6 +138,8 @@ def score_shard_step(context: dg.OpExecutionContext, index: int, targets: Target
 @dg.op(out=dg.Out(dg.Nothing))
 def publish_scores(context: dg.OpExecutionContext, written: list[int], targets: TargetsResource) -> None:
     """Swap the complete staging folder in place of the partition's previous scores."""
+    import polars as pl
+
     from gainrl_ops.scoring.scorer import publish
 
     target = targets.resolve(context)
@@ -198,6 +203,8 @@ def curriculum(context: AssetExecutionContext, targets: TargetsResource) -> Mate
 def curriculum_report(context: AssetExecutionContext, targets: TargetsResource) -> MaterializeResult:
     """Score histogram, score against prompt length and difficulty (Spearman), and rank
     agreement with the previous checkpoint (Spearman, top-k overlap), as plots and numbers."""
+    import polars as pl
+
     from gainrl_ops.curriculum.report import (
         build_report,  # matplotlib: only when plotting
     )
@@ -224,6 +231,8 @@ def curriculum_export(context: AssetExecutionContext, targets: TargetsResource) 
     """The checkpoint's ranking in every format other trainers read: verl Parquet, a Hugging
     Face datasets folder, JSON Lines (OpenRLHF, prime-rl) and the reference's .pt row index,
     each in rank order with the checkpoint fingerprint and scoring code version."""
+    import polars as pl
+
     target = targets.resolve(context)
     folder = target.layout.export_dir(target.dataset, target.version, target.checkpoint)
     written = {fmt: export_curriculum(target.layout, target.dataset, fmt, folder / FILES[fmt], target.checkpoint) for fmt in FORMATS}
