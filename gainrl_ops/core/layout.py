@@ -5,6 +5,7 @@ are staging or temporary and never read as published):
 
     <root>/
       gainrl.duckdb                                          SQL catalog (views only, no rows)
+      gainrl.duckdb.state.json                               what the last catalog refresh read
       datasets/{dataset}/current.json                        the label: which content version the name means now
       datasets/{dataset}/generated-{digest}.jsonl            the embedded dataset, generated once
       datasets/{dataset}/{version}/prompts.parquet           canonical prompts of one content version
@@ -121,6 +122,7 @@ def glob_escape(path: str) -> str:
 
 
 CATALOG = Template("gainrl.duckdb")
+CATALOG_STATE = Template("gainrl.duckdb.state.json")
 DATASET_LABEL = Template("datasets/{dataset}/current.json")
 GENERATED = Template("datasets/{dataset}/generated-{digest}.jsonl")
 PROMPTS = Template("datasets/{dataset}/{version}/prompts.parquet")
@@ -154,7 +156,7 @@ DAGSTER_FILE = Template("dagster/{rest}")
 SCREENSHOT = Template("screenshots/{rest}")
 
 TREE: tuple[Template, ...] = (
-    CATALOG, DATASET_LABEL, GENERATED, PROMPTS, REJECTS, CURRENT_SHARDS, SHARD, SHARD_MANIFEST, SCORES, SCORE_PART, SCORE_SUMMARY,
+    CATALOG, CATALOG_STATE, DATASET_LABEL, GENERATED, PROMPTS, REJECTS, CURRENT_SHARDS, SHARD, SHARD_MANIFEST, SCORES, SCORE_PART, SCORE_SUMMARY,
     RANKING, REPORT_PLOT, EXPORT_FILE, IMPORTED_RANKING, EPOCHS, SELECTIONS, RUN_STATE, RUN_CURVE, RUN_RESUME, EVALUATION, DIAGNOSTICS,
     DIAGNOSTICS_SUMMARY, DIAGNOSTICS_PLOT, CHECKPOINT_RECORD, CHECKPOINT_FILE, MODEL_FILE, DAGSTER_FILE, SCREENSHOT,
 )
@@ -256,6 +258,10 @@ class Layout:
     @property
     def catalog(self) -> Path:
         return self.path(CATALOG)
+
+    @property
+    def catalog_state(self) -> Path:
+        return self.path(CATALOG_STATE)
 
     @property
     def checkpoints_dir(self) -> Path:

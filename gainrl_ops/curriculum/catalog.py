@@ -593,14 +593,9 @@ def refresh_catalog(root: Path, inputs: str | None = None) -> list[tuple[str, st
                 con.commit()
         finally:
             wal.unlink(missing_ok=True)  # only left behind by a failed build: closing checkpoints it
-    write_text_atomic(json.dumps({"inputs": inputs, "catalog": _file_stamp(target), "problems": problems}), _state_path(root))
+    write_text_atomic(json.dumps({"inputs": inputs, "catalog": _file_stamp(target), "problems": problems}), Layout(root).catalog_state)
     sweep_temporary(root, started)
     return problems
-
-
-def _state_path(root: Path) -> Path:
-    target = catalog_path(root)
-    return target.with_name(target.name + ".state.json")
 
 
 def _inputs_digest(layout: Layout) -> str:
@@ -628,7 +623,7 @@ def refresh_if_changed(root: Path) -> list[tuple[str, str, str]]:
     catalog file included: a replaced or damaged file is rebuilt); returns what the catalog
     leaves out either way. A refresh costs a few hundred milliseconds, the check a few."""
     root = Path(root).resolve()
-    inputs, state_path = _inputs_digest(Layout(root)), _state_path(root)
+    inputs, state_path = _inputs_digest(Layout(root)), Layout(root).catalog_state
     try:
         state = json.loads(state_path.read_text())
         if state["inputs"] == inputs and state["catalog"] == _file_stamp(catalog_path(root)):
