@@ -36,7 +36,7 @@ definitions, as every UI reload and every step of the multiprocess executor does
 A last row scores 1k, 2k, 4k and 8k prompts with a small model and reports the peak RSS of
 scoring (above the RSS when scoring starts) at each size: it should stay flat.
 
-    python benchmarks/bench_scorer.py            # the full run: about 20 minutes on 2 idle cores
+    python benchmarks/bench_scorer.py            # the full run: about 12 minutes on 2 idle cores
     python benchmarks/bench_scorer.py --quick    # smoke run (about 3 minutes): tiny models, 12 prompts, 1 repetition
 """
 
