@@ -17,6 +17,7 @@ import json
 import logging
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -350,21 +351,25 @@ def train_run(
     if point is not None:
         feedback.restore(point.state)
         log.info("run %s: resuming after epoch %d of %d from %s", run.name, point.epochs_done, run.epochs, point.folder)
-    trainer = CurriculumGRPOTrainer(
-        model=model,
-        processing_class=tokenizer,
-        reward_funcs=[reward],
-        args=grpo_config(run, resume_dir),
-        train_dataset=grpo_dataset(ranked, tokenizer, prompt),
-        callbacks=[feedback, *callbacks],
-        epoch_sampler=sampler,
-        subset_size=run.subset_size,
-        rollout_angles=angles if run.uses_feedback else None,
-    )
-    # TRL's progress callback writes every step's log dict; EpochFeedback logs one line per epoch.
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
-    trainer.train(resume_from_checkpoint=str(point.folder) if point else None)
+    # TRL still calls transformers' gradient-checkpointing names that v5 deprecates: several
+    # FutureWarnings per run about TRL's code, nothing a user of this function can act on.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`\w*gradient_checkpointing\w*` is deprecated", category=FutureWarning)
+        trainer = CurriculumGRPOTrainer(
+            model=model,
+            processing_class=tokenizer,
+            reward_funcs=[reward],
+            args=grpo_config(run, resume_dir),
+            train_dataset=grpo_dataset(ranked, tokenizer, prompt),
+            callbacks=[feedback, *callbacks],
+            epoch_sampler=sampler,
+            subset_size=run.subset_size,
+            rollout_angles=angles if run.uses_feedback else None,
+        )
+        # TRL's progress callback writes every step's log dict; EpochFeedback logs one line per epoch.
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)
+        trainer.train(resume_from_checkpoint=str(point.folder) if point else None)
     epochs = pl.DataFrame(feedback.epochs, schema=EPOCHS_SCHEMA)
     selections = feedback.selections()
     write_parquet_atomic(epochs.to_arrow(), layout.epochs(run.name))
