@@ -137,17 +137,20 @@ def run_prefix(model: nn.Module, input_ids: Sequence[int]) -> SharedPrefix | Non
     return SharedPrefix(tuple(input_ids), hidden[0], tuple(filled))
 
 
+def broadcast_cache(keys_values: Sequence[tuple[torch.Tensor, torch.Tensor]], batch: int, config: object) -> DynamicCache:
+    """A cache holding one sequence's keys and values (per layer, each [1, heads, length,
+    head_dim]) for every row of a batch, as views, without copies. A forward appends to the
+    cache it is given, so every batch needs a fresh one; the states themselves stay untouched."""
+    return DynamicCache(((k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in keys_values), config=config)
+
+
 def suffix_mlp_input(model: nn.Module, prefix: SharedPrefix, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Last-MLP inputs of prompts that continue `prefix`, shape [batch, prefix + suffix, d].
 
     input_ids: [batch, suffix] (right-padded); attention_mask: [batch, prefix + suffix].
-    A forward extends the cache it is given, so each batch gets a fresh one, filled from the
-    prefix states (which stay untouched).
     """
     batch, width = input_ids.shape
-    cache = DynamicCache(
-        ((k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix.keys_values), config=model.config
-    )
+    cache = broadcast_cache(prefix.keys_values, batch, model.config)
     start = len(prefix.input_ids)
     positions = torch.arange(start, start + width, device=input_ids.device).expand(batch, -1)
     hidden = last_mlp_input(model, input_ids, attention_mask, cache, positions)

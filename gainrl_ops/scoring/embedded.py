@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,7 +25,6 @@ from tokenizers import (
 )
 from tqdm.auto import tqdm
 from transformers import (
-    DynamicCache,
     GenerationConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -44,6 +42,8 @@ from gainrl_ops.core.storage import atomic_directory
 from gainrl_ops.data.arithmetic import ArithmeticConfig, WordProblem, generate
 from gainrl_ops.data.prompts import PromptConfig, render_prompts
 from gainrl_ops.data.sources import EMBEDDED
+from gainrl_ops.scoring.capture import broadcast_cache
+from gainrl_ops.scoring.scorer import shared_prefix_length
 from gainrl_ops.training.evaluation import greedy_accuracy
 
 log = logging.getLogger(__name__)
@@ -133,9 +133,10 @@ def sft_examples(
 
 def shared_prefix(examples: list[tuple[list[int], int]]) -> list[int]:
     """The longest token prefix that every example starts with and that ends at or before
-    every solution: the template head and system prompt, identical in every example."""
-    prefix = os.path.commonprefix([ids for ids, _ in examples])
-    return prefix[: min(start for _, start in examples)]
+    every solution: the template head and system prompt, identical in every example. The
+    scorer's rule, with the solution in place of the question."""
+    ids = [ids for ids, _ in examples]
+    return ids[0][: shared_prefix_length(ids, [start for _, start in examples])]
 
 
 def _suffix_batch(examples: list[tuple[list[int], int]], skip: int, pad_id: int) -> dict[str, torch.Tensor]:
@@ -170,9 +171,7 @@ def sft_loss(
     total = torch.zeros(())
     for first in range(0, len(ordered), micro_batch):
         chunk = ordered[first : first + micro_batch]
-        # A fresh cache per micro-batch: the forward appends the micro-batch's own keys to it.
-        broadcast = [(k.expand(len(chunk), -1, -1, -1), v.expand(len(chunk), -1, -1, -1)) for k, v in kv]
-        cache = DynamicCache(ddp_cache_data=broadcast) if kv else None
+        cache = broadcast_cache(kv, len(chunk), model.config) if kv else None
         batch = _suffix_batch(chunk, len(prefix), pad_id)
         total = total + model(**batch, past_key_values=cache, use_cache=cache is not None, num_items_in_batch=targets).loss
     return total
