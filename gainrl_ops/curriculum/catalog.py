@@ -622,15 +622,15 @@ def refresh_if_changed(root: Path) -> list[tuple[str, str, str]]:
     """`refresh_catalog(root)` unless nothing it reads has changed since the last refresh (the
     catalog file included: a replaced or damaged file is rebuilt); returns what the catalog
     leaves out either way. A refresh costs a few hundred milliseconds, the check a few."""
-    root = Path(root).resolve()
-    inputs, state_path = _inputs_digest(Layout(root)), Layout(root).catalog_state
+    layout = Layout(Path(root).resolve())
+    inputs, state_path = _inputs_digest(layout), layout.catalog_state
     try:
         state = json.loads(state_path.read_text())
-        if state["inputs"] == inputs and state["catalog"] == _file_stamp(catalog_path(root)):
+        if state["inputs"] == inputs and state["catalog"] == _file_stamp(layout.catalog):
             return [tuple(problem) for problem in state["problems"]]
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no state, or one this code did not write: rebuild
-    return refresh_catalog(root, inputs)
+    return refresh_catalog(layout.root, inputs)
 
 
 def connect_readonly(root: Path, sandbox: bool = True, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
