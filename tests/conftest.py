@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from gainrl_ops.data.arithmetic import ArithmeticConfig
 from gainrl_ops.scoring.embedded import EmbeddedModelConfig, embedded_model_path
+from gainrl_ops.scoring.hardware import AUTO_DTYPE_ENV
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -26,6 +28,14 @@ TINY = EmbeddedModelConfig(
     learning_rate=1e-2,
     eval_problems=64,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """"auto" means float32 in every test, on every CPU, in this process and in every process it
+    starts (Dagster steps, CLI runs): otherwise it is bfloat16 on AVX512-BF16 machines only.
+    Tests of the dtype rule unset it and inject the hardware probe; tests that compare two
+    computation paths load float64."""
+    os.environ[AUTO_DTYPE_ENV] = "float32"
 
 
 @pytest.fixture(autouse=True)

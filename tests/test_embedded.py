@@ -22,6 +22,17 @@ from gainrl_ops.scoring.embedded import (
 )
 
 
+def _loss_in_model_dtype(logits, labels, vocab_size, num_items_in_batch=None, ignore_index=-100, **_) -> torch.Tensor:
+    """transformers' causal LM loss without its cast of the logits to float32, so that a float64
+    model's loss stays float64 (the cast would round both paths' losses to float32 differently)."""
+    shifted = torch.nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+    reduction = "mean" if num_items_in_batch is None else "sum"
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, vocab_size), shifted.reshape(-1), ignore_index=ignore_index, reduction=reduction
+    )
+    return loss if num_items_in_batch is None else loss / num_items_in_batch
+
+
 def _padded_loss(model: Qwen2ForCausalLM, examples: list[tuple[list[int], int]], pad_id: int) -> torch.Tensor:
     """The reference: one right-padded forward of the whole batch, loss on the solutions."""
     width = max(len(ids) for ids, _ in examples)
@@ -44,7 +55,11 @@ def setup(tiny_model_path: Path) -> tuple[Qwen2ForCausalLM, list[tuple[list[int]
     torch.manual_seed(0)
     config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
-    return Qwen2ForCausalLM(config).float().train(), examples, tokenizer.pad_token_id
+    # float64: the micro-batched loss with a broadcast prefix and one padded forward are the same
+    # maths, so they agree to rounding on any CPU.
+    model = Qwen2ForCausalLM(config).double().train()
+    model.loss_function = _loss_in_model_dtype
+    return model, examples, tokenizer.pad_token_id
 
 
 def _grads(model: Qwen2ForCausalLM, loss: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -62,6 +77,7 @@ def test_shared_prefix_is_the_template_head_and_stops_before_every_solution(setu
     assert len({ids[len(prefix)] for ids, _ in examples}) > 1
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("micro_batch", [1, 4, 13])
 @pytest.mark.parametrize("use_prefix", [True, False])
 def test_sft_loss_and_gradients_equal_one_padded_forward(setup, micro_batch: int, use_prefix: bool) -> None:
@@ -71,9 +87,10 @@ def test_sft_loss_and_gradients_equal_one_padded_forward(setup, micro_batch: int
     expected_grads = _grads(model, expected)
     loss = sft_loss(model, prefix, examples, micro_batch, pad_id)
     grads = _grads(model, loss)
-    assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
+    assert loss.dtype == torch.float64
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-9)
     for name, grad in expected_grads.items():
-        torch.testing.assert_close(grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+        torch.testing.assert_close(grads[name], grad, atol=1e-9, rtol=0, msg=name)
 
 
 def test_build_is_reproducible(tmp_path: Path) -> None:

@@ -36,8 +36,10 @@ def test_mean_pairwise_cosine_by_hand() -> None:
     assert math.isnan(got[2].item())
 
 
+@pytest.mark.numerics
 def test_rollout_angles_equal_the_cosine_matrix_of_each_unpadded_sequence(tiny_model_path: Path) -> None:
-    model, tokenizer = load_model(ModelSpec(str(tiny_model_path))), load_tokenizer(str(tiny_model_path))
+    # float64: the packed, batched prefill and the one-sequence cosine matrix are the same maths.
+    model, tokenizer = load_model(ModelSpec(str(tiny_model_path), dtype="float64")), load_tokenizer(str(tiny_model_path))
     pad = tokenizer.pad_token_id
     prompts = [tokenizer(t)["input_ids"] for t in ("Ava has 3 apples.", "Ben has 12 marbles and buys 4", "Jo")]
     completions = [tokenizer(t)["input_ids"] for t in ("5 #### 5", "16", "1 + 2 = 3 #### 3")]
@@ -52,11 +54,11 @@ def test_rollout_angles_equal_the_cosine_matrix_of_each_unpadded_sequence(tiny_m
     for row, (p, c) in enumerate(zip(prompts, completions)):
         ids = torch.tensor([p + c])
         with torch.no_grad():
-            unit = torch.nn.functional.normalize(last_mlp_input(model, ids, torch.ones_like(ids))[0].double(), dim=-1)
+            unit = torch.nn.functional.normalize(last_mlp_input(model, ids, torch.ones_like(ids))[0], dim=-1)
         cosines = unit @ unit.T
         n = len(p) + len(c)
         expected = (cosines.sum() - cosines.diagonal().sum()) / (n * (n - 1))
-        assert got[row].item() == pytest.approx(expected.item(), abs=1e-5)
+        assert got[row].item() == pytest.approx(expected.item(), abs=1e-9)
     assert got.min() > -1 and got.max() < 1
 
 

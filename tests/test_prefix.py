@@ -42,11 +42,15 @@ from gainrl_ops.scoring.scorer import (
 FEW_SHOT = (("What is 1 + 1?", "1 + 1 = 2\n#### 2"), ("Tom has 3 pens and buys 2 more. How many pens?", "3 + 2 = 5\n#### 5"))
 # Short enough that the metaspace test tokenizers (a 300-token vocabulary) share a prefix above it.
 LOW_MIN = ScoreConfig(min_prefix_tokens=4)
+# Shared prefix and full prefill are the same maths: in float64 they agree to rounding on any CPU
+# (in float32 they differ by ~5e-7 here and up to 2e-4 on other kernels; in bfloat16 by ~1e-3).
+EXACT = 1e-9
+pytestmark = pytest.mark.numerics
 
 
 @pytest.fixture(scope="module")
 def model(tiny_model_path: Path) -> PreTrainedModel:
-    return load_model(ModelSpec(str(tiny_model_path)))
+    return load_model(ModelSpec(str(tiny_model_path), dtype="float64"))
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +74,7 @@ def _args(tokenizer: PreTrainedTokenizerBase, config: PromptConfig) -> tuple[lis
 
 def assert_same_scores(a: AngleScores, b: AngleScores) -> None:
     for name in ("c_intra", "c_inter", "angle_score"):
-        torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=1e-5, rtol=0, equal_nan=True)
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=EXACT, rtol=0, equal_nan=True)
 
 
 @pytest.mark.parametrize("few_shot", [(), FEW_SHOT], ids=["no_shot", "two_shots"])
@@ -109,7 +113,7 @@ def _mistral(vocab: int, sliding_window: int) -> PreTrainedModel:
         vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
         num_key_value_heads=1, sliding_window=sliding_window,
     )
-    return AutoModelForCausalLM.from_config(config).eval()
+    return AutoModelForCausalLM.from_config(config).double().eval()
 
 
 def test_sliding_window_model_shares_what_its_cache_keeps(chatml) -> None:
@@ -157,7 +161,7 @@ def _scores(folder: Path) -> dict[str, tuple[float, float, float]]:
 
 def test_score_shards_records_the_mode_and_the_full_prefill_fallback_agrees(model, chatml, tiny_model_path: Path, tmp_path: Path) -> None:
     shards = tokenize_to_shards(_table(40), chatml, PromptConfig(few_shot=FEW_SHOT[:1]), Layout(tmp_path), "d", "0123456789abcdef", shard_size=16)
-    context = ScoreContext("d", "0123456789abcdef", checkpoint_fingerprint(str(tiny_model_path)), "tiny", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
+    context = ScoreContext("d", "0123456789abcdef", checkpoint_fingerprint(str(tiny_model_path)), "tiny", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float64")
     shared = score_shards(model, shards, tmp_path / "shared", context, ScoreConfig(max_batch_tokens=512), progress=False)
     whole = score_shards(model, shards, tmp_path / "whole", context, ScoreConfig(max_batch_tokens=512, min_prefix_tokens=10_000), progress=False)
 
@@ -170,7 +174,7 @@ def test_score_shards_records_the_mode_and_the_full_prefill_fallback_agrees(mode
     a, b = _scores(tmp_path / "shared"), _scores(tmp_path / "whole")
     assert a.keys() == b.keys() and len(a) == 40
     for key in a:
-        assert a[key] == pytest.approx(b[key], abs=1e-5)
+        assert a[key] == pytest.approx(b[key], abs=EXACT)
 
 
 def test_plain_prompts_without_a_system_prompt_fall_back_to_full_prefill(model) -> None:

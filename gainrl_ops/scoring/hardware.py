@@ -9,16 +9,23 @@ unmeasured, so "auto" stays float32 there. `make bench` reports how closely the 
 ranking agrees with the float32 one (Spearman); the rule may only send a device to bfloat16
 where that agreement is at least 0.999 on the benchmark sets.
 
+`GAINRL_AUTO_DTYPE` (one of `DTYPES`), when set, is what "auto" means instead of the probe's
+answer: it pins one precision on every machine of a fleet (the test suite pins float32 this way,
+so that its results do not depend on the CPU it runs on). float64 is for reference runs: two
+computation paths of the same maths agree to rounding there, whatever the CPU's kernels.
+
 torch is imported inside the functions that ask the hardware, so reading the names below
 (e.g. for a command's --help) costs nothing.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 AUTO = "auto"
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16", "float16", "float64")
+AUTO_DTYPE_ENV = "GAINRL_AUTO_DTYPE"
 
 
 def resolve_device(device: str) -> str:
@@ -46,15 +53,20 @@ def native_bf16(device: str) -> bool:
     return False
 
 
-def resolve_dtype(requested: str, device: str, is_native: Callable[[str], bool] = native_bf16) -> str:
+def resolve_dtype(requested: str, device: str, is_native: Callable[[str], bool] | None = None) -> str:
     """The dtype a model loads in and every score row records: `requested` itself when it names
-    one of `DTYPES`, and for "auto" bfloat16 if `is_native(device)` (device "auto" resolved
-    first), else float32.
+    one of `DTYPES`; for "auto", $GAINRL_AUTO_DTYPE when set, else bfloat16 if
+    `is_native(device)` (device "auto" resolved first), else float32.
 
-    is_native: the hardware probe; tests and benchmarks pass their own.
+    is_native: the hardware probe (default `native_bf16`, looked up when called); tests and
+    benchmarks pass their own.
     """
     if requested in DTYPES:
         return requested
     if requested != AUTO:
         raise ValueError(f"dtype {requested!r}: expected {AUTO!r} or one of {', '.join(DTYPES)}")
-    return "bfloat16" if is_native(resolve_device(device)) else "float32"
+    if pinned := os.environ.get(AUTO_DTYPE_ENV):
+        if pinned not in DTYPES:
+            raise ValueError(f"{AUTO_DTYPE_ENV}={pinned!r}: expected one of {', '.join(DTYPES)}")
+        return pinned
+    return "bfloat16" if (is_native or native_bf16)(resolve_device(device)) else "float32"
