@@ -19,7 +19,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-# Substrings of every text that `final_answer` may find an answer in, for a vectorised pre-filter.
+# Every text with a marked final answer (`####` or a box) contains one of these: a vectorised pre-filter.
 MARKERS = ("####", "\\boxed", "\\fbox")
 
 # The text after a `####` (blank lines skipped): the rest of its line.
