@@ -18,7 +18,6 @@ from gainrl_ops.data.datasets import (
     DatasetError,
     FieldMap,
     LoadedDataset,
-    extract_final_answer,
     load_dataset,
     problem_id,
     write_dataset,
@@ -171,11 +170,14 @@ def test_gsm8k_solutions(tmp_path: Path) -> None:
     assert json.loads(loaded.table.column("metadata")[0].as_py()) == {"solution": solution, "answer_source": "answer: ####"}
 
 
-def test_extract_final_answer() -> None:
-    assert extract_final_answer("work\n#### 1,234") == "1234"
-    assert extract_final_answer("#### -1,000,000.5 ") == "-1000000.5"
-    assert extract_final_answer("  (1,2) ") == "(1,2)"
-    assert extract_final_answer("#### (1,2)") == "(1,2)"
+def test_answer_fields_with_a_marker_load_alike_column_wise_and_row_by_row(tmp_path: Path) -> None:
+    """The column-wise loader hands every answer with a marker of the answer parser to the
+    per-row path, so both give the parsed answer; plain answers are kept as written."""
+    answers = ["Work\n#### 1,234", "#### (1,2)", r"\fbox{3}", r"\boxed {\dfrac{1}{2}}", r"\dfrac{1}{3}", "5"]
+    path = write_jsonl(tmp_path / "x.jsonl", [{"problem": f"Q{i}?", "answer": a} for i, a in enumerate(answers)])
+    fast, slow = _both(path)
+    assert fast is not None and fast.table.equals(slow.table)
+    assert fast.table.column("answer").to_pylist() == ["1234", "(1,2)", "3", r"\frac{1}{2}", r"\dfrac{1}{3}", "5"]
 
 
 def test_field_map_and_explicit_source(tmp_path: Path) -> None:
@@ -409,6 +411,8 @@ def test_real_amc() -> None:
     ({"problem": "Area?", "solution": r"So it is $\boxed{\frac{1}{2}}$, not \boxed{1}... wait: $\boxed{\frac{\sqrt{3}}{4}}$."}, r"\frac{\sqrt{3}}{4}", "solution: \\boxed"),
     ({"problem": "Area?", "answer": None, "response": r"The answer is \boxed{12}."}, "12", "response: \\boxed"),
     ({"query": "Sum?", "answer": r"\boxed{x^{2}}"}, "x^{2}", "answer: \\boxed"),
+    ({"problem": "Box?", "answer": None, "solution": r"Hence \fbox{$\dfrac{1}{2}$}."}, r"$\frac{1}{2}$", "solution: \\fbox"),
+    ({"problem": "Big?", "answer": "Loss: #### -1,000,000.5 "}, "-1000000.5", "answer: ####"),
     ({"instruction": "Sum?", "answer": "5"}, "5", None),
     ({"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Sum?"}], "answer": "5"}, "5", None),
 ])

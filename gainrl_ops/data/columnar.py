@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
 from gainrl_ops.data import datasets as rows
+from gainrl_ops.data.answers import MARKERS
 from gainrl_ops.data.datasets import (
     ANSWER_FIELDS,
     CANONICAL_SCHEMA,
@@ -331,7 +332,7 @@ def _canonical_part(part: pa.Table, first_row: int, roles: _Roles, absent_keys: 
     per_row = _any(
         pc.is_null(problems), pc.match_substring_regex(problems, _BLANK),
         pc.is_null(answers), pc.match_substring_regex(answers, _BLANK),
-        pc.match_substring(answers, "####"), pc.match_substring(answers, "\\boxed{"),
+        *(pc.match_substring(answers, marker) for marker in MARKERS),
         pc.match_substring_regex(sources, _BLANK) if sources is not None else None,
         pc.is_null(difficulty) if difficulty is not None else None,
         # In JSON Lines a null may be an absent key, which the metadata must leave out.

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
 from gainrl_ops.core.storage import write_parquet_atomic
+from gainrl_ops.data.answers import final_answer
 from gainrl_ops.data.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,6 @@ _RAW_CHARS = 2000  # A reject keeps enough of the raw row to recognise it, not a
 _TOO_DEEP = "JSON nested too deeply to read"
 _MISSING = object()  # `_lookup` result for an absent field (None means a present null).
 _LEVEL_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
-_THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 
 
 @dataclass(frozen=True)
@@ -112,39 +112,6 @@ def problem_id(problem: str) -> str:
     """
     normalised = " ".join(unicodedata.normalize("NFC", problem).split())
     return hashlib.blake2b(normalised.encode("utf-8"), digest_size=32).hexdigest()[:DIGEST_CHARS]
-
-
-def extract_final_answer(text: str) -> str:
-    """The final answer of a GSM8K-style solution ("... #### 1,234" -> "1234").
-
-    The reward compares final answers, not worked solutions; thousands separators are
-    removed because models rarely reproduce them. Text without "####" is returned stripped.
-    """
-    if "####" not in text:
-        return text.strip()
-    return _THOUSANDS_COMMA.sub("", text.rsplit("####", 1)[1].strip())
-
-
-def boxed_answer(text: str) -> str | None:
-    """The content of the last \\boxed{...} in `text`, nested braces included, or None."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, begin = 0, start + len("\\boxed{")
-    for i in range(begin - 1, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[begin:i].strip()
-    return None
-
-
-def final_answer(text: str) -> tuple[str, str] | None:
-    """(final answer, how it was found) of a worked solution: after the last '####' (GSM8K),
-    else the last \\boxed{...} (MATH); None when the text has neither."""
-    if "####" in text:
-        return extract_final_answer(text), "####"
-    boxed = boxed_answer(text)
-    return (boxed, "\\boxed") if boxed else None
 
 
 def load_dataset(
@@ -370,9 +337,9 @@ class _RowConverter:
             return self._answer_text(row, name, value, extra), name
         for field in SOLUTION_FIELDS:
             text = _lookup(record, field)
-            if isinstance(text, str) and (found := final_answer(text)) is not None:
-                extra["answer_source"] = f"{field}: {found[1]}"
-                return found[0], None
+            if isinstance(text, str) and (found := final_answer(text)) is not None and found.text:
+                extra["answer_source"] = f"{field}: {found.form}"
+                return found.text, None
         looked = f"no final answer ('#### x' or \\boxed{{x}}) in {', '.join(SOLUTION_FIELDS)}"
         if value is None:
             raise DatasetError(self._file, f"null value, and {looked}", row, name)
@@ -388,8 +355,8 @@ class _RowConverter:
         text = self._text(row, field, value)
         if (found := final_answer(text)) is not None:
             extra["solution"] = text
-            extra["answer_source"] = f"{field}: {found[1]}"
-            text = found[0]
+            extra["answer_source"] = f"{field}: {found.form}"
+            text = found.text
         text = text.strip()
         if not text:
             raise DatasetError(self._file, "empty answer", row, field)

@@ -25,6 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from gainrl_ops.core.plotting import float_column, save_png
 from gainrl_ops.core.stats import Correlation, correlation, finite_or_none
 from gainrl_ops.core.storage import write_parquet_atomic, write_text_atomic
+from gainrl_ops.data.answers import answers_match, extract_answer
 from gainrl_ops.data.prompts import PromptConfig, render_prompt
 from gainrl_ops.diagnostics.config import DiagnosticsConfig
 from gainrl_ops.diagnostics.gradients import (
@@ -37,7 +38,6 @@ from gainrl_ops.diagnostics.gradients import (
     sample_rollouts,
 )
 from gainrl_ops.scoring.models import eval_mode
-from gainrl_ops.training.rewards import answers_match, extract_answer
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("id", "problem", "answer", "angle_score", "c_intra", "c_inter", "n_tokens")
 GRPO = "grpo"

@@ -7,8 +7,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from gainrl_ops.data.answers import extract_answer
 from gainrl_ops.data.prompts import PromptConfig, render_text
-from gainrl_ops.training.rewards import correctness_reward, extract_answer
+from gainrl_ops.training.rewards import correctness_reward
 
 
 @torch.no_grad()
