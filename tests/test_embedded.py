@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from exact import EXACT, float64_model
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
@@ -57,7 +58,7 @@ def setup(tiny_model_path: Path) -> tuple[Qwen2ForCausalLM, list[tuple[list[int]
                          num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
     # float64: the micro-batched loss with a broadcast prefix and one padded forward are the same
     # maths, so they agree to rounding on any CPU.
-    model = Qwen2ForCausalLM(config).double().train()
+    model = float64_model(Qwen2ForCausalLM(config)).train()
     model.loss_function = _loss_in_model_dtype
     return model, examples, tokenizer.pad_token_id
 
@@ -88,9 +89,9 @@ def test_sft_loss_and_gradients_equal_one_padded_forward(setup, micro_batch: int
     loss = sft_loss(model, prefix, examples, micro_batch, pad_id)
     grads = _grads(model, loss)
     assert loss.dtype == torch.float64
-    assert loss.item() == pytest.approx(expected.item(), abs=1e-9)
+    assert loss.item() == pytest.approx(expected.item(), abs=EXACT)
     for name, grad in expected_grads.items():
-        torch.testing.assert_close(grads[name], grad, atol=1e-9, rtol=0, msg=name)
+        torch.testing.assert_close(grads[name], grad, atol=EXACT, rtol=0, msg=name)
 
 
 def test_build_is_reproducible(tmp_path: Path) -> None:

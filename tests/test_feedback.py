@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
+from exact import EXACT, float64_model
 
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.data.arithmetic import ArithmeticConfig, generate
@@ -39,7 +40,7 @@ def test_mean_pairwise_cosine_by_hand() -> None:
 @pytest.mark.numerics
 def test_rollout_angles_equal_the_cosine_matrix_of_each_unpadded_sequence(tiny_model_path: Path) -> None:
     # float64: the packed, batched prefill and the one-sequence cosine matrix are the same maths.
-    model, tokenizer = load_model(ModelSpec(str(tiny_model_path), dtype="float64")), load_tokenizer(str(tiny_model_path))
+    model, tokenizer = float64_model(load_model(ModelSpec(str(tiny_model_path), dtype="float64"))), load_tokenizer(str(tiny_model_path))
     pad = tokenizer.pad_token_id
     prompts = [tokenizer(t)["input_ids"] for t in ("Ava has 3 apples.", "Ben has 12 marbles and buys 4", "Jo")]
     completions = [tokenizer(t)["input_ids"] for t in ("5 #### 5", "16", "1 + 2 = 3 #### 3")]
@@ -58,7 +59,7 @@ def test_rollout_angles_equal_the_cosine_matrix_of_each_unpadded_sequence(tiny_m
         cosines = unit @ unit.T
         n = len(p) + len(c)
         expected = (cosines.sum() - cosines.diagonal().sum()) / (n * (n - 1))
-        assert got[row].item() == pytest.approx(expected.item(), abs=1e-9)
+        assert got[row].item() == pytest.approx(expected.item(), abs=EXACT)
     assert got.min() > -1 and got.max() < 1
 
 

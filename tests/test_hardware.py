@@ -12,15 +12,36 @@ import torch
 
 from gainrl_ops import cli
 from gainrl_ops.scoring import hardware
-from gainrl_ops.scoring.hardware import native_bf16, resolve_device, resolve_dtype
+from gainrl_ops.core.stats import spearman
+from gainrl_ops.scoring.hardware import (
+    AUTO_DTYPE_ENV,
+    native_bf16,
+    resolve_device,
+    resolve_dtype,
+)
 from gainrl_ops.scoring.models import ModelSpec, load_model
+
+
+@pytest.fixture(autouse=True)
+def probe_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the rule itself: the suite's pinned "auto" (conftest) is lifted."""
+    monkeypatch.delenv(AUTO_DTYPE_ENV, raising=False)
+
+
+def test_the_environment_pins_auto_on_every_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(AUTO_DTYPE_ENV, "float32")
+    assert resolve_dtype("auto", "cpu", is_native=lambda _device: True) == "float32"
+    assert resolve_dtype("bfloat16", "cpu") == "bfloat16"  # an explicit dtype still wins
+    monkeypatch.setenv(AUTO_DTYPE_ENV, "bf16")
+    with pytest.raises(ValueError, match=f"{AUTO_DTYPE_ENV}='bf16': expected one of float32, bfloat16, float16, float64"):
+        resolve_dtype("auto", "cpu")
 
 
 def _no_probe(device: str) -> bool:
     raise AssertionError(f"an explicit dtype must not probe the hardware ({device})")
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64"])
 def test_an_explicit_dtype_is_kept_without_asking_the_hardware(dtype: str) -> None:
     assert resolve_dtype(dtype, "cuda:3", is_native=_no_probe) == dtype
 
@@ -39,7 +60,7 @@ def test_auto_follows_the_probe_of_the_resolved_device(monkeypatch: pytest.Monke
 
 
 def test_an_unknown_dtype_is_a_one_line_error() -> None:
-    with pytest.raises(ValueError, match=r"dtype 'fp8': expected 'auto' or one of float32, bfloat16, float16"):
+    with pytest.raises(ValueError, match=r"dtype 'fp8': expected 'auto' or one of float32, bfloat16, float16, float64"):
         resolve_dtype("fp8", "cpu")
 
 
@@ -98,3 +119,23 @@ def test_gainrl_score_records_the_resolved_dtype_on_every_row(
     assert cli.main(args) == 0
     (scores,) = gainrl_home.glob("scores/**/scores.parquet")
     assert pl.read_parquet(scores)["dtype"].unique().to_list() == [expected]
+
+
+def test_a_whole_scoring_job_on_a_native_bf16_machine_ranks_as_float32(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_path: Path
+) -> None:
+    """The bfloat16 path end to end (load, tokenize, score, publish), on any CPU: the probe
+    reports AVX512-BF16 (emulated on an AVX2 machine, but run)."""
+    args = ["score", "--model", str(tiny_model_path), "--n-problems", "40", "--shard-size", "16", "--device", "cpu"]
+    frames = {}
+    for capabilities, home in (({"avx512_bf16": True}, "bf16"), ({"avx2": True}, "fp32")):
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda capabilities=capabilities: capabilities)
+        monkeypatch.setenv("GAINRL_HOME", str(tmp_path / home))
+        assert cli.main(args) == 0
+        (scores,) = (tmp_path / home).glob("scores/**/scores.parquet")
+        frames[home] = pl.read_parquet(scores).sort("id")
+    bf16, fp32 = frames["bf16"], frames["fp32"]
+    assert bf16["dtype"].unique().to_list() == ["bfloat16"] and fp32["dtype"].unique().to_list() == ["float32"]
+    assert bf16["id"].to_list() == fp32["id"].to_list() and bf16.height == 40
+    assert bf16["angle_score"].is_finite().all()
+    assert spearman(bf16["angle_score"].to_numpy(), fp32["angle_score"].to_numpy()) >= 0.99

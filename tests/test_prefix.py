@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from exact import EXACT, float64_model
 from test_prompts import QUESTIONS, SYSTEM, TOKENIZERS
 from transformers import (
     AutoModelForCausalLM,
@@ -44,13 +45,12 @@ FEW_SHOT = (("What is 1 + 1?", "1 + 1 = 2\n#### 2"), ("Tom has 3 pens and buys 2
 LOW_MIN = ScoreConfig(min_prefix_tokens=4)
 # Shared prefix and full prefill are the same maths: in float64 they agree to rounding on any CPU
 # (in float32 they differ by ~5e-7 here and up to 2e-4 on other kernels; in bfloat16 by ~1e-3).
-EXACT = 1e-9
 pytestmark = pytest.mark.numerics
 
 
 @pytest.fixture(scope="module")
 def model(tiny_model_path: Path) -> PreTrainedModel:
-    return load_model(ModelSpec(str(tiny_model_path), dtype="float64"))
+    return float64_model(load_model(ModelSpec(str(tiny_model_path), dtype="float64")))
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def _mistral(vocab: int, sliding_window: int) -> PreTrainedModel:
         vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
         num_key_value_heads=1, sliding_window=sliding_window,
     )
-    return AutoModelForCausalLM.from_config(config).double().eval()
+    return float64_model(AutoModelForCausalLM.from_config(config)).eval()
 
 
 def test_sliding_window_model_shares_what_its_cache_keeps(chatml) -> None:

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from exact import EXACT, float64_model
 from transformers import (
     AutoModelForCausalLM,
     GPT2Config,
@@ -63,14 +64,11 @@ def full_forward_mlp_input(model: PreTrainedModel, ids: list[int]) -> torch.Tens
     return seen[0][0]
 
 
-# The scorer against a plain forward, batched against one prompt at a time: the same maths, so
-# float64, where they agree to rounding whatever the CPU's kernels.
-EXACT = 1e-9
-
-
 @pytest.fixture(scope="module")
 def tiny(tiny_model_path: Path):
-    return load_model(ModelSpec(str(tiny_model_path), dtype="float64")), load_tokenizer(str(tiny_model_path))
+    # The scorer against a plain forward, batched against one prompt at a time: the same maths,
+    # so float64, where they agree to rounding whatever the CPU's kernels.
+    return float64_model(load_model(ModelSpec(str(tiny_model_path), dtype="float64"))), load_tokenizer(str(tiny_model_path))
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +119,7 @@ def test_forward_stops_before_last_mlp_final_norm_and_lm_head(tiny, prompts) -> 
 
 def _tiny_random(config_cls, **kwargs) -> PreTrainedModel:
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(config_cls(**kwargs)).double().eval()
+    return float64_model(AutoModelForCausalLM.from_config(config_cls(**kwargs))).eval()
 
 
 @pytest.mark.numerics
@@ -152,7 +150,7 @@ def test_capture_finds_last_mlp_input_on_each_architecture(make) -> None:
 def test_bfloat16_ranks_the_prompts_as_float32_does(tiny_model_path: Path, prompts) -> None:
     """What the dtype rule promises a bfloat16 device: scores summed in float32 and a ranking that
     agrees with float32's. Each precision's error is measured against the float64 reference."""
-    reference = score_batch(load_model(ModelSpec(str(tiny_model_path), dtype="float64")), *_batch_args(prompts)).angle_score
+    reference = score_batch(float64_model(load_model(ModelSpec(str(tiny_model_path), dtype="float64"))), *_batch_args(prompts)).angle_score
     fp32 = score_batch(load_model(ModelSpec(str(tiny_model_path), dtype="float32")), *_batch_args(prompts)).angle_score
     bf16_model = load_model(ModelSpec(str(tiny_model_path), dtype="bfloat16"))
     assert next(bf16_model.parameters()).dtype == torch.bfloat16

@@ -11,8 +11,7 @@ where that agreement is at least 0.999 on the benchmark sets.
 
 `GAINRL_AUTO_DTYPE` (one of `DTYPES`), when set, is what "auto" means instead of the probe's
 answer: it pins one precision on every machine of a fleet (the test suite pins float32 this way,
-so that its results do not depend on the CPU it runs on). float64 is for reference runs: two
-computation paths of the same maths agree to rounding there, whatever the CPU's kernels.
+so that its results do not depend on the CPU it runs on). float64 is for reference runs.
 
 torch is imported inside the functions that ask the hardware, so reading the names below
 (e.g. for a command's --help) costs nothing.
