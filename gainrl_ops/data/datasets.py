@@ -24,32 +24,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gainrl_ops.core import columns
+from gainrl_ops.core.columns import arrow_schema
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
 from gainrl_ops.core.storage import write_parquet_atomic
 from gainrl_ops.data.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
-CANONICAL_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("problem", pa.string(), nullable=False),
-        pa.field("answer", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("difficulty", pa.float64(), nullable=True),
-        pa.field("metadata", pa.string(), nullable=False),
-        pa.field("row", pa.int64(), nullable=False),
-    ]
-)
-REJECTS_SCHEMA = pa.schema(
-    [
-        pa.field("file", pa.string()),
-        pa.field("row", pa.int64()),
-        pa.field("field", pa.string()),
-        pa.field("reason", pa.string()),
-        pa.field("raw", pa.string()),
-    ]
-)
+CANONICAL_SCHEMA = arrow_schema(columns.PROMPT)
+REJECTS_SCHEMA = arrow_schema(columns.REJECT)
 
 # Candidate source fields, in order of preference, for fields the user did not name.
 PROBLEM_FIELDS = ("problem", "question", "prompt", "input", "query", "instruction")
