@@ -25,23 +25,12 @@ diagnostics   sampled prompt's gradient norm under a checkpoint
 
 Each view reads the files of one `core.layout` template, named in the view's comment.
 
-Columns (each view and column is also commented in the file: `SELECT table_name, column_name,
-comment FROM duckdb_columns()`, `SELECT view_name, comment FROM duckdb_views()`):
-
-- checkpoints: fingerprint, name, path, registered_at (TIMESTAMPTZ), source, parameters, parent
-- prompts: dataset, id, problem, answer, source, difficulty, metadata (JSON text), row
-- rejects: dataset, file, row, field, reason, raw
-- tokens: dataset, prompt_fingerprint, id, n_tokens, truncated, system_start, system_end,
-  question_start, question_end, input_ids
-- scores: id, c_intra, c_inter, angle_score, inter_weight, n_tokens, question_tokens,
-  system_tokens, truncated, dataset, checkpoint, model, tokenizer, prompt_fingerprint, dtype,
-  code_version (a NaN component, e.g. c_intra of a one-token question, reads as NULL)
-- curriculum, rerank(w): dataset, prompt_fingerprint, checkpoint, rank (1 = highest score,
-  ties by id), n_prompts, percentile (rank / n_prompts), id, angle_score, c_intra, c_inter,
-  inter_weight, n_tokens, question_tokens, system_tokens, truncated, difficulty, problem
-- diagnostics: dataset, prompt_fingerprint, checkpoint, id, rank, angle_score, c_intra, c_inter,
-  n_tokens, difficulty, grad_norm, gradient_source, loss, reward_mean, reward_std,
-  completion_tokens, reference_tokens
+Columns: each is declared once, with its type and meaning, in `core.columns`, which also
+generates the Arrow schemas the writers use; in SQL, `SELECT table_name, column_name, comment
+FROM duckdb_columns()` and `SELECT view_name, comment FROM duckdb_views()` list them. A NaN
+component (e.g. c_intra of a one-token question) reads as NULL, and rank 1 is the highest
+angle_score, ties by id (`core.columns.finite_sql`, `rank_sql`: the scorer stores ranks by the
+same rule).
 
 Only published folders count: names starting with "." or "_" are staging, and a scores folder
 must be named like a checkpoint fingerprint. Dataset names and prompt fingerprints that only
