@@ -138,7 +138,7 @@ def chat(question: str) -> list[dict[str, str]]:
 def tokenizer_corpus(n: int, seed: int) -> list[str]:
     """Chat-formatted problems (other seeds than the benchmark's) with the R1 head, so that
     markup, system prompt and shot get tokens of their own, as in a real tokenizer."""
-    from gainrl_ops.scoring.embedded import IM_END, IM_START
+    from gainrl_ops.training.embedded import IM_END, IM_START
 
     records = generate(MathPromptConfig(n, seed=seed), count_tokens=lambda s: len(s) // 4, overhead_tokens=0)
     return ["".join(f"{IM_START}{m['role']}\n{m['content']}{IM_END}\n" for m in chat(r["problem"])) for r in records]
@@ -149,7 +149,7 @@ def build_model(shape: Shape, corpus: list[str], target: Path) -> dict[str, obje
     import torch
     from transformers import Qwen2ForCausalLM
 
-    from gainrl_ops.scoring.embedded import qwen2_config, train_tokenizer
+    from gainrl_ops.training.embedded import qwen2_config, train_tokenizer
 
     tokenizer = train_tokenizer(corpus, shape.tokenizer_vocab)
     config = qwen2_config(

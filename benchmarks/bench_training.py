@@ -53,7 +53,6 @@ from gainrl_ops.data.arithmetic import ArithmeticConfig
 from gainrl_ops.data.prompts import PromptConfig
 from gainrl_ops.data.shards import tokenize_to_shards
 from gainrl_ops.data.sources import DatasetSource, held_out_problems, prepare_dataset
-from gainrl_ops.scoring.embedded import EmbeddedModelConfig, embedded_model_path
 from gainrl_ops.scoring.models import (
     ModelSpec,
     checkpoint_fingerprint,
@@ -61,6 +60,7 @@ from gainrl_ops.scoring.models import (
     load_tokenizer,
 )
 from gainrl_ops.scoring.scorer import ScoreContext, score_and_publish
+from gainrl_ops.training.embedded import EmbeddedModelConfig, embedded_model_path
 from gainrl_ops.training.config import TrainingRunConfig
 from gainrl_ops.training.evaluation import greedy_accuracy
 from gainrl_ops.training.trainer import train_run

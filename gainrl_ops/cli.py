@@ -55,7 +55,6 @@ def _score(args: argparse.Namespace) -> int:
     from gainrl_ops.data.prompts import load_few_shot
     from gainrl_ops.data.shards import tokenize_to_shards
     from gainrl_ops.data.sources import DatasetSource, prepare_dataset
-    from gainrl_ops.scoring.embedded import resolve_model
     from gainrl_ops.scoring.models import (
         ModelSpec,
         checkpoint_fingerprint,
@@ -63,6 +62,7 @@ def _score(args: argparse.Namespace) -> int:
         load_tokenizer,
     )
     from gainrl_ops.scoring.scorer import ScoreConfig, ScoreContext, score_and_publish
+    from gainrl_ops.training.embedded import resolve_model
 
     few_shot = load_few_shot(args.few_shot) if args.few_shot else ()  # a bad file fails before any model work
     layout = Layout.default()

@@ -324,7 +324,7 @@ class TargetsResource(dg.ConfigurableResource):
 
     def base_model_path(self) -> str:
         """The base model's loadable id or path ("embedded" is built once and cached)."""
-        from gainrl_ops.scoring.embedded import resolve_model
+        from gainrl_ops.training.embedded import resolve_model
 
         return resolve_model(self.model.base_model, self.layout)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gainrl_ops.data.arithmetic import ArithmeticConfig
-from gainrl_ops.scoring.embedded import EmbeddedModelConfig, embedded_model_path
 from gainrl_ops.scoring.hardware import AUTO_DTYPE_ENV
+from gainrl_ops.training.embedded import EmbeddedModelConfig, embedded_model_path
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

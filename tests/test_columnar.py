@@ -17,7 +17,7 @@ import pytest
 
 from gainrl_ops.data import columnar
 from gainrl_ops.data.columnar import PYTHON_WHITESPACE, load_columnar
-from gainrl_ops.data.datasets import FieldMap, LoadedDataset, dataset_version, load_rows
+from gainrl_ops.data.datasets import FieldMap, LoadedDataset, RowConverter, dataset_version, load_rows
 
 # Text that JSON escapes, that Python strips but other libraries may not, or that normalises.
 AWKWARD = ['say "hi"', "back\\slash", "tab\there", "nul\x00end", "unit\x1fsep", "é", "e\u0301", "line\u2028sep", "日本",
@@ -40,7 +40,8 @@ def awkward_rows() -> list[dict]:
 
 
 def both(path: Path) -> tuple[LoadedDataset | None, LoadedDataset]:
-    return load_columnar(path, FieldMap(), "skip", None, path.stem), load_rows(path, FieldMap(), "skip", None, path.stem)
+    converter = RowConverter(str(path), FieldMap(), path.stem, explicit_source=False)
+    return load_columnar(path, FieldMap(), "skip", None, path.stem, converter), load_rows(path, FieldMap(), "skip", None, path.stem)
 
 
 def test_python_whitespace_is_what_str_isspace_says() -> None:

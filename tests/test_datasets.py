@@ -455,10 +455,11 @@ def test_gsm8k_with_blank_answers_takes_them_from_the_solutions(tmp_path: Path) 
 
 def _both(path: Path, **kwargs) -> tuple:
     from gainrl_ops.data.columnar import load_columnar
-    from gainrl_ops.data.datasets import load_rows
+    from gainrl_ops.data.datasets import RowConverter, load_rows
 
     fields, on_error = kwargs.get("fields", FieldMap()), kwargs.get("on_error", "fail")
-    fast = load_columnar(path, fields, on_error, None, path.stem)
+    converter = RowConverter(str(path), fields, path.stem, explicit_source=False)
+    fast = load_columnar(path, fields, on_error, None, path.stem, converter)
     slow = load_rows(path, fields, on_error, None, path.stem)
     return fast, slow
 

@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
 from gainrl_ops.data.arithmetic import ArithmeticConfig, generate
 from gainrl_ops.data.prompts import PromptConfig
-from gainrl_ops.scoring.embedded import (
+from gainrl_ops.training.embedded import (
     EmbeddedModelConfig,
     build_embedded_model,
     sft_examples,

@@ -23,8 +23,8 @@ from gainrl_ops.data.prompts import (
     render_prompt,
     render_prompts,
 )
-from gainrl_ops.scoring.embedded import train_tokenizer
 from gainrl_ops.scoring.models import load_tokenizer
+from gainrl_ops.training.embedded import train_tokenizer
 
 QUESTIONS = [
     "Ava has 3 apples. Ava buys 4 more apples. How many apples does Ava have now?",

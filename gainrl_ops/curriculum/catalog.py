@@ -25,23 +25,12 @@ diagnostics   sampled prompt's gradient norm under a checkpoint
 
 Each view reads the files of one `core.layout` template, named in the view's comment.
 
-Columns (each view and column is also commented in the file: `SELECT table_name, column_name,
-comment FROM duckdb_columns()`, `SELECT view_name, comment FROM duckdb_views()`):
-
-- checkpoints: fingerprint, name, path, registered_at (TIMESTAMPTZ), source, parameters, parent
-- prompts: dataset, id, problem, answer, source, difficulty, metadata (JSON text), row
-- rejects: dataset, file, row, field, reason, raw
-- tokens: dataset, prompt_fingerprint, id, n_tokens, truncated, system_start, system_end,
-  question_start, question_end, input_ids
-- scores: id, c_intra, c_inter, angle_score, inter_weight, n_tokens, question_tokens,
-  system_tokens, truncated, dataset, checkpoint, model, tokenizer, prompt_fingerprint, dtype,
-  code_version (a NaN component, e.g. c_intra of a one-token question, reads as NULL)
-- curriculum, rerank(w): dataset, prompt_fingerprint, checkpoint, rank (1 = highest score,
-  ties by id), n_prompts, percentile (rank / n_prompts), id, angle_score, c_intra, c_inter,
-  inter_weight, n_tokens, question_tokens, system_tokens, truncated, difficulty, problem
-- diagnostics: dataset, prompt_fingerprint, checkpoint, id, rank, angle_score, c_intra, c_inter,
-  n_tokens, difficulty, grad_norm, gradient_source, loss, reward_mean, reward_std,
-  completion_tokens, reference_tokens
+Columns: each is declared once, with its type and meaning, in `core.columns`, which also
+generates the Arrow schemas the writers use; in SQL, `SELECT table_name, column_name, comment
+FROM duckdb_columns()` and `SELECT view_name, comment FROM duckdb_views()` list them. A NaN
+component (e.g. c_intra of a one-token question) reads as NULL, and rank 1 is the highest
+angle_score, ties by id (`core.columns.finite_sql`, `rank_sql`: the scorer stores ranks by the
+same rule).
 
 Only published folders count: names starting with "." or "_" are staging, and a scores folder
 must be named like a checkpoint fingerprint. Dataset names and prompt fingerprints that only
@@ -72,7 +61,9 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from gainrl_ops.core import columns as registry
 from gainrl_ops.core import layout as tree
+from gainrl_ops.core.columns import Column, finite_sql, ident, percentile_sql, rank_sql
 from gainrl_ops.core.layout import Layout, Template
 from gainrl_ops.core.storage import atomic_path, sweep_temporary, write_text_atomic
 
@@ -92,15 +83,7 @@ _LABEL_JSON = (
 )
 # What each dataset name points at now (datasets/<dataset>/current.json); the views filter on it.
 LABELS = "dataset_labels"
-_CHECKPOINT_JSON = (
-    "read_json({files}, format = 'auto', filename = true, columns = {{fingerprint: 'VARCHAR', "
-    "name: 'VARCHAR', path: 'VARCHAR', registered_at: 'VARCHAR', source: 'VARCHAR', "
-    "parameters: 'BIGINT', parent: 'VARCHAR'}})"
-)
 
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _literal(text: str) -> str:
@@ -110,31 +93,6 @@ def _literal(text: str) -> str:
 def _from_path(template: Template, field: str) -> str:
     """SQL for `field` of `template`, read from the row's file name."""
     return f"regexp_extract(filename, {_literal(template.regex(field))}, 1)"
-
-
-def _finite(column: str) -> str:
-    """NaN as NULL: DuckDB sorts NaN above every number and lets it poison averages.
-
-    Not `isnan`: DuckDB 2.0 folds it to false from Parquet statistics (which leave NaN out)
-    when union_by_name reads several files, and prunes row groups on it in filters.
-    """
-    return f"CASE WHEN isfinite({column}) THEN {column} END"
-
-
-@dataclass(frozen=True)
-class Column:
-    """A view column: its SQL type, what it means, and how it is read from a source row."""
-
-    name: str
-    type: str
-    doc: str
-    expr: str | None = None  # SQL over a source row and its `filename`; None: the same-named field
-
-    def select(self) -> str:
-        return f"CAST({self.expr or _ident(self.name)} AS {self.type}) AS {_ident(self.name)}"
-
-    def null(self) -> str:
-        return f"CAST(NULL AS {self.type}) AS {_ident(self.name)}"
 
 
 @dataclass(frozen=True)
@@ -163,63 +121,35 @@ class Source:
         return f"CREATE VIEW {self.view} AS {self.body_sql(files)}"
 
 
-_DATASET = Column("dataset", "VARCHAR", "dataset name (a label for one content version at a time)")
-_VERSION = Column("dataset_version", "VARCHAR", "digest of the dataset content (ids, problems, answers) the row belongs to")
-_ID = Column("id", "VARCHAR", "prompt id: digest of the normalised problem text")
-_PROMPT_FP = Column("prompt_fingerprint", "VARCHAR", "fingerprint of tokenizer + chat template + system prompt")
-_CHECKPOINT = Column("checkpoint", "VARCHAR", "content fingerprint of the checkpoint that scored the prompt")
-_N_TOKENS = Column("n_tokens", "INTEGER", "tokens of the rendered prompt")
-_TRUNCATED = Column("truncated", "BOOLEAN", "the rendered prompt was cut to the token limit")
+def _json_reader(columns: tuple[Column, ...]) -> str:
+    """read_json with explicit column types: it would otherwise guess a type per file (e.g. an
+    all-null parent). A column read by an expression is read as text and cast by it."""
+    types = ", ".join(f"{column.name}: '{'VARCHAR' if column.expr else column.type}'" for column in columns)
+    return f"read_json({{files}}, format = 'auto', filename = true, columns = {{{{{types}}}}})"
+
+
+def _keys(template: Template, *fields: str) -> tuple[Column, ...]:
+    """The dataset (and further key) columns of a view, read from each row's file name."""
+    named = {"dataset": registry.DATASET, "version": registry.DATASET_VERSION, "prompt_fingerprint": registry.PROMPT_FINGERPRINT}
+    return tuple(named[field].read_as(_from_path(template, field)) for field in ("dataset", "version", *fields))
+
+
+_CHECKPOINT_RECORD = tuple(
+    column.read_as("try_cast(registered_at AS TIMESTAMPTZ)") if column.name == "registered_at" else column
+    for column in registry.CHECKPOINT_RECORD
+)
+_ID, _N_TOKENS, _TRUNCATED = registry.ID, registry.N_TOKENS, registry.TRUNCATED
+_SHARD = {column.name: column for column in registry.SHARD}
 
 SOURCES: tuple[Source, ...] = (
+    Source("checkpoints", "One row per registered checkpoint.", tree.CHECKPOINT_RECORD, _json_reader(_CHECKPOINT_RECORD), _CHECKPOINT_RECORD),
     Source(
-        "checkpoints",
-        "One row per registered checkpoint.",
-        tree.CHECKPOINT_RECORD,
-        _CHECKPOINT_JSON,
-        (
-            Column("fingerprint", "VARCHAR", "content fingerprint of the weights and config; scores.checkpoint"),
-            Column("name", "VARCHAR", "registered name"),
-            Column("path", "VARCHAR", "where the checkpoint is stored"),
-            Column("registered_at", "TIMESTAMPTZ", "registration time", "try_cast(registered_at AS TIMESTAMPTZ)"),
-            Column("source", "VARCHAR", "where it came from (hub id, training run, ...)"),
-            Column("parameters", "BIGINT", "number of parameters"),
-            Column("parent", "VARCHAR", "fingerprint of the checkpoint it was trained from, if any"),
-        ),
+        "prompts", "One row per canonical prompt of each dataset.", tree.PROMPTS, _PARQUET,
+        (*_keys(tree.PROMPTS), *registry.PROMPT), current_only=True,
     ),
     Source(
-        "prompts",
-        "One row per canonical prompt of each dataset.",
-        tree.PROMPTS,
-        _PARQUET,
-        (
-            Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.PROMPTS, "dataset")),
-            Column("dataset_version", "VARCHAR", _VERSION.doc, _from_path(tree.PROMPTS, "version")),
-            _ID,
-            Column("problem", "VARCHAR", "problem text"),
-            Column("answer", "VARCHAR", "reference final answer"),
-            Column("source", "VARCHAR", "origin inside the input data (e.g. verl data_source)"),
-            Column("difficulty", "DOUBLE", "difficulty or level from the input, if it had one"),
-            Column("metadata", "VARCHAR", "other input fields as a JSON object (use json_extract)"),
-            Column("row", "BIGINT", "row of the prompt in the input file"),
-        ),
-        current_only=True,
-    ),
-    Source(
-        "rejects",
-        "One row per input row dropped while loading a dataset.",
-        tree.REJECTS,
-        _PARQUET,
-        (
-            Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.REJECTS, "dataset")),
-            Column("dataset_version", "VARCHAR", _VERSION.doc, _from_path(tree.REJECTS, "version")),
-            Column("file", "VARCHAR", "input file"),
-            Column("row", "BIGINT", "row (or line) in the input file"),
-            Column("field", "VARCHAR", "offending field"),
-            Column("reason", "VARCHAR", "why the row was dropped"),
-            Column("raw", "VARCHAR", "start of the raw row"),
-        ),
-        current_only=True,
+        "rejects", "One row per input row dropped while loading a dataset.", tree.REJECTS, _PARQUET,
+        (*_keys(tree.REJECTS), *registry.REJECT), current_only=True,
     ),
     Source(
         "tokens",
@@ -228,17 +158,8 @@ SOURCES: tuple[Source, ...] = (
         # Every shard has the same schema: binding reads one footer, not thousands.
         "read_parquet({files}, filename = true)",
         (
-            Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.SHARD, "dataset")),
-            Column("dataset_version", "VARCHAR", _VERSION.doc, _from_path(tree.SHARD, "version")),
-            Column("prompt_fingerprint", "VARCHAR", _PROMPT_FP.doc, _from_path(tree.SHARD, "prompt_fingerprint")),
-            _ID,
-            _N_TOKENS,
-            _TRUNCATED,
-            Column("system_start", "INTEGER", "first token of the system prompt"),
-            Column("system_end", "INTEGER", "end (exclusive) of the system prompt"),
-            Column("question_start", "INTEGER", "first token of the question"),
-            Column("question_end", "INTEGER", "end (exclusive) of the question"),
-            Column("input_ids", "INTEGER[]", "token ids of the rendered prompt"),
+            *_keys(tree.SHARD, "prompt_fingerprint"),
+            *(_SHARD[name] for name in ("id", "n_tokens", "truncated", "system_start", "system_end", "question_start", "question_end", "input_ids")),
         ),
         current_only=True,
     ),
@@ -247,28 +168,7 @@ SOURCES: tuple[Source, ...] = (
         "One row per prompt scored by a checkpoint, with its stored rank (each checkpoint's scores are one ranked file).",
         tree.SCORES,
         "read_parquet({files}, filename = true, hive_partitioning = true)",
-        (
-            _ID,
-            Column("c_intra", "DOUBLE", "mean cosine between question tokens (NULL under 2 tokens)", _finite("c_intra")),
-            Column("c_inter", "DOUBLE", "mean cosine between question and system tokens", _finite("c_inter")),
-            Column("angle_score", "DOUBLE", "c_intra + inter_weight * c_inter, as scored", _finite("angle_score")),
-            Column("inter_weight", "DOUBLE", "w of the stored angle_score"),
-            _N_TOKENS,
-            Column("question_tokens", "INTEGER", "tokens in the question span"),
-            Column("system_tokens", "INTEGER", "tokens in the system-prompt span"),
-            _TRUNCATED,
-            _DATASET,
-            _VERSION,
-            _CHECKPOINT,
-            Column("model", "VARCHAR", "model id or path it was loaded from"),
-            Column("tokenizer", "VARCHAR", "tokenizer fingerprint"),
-            _PROMPT_FP,
-            Column("dtype", "VARCHAR", "dtype of the forward pass"),
-            Column("code_version", "VARCHAR", "version of the scoring code"),
-            Column("rank", "BIGINT", "1 = highest angle_score within (dataset, version, prompt_fingerprint, checkpoint); ties by id, unscored last"),
-            Column("n_prompts", "BIGINT", "prompts ranked with it"),
-            Column("percentile", "DOUBLE", "rank / n_prompts: near 0 at the top, 1 at the bottom"),
-        ),
+        registry.RANKED_SCORE,
         current_only=True,
     ),
     Source(
@@ -277,78 +177,23 @@ SOURCES: tuple[Source, ...] = (
         tree.IMPORTED_RANKING,
         _PARQUET,
         (
-            Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.IMPORTED_RANKING, "dataset")),
-            Column("dataset_version", "VARCHAR", _VERSION.doc, _from_path(tree.IMPORTED_RANKING, "version")),
-            Column("ranking", "VARCHAR", "the label it was imported under", _from_path(tree.IMPORTED_RANKING, "name")),
-            _ID,
-            Column("rank", "BIGINT", "1 = first in the imported order, counting only rows that are prompts"),
-            Column("row", "BIGINT", "row of the prompt in the input file"),
+            *_keys(tree.IMPORTED_RANKING),
+            registry.RANKING_LABEL.read_as(_from_path(tree.IMPORTED_RANKING, "name")),
+            *registry.IMPORTED_RANKING,
         ),
         current_only=True,
     ),
-    Source(
-        "epochs",
-        "One row per epoch of a training run.",
-        tree.EPOCHS,
-        _PARQUET,
-        (
-            Column("run", "VARCHAR", "training run name (a training_run partition)"),
-            Column("epoch", "INTEGER", "0-based epoch"),
-            Column("sampler", "VARCHAR", "gainrl, uniform, length (shortest question first) or difficulty (easiest first)"),
-            Column("feedback", "VARCHAR", "which angle the controller used: rollout (feedback_angle) or prompt (prompt_score)"),
-            Column("mu", "DOUBLE", "centre of the sampling window for this epoch, in ranks from 0 (NULL for uniform)", _finite("mu")),
-            Column("sigma", "DOUBLE", "width of the sampling window, in ranks (NULL for uniform)", _finite("sigma")),
-            Column("accuracy", "DOUBLE", "mean correctness of the epoch's rollouts"),
-            Column("held_out_accuracy", "DOUBLE", "greedy accuracy on the held-out problems after the epoch, if measured"),
-            Column(
-                "feedback_angle", "DOUBLE",
-                "GAIN-RL's feedback angle, in [-1, 1]: mean pairwise cosine (distinct token pairs, no pads) of the last "
-                "MLP's input over each rollout (prompt plus completion, prefilled under the policy that generated it), "
-                "averaged over the epoch's rollouts (NULL for uniform)",
-                _finite("feedback_angle"),
-            ),
-            Column(
-                "prompt_score", "DOUBLE",
-                "mean angle score (c_intra + inter_weight * c_inter, the ranking score) of the epoch's prompts under the "
-                "policy after the epoch (NULL for uniform)",
-                _finite("prompt_score"),
-            ),
-            Column("mu_next", "DOUBLE", "mu after the controller update (NULL for uniform)", _finite("mu_next")),
-            Column("seconds", "DOUBLE", "wall time of training since its start, feedback included, held-out evaluation excluded"),
-            Column("feedback_seconds", "DOUBLE", "seconds of this epoch spent measuring feedback_angle and prompt_score"),
-            Column("checkpoint_path", "VARCHAR", "checkpoint saved after the epoch, if any"),
-        ),
-    ),
-    Source(
-        "selections",
-        "One row per prompt selected for an epoch of a training run.",
-        tree.SELECTIONS,
-        _PARQUET,
-        (
-            Column("run", "VARCHAR", "training run name"),
-            Column("epoch", "INTEGER", "0-based epoch"),
-            Column(
-                "rank", "BIGINT",
-                "rank of the prompt in the run's order, 1 first: the angle curriculum (1 = highest angle score) for gainrl "
-                "and uniform, fewest question tokens for length, lowest difficulty for difficulty",
-            ),
-            _ID,
-        ),
-    ),
+    Source("epochs", "One row per epoch of a training run.", tree.EPOCHS, _PARQUET, registry.EPOCHS),
+    Source("selections", "One row per prompt selected for an epoch of a training run.", tree.SELECTIONS, _PARQUET, registry.SELECTIONS),
     Source(
         "evaluations",
         "One row per held-out problem and checkpoint.",
         tree.EVALUATION,
         _PARQUET,
         (
-            Column("dataset", "VARCHAR", "training dataset the held-out problems exclude", _from_path(tree.EVALUATION, "dataset")),
-            Column("dataset_version", "VARCHAR", _VERSION.doc, _from_path(tree.EVALUATION, "version")),
-            _CHECKPOINT,
-            _ID,
-            Column("answer", "VARCHAR", "reference answer"),
-            Column("completion", "VARCHAR", "greedy completion"),
-            Column("predicted", "VARCHAR", "final answer extracted from the completion"),
-            Column("correct", "BOOLEAN", "predicted matches the answer"),
+            registry.EVALUATION_DATASET.read_as(_from_path(tree.EVALUATION, "dataset")),
+            registry.DATASET_VERSION.read_as(_from_path(tree.EVALUATION, "version")),
+            *registry.EVALUATION,
         ),
         current_only=True,
     ),
@@ -359,25 +204,10 @@ SOURCES: tuple[Source, ...] = (
         tree.DIAGNOSTICS,
         _PARQUET,
         (
-            Column("dataset", "VARCHAR", _DATASET.doc, _from_path(tree.DIAGNOSTICS, "dataset")),
-            Column("dataset_version", "VARCHAR", _VERSION.doc, _from_path(tree.DIAGNOSTICS, "version")),
-            _PROMPT_FP,
-            Column("checkpoint", "VARCHAR", "content fingerprint of the checkpoint measured", _from_path(tree.DIAGNOSTICS, "checkpoint")),
-            _ID,
-            Column("rank", "BIGINT", "curriculum rank of the prompt under the checkpoint"),
-            Column("angle_score", "DOUBLE", "stored angle score", _finite("angle_score")),
-            Column("c_intra", "DOUBLE", "stored intra concentration", _finite("c_intra")),
-            Column("c_inter", "DOUBLE", "stored inter concentration", _finite("c_inter")),
-            _N_TOKENS,
-            Column("difficulty", "DOUBLE", "difficulty from the prompts view"),
-            Column("grad_norm", "DOUBLE", "L2 norm of the gradient of the loss named by gradient_source"),
-            Column("gradient_source", "VARCHAR", "grpo (GRPO loss on sampled completions) or reference_nll "
-                   "(every completion got the same reward: NLL of the reference solution)"),
-            Column("loss", "DOUBLE", "value of that loss"),
-            Column("reward_mean", "DOUBLE", "mean reward of the sampled completions"),
-            Column("reward_std", "DOUBLE", "sample std of their rewards"),
-            Column("completion_tokens", "DOUBLE", "mean tokens per sampled completion"),
-            Column("reference_tokens", "BIGINT", "tokens of the reference solution (reference_nll rows)"),
+            *_keys(tree.DIAGNOSTICS),
+            registry.PROMPT_FINGERPRINT,
+            registry.MEASURED_CHECKPOINT.read_as(_from_path(tree.DIAGNOSTICS, "checkpoint")),
+            *registry.DIAGNOSTIC,
         ),
         current_only=True,
     ),
@@ -387,26 +217,7 @@ CURRICULUM_DOC = (
     "One row per scored prompt, ranked within (dataset, prompt_fingerprint, checkpoint) by the "
     "stored angle_score, highest first; rerank(w) gives the same columns for another inter weight."
 )
-CURRICULUM_COLUMNS: tuple[Column, ...] = (
-    _DATASET,
-    _VERSION,
-    _PROMPT_FP,
-    _CHECKPOINT,
-    Column("rank", "BIGINT", "1 = highest angle_score (train first); ties by id, unscored last"),
-    Column("n_prompts", "BIGINT", "prompts ranked in the same (dataset, prompt_fingerprint, checkpoint)"),
-    Column("percentile", "DOUBLE", "rank / n_prompts: near 0 at the top, 1 at the bottom"),
-    _ID,
-    Column("angle_score", "DOUBLE", "c_intra + inter_weight * c_inter"),
-    Column("c_intra", "DOUBLE", "mean cosine between question tokens"),
-    Column("c_inter", "DOUBLE", "mean cosine between question and system tokens"),
-    Column("inter_weight", "DOUBLE", "w used for angle_score"),
-    _N_TOKENS,
-    Column("question_tokens", "INTEGER", "tokens in the question span"),
-    Column("system_tokens", "INTEGER", "tokens in the system-prompt span"),
-    _TRUNCATED,
-    Column("difficulty", "DOUBLE", "difficulty from the prompts view"),
-    Column("problem", "VARCHAR", "problem text from the prompts view"),
-)
+CURRICULUM_COLUMNS: tuple[Column, ...] = registry.CURRICULUM
 RERANK_DOC = (
     "rerank(w, ck := NULL): the curriculum with angle_score = c_intra + w * c_inter and the rank re-derived, "
     "over one checkpoint when ck names it, e.g. SELECT * FROM rerank(0.0, ck := '...') WHERE rank <= 100 ORDER BY rank "
@@ -415,29 +226,33 @@ RERANK_DOC = (
 
 _GROUP = "PARTITION BY dataset, dataset_version, prompt_fingerprint, checkpoint"
 _PROMPT_JOIN = "LEFT JOIN prompts AS p ON p.dataset = r.dataset AND p.dataset_version = r.dataset_version AND p.id = r.id"
-_RANKED_COLUMNS = (
-    "r.dataset, r.dataset_version, r.prompt_fingerprint, r.checkpoint, r.\"rank\", r.n_prompts, r.percentile, r.id, "
-    "r.angle_score, r.c_intra, r.c_inter, r.inter_weight, r.n_tokens, r.question_tokens, r.system_tokens, r.truncated, "
-    "p.difficulty, p.problem"
-)
+_FROM_PROMPTS = ("difficulty", "problem")
+
+
+def _ranked_columns(percentile: str) -> str:
+    """The curriculum's columns over the ranked scores `r` joined with their prompts `p`."""
+    return ", ".join(
+        percentile if column is registry.PERCENTILE else f"{'p' if column.name in _FROM_PROMPTS else 'r'}.{ident(column.name)}"
+        for column in CURRICULUM_COLUMNS
+    )
+
 
 # The rank is stored with the scores at publish time, so the view only joins the problem text.
-CURRICULUM_SQL = f"CREATE VIEW curriculum AS SELECT {_RANKED_COLUMNS} FROM scores AS r {_PROMPT_JOIN}"
-# Another weight needs another order: the window runs, over one checkpoint when `ck` names it.
-# Its order is one key (unscored last, then highest score, then id), which lets DuckDB answer
-# `WHERE rank <= k` with a top k per group instead of sorting every row; a non-finite score
-# reads as NULL, as in `scores`. Each group is one ranked file, whose prompt count is stored.
+CURRICULUM_SQL = f"CREATE VIEW curriculum AS SELECT {_ranked_columns('r.percentile')} FROM scores AS r {_PROMPT_JOIN}"
+# Another weight needs another order: the window runs, over one checkpoint when `ck` names it,
+# with the rule the stored rank was given by (`rank_sql`); a non-finite score reads as NULL, as
+# in `scores`. Each group is one ranked file, whose prompt count is stored.
 RERANK_SQL = f"""
 CREATE MACRO rerank(w, ck := NULL) AS TABLE
 WITH scored AS (
-    SELECT dataset, dataset_version, prompt_fingerprint, checkpoint, id, {_finite("c_intra + CAST(w AS DOUBLE) * c_inter")} AS angle_score,
+    SELECT dataset, dataset_version, prompt_fingerprint, checkpoint, id, {finite_sql("c_intra + CAST(w AS DOUBLE) * c_inter")} AS angle_score,
            c_intra, c_inter, CAST(w AS DOUBLE) AS inter_weight, n_tokens, question_tokens, system_tokens, truncated, n_prompts
     FROM scores WHERE ck IS NULL OR checkpoint = ck
 ), r AS (
-    SELECT *, row_number() OVER ({_GROUP} ORDER BY (angle_score IS NULL, coalesce(-angle_score, 0), id)) AS "rank"
+    SELECT *, {rank_sql(_GROUP)} AS "rank"
     FROM scored
 )
-SELECT {_RANKED_COLUMNS.replace("r.percentile", 'CAST(r."rank" AS DOUBLE) / r.n_prompts AS percentile')} FROM r {_PROMPT_JOIN}
+SELECT {_ranked_columns(percentile_sql('r."rank"', "r.n_prompts") + " AS percentile")} FROM r {_PROMPT_JOIN}
 """
 
 EXAMPLE_QUERIES: tuple[str, ...] = (
@@ -472,7 +287,7 @@ def catalog_path(root: Path) -> Path:
 def _comment_sql(view: str, doc: str, columns: tuple[Column, ...]) -> Iterator[str]:
     yield f"COMMENT ON VIEW {view} IS {_literal(doc)}"
     for column in columns:
-        yield f"COMMENT ON COLUMN {view}.{_ident(column.name)} IS {_literal(column.doc)}"
+        yield f"COMMENT ON COLUMN {view}.{ident(column.name)} IS {_literal(column.doc)}"
 
 
 def _labels_sql(layout: Layout, con: duckdb.DuckDBPyConnection) -> str:
@@ -602,7 +417,7 @@ def _inputs_digest(layout: Layout) -> str:
     """One digest of everything a refresh reads: the path, size and modification time of each
     file its globs match, and the code that writes the views (a new view is a change too)."""
     digest = hashlib.blake2b(digest_size=16)
-    for module in (__file__, tree.__file__):
+    for module in (__file__, tree.__file__, registry.__file__):
         digest.update(Path(module).read_bytes())
     patterns = [layout.glob(tree.DATASET_LABEL), *(layout.glob(source.template) for source in SOURCES)]
     # Python's glob reads these patterns as DuckDB does, without a DuckDB database (30 ms to open).

@@ -34,18 +34,24 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
-from gainrl_ops.data import datasets as rows
 from gainrl_ops.data.answers import MARKERS
-from gainrl_ops.data.datasets import (
+from gainrl_ops.data.errors import DatasetError
+from gainrl_ops.data.records import (
     ANSWER_FIELDS,
     CANONICAL_SCHEMA,
     DIFFICULTY_FIELDS,
     PROBLEM_FIELDS,
     REJECTS_SCHEMA,
     SOURCE_FIELDS,
-    DatasetError,
     FieldMap,
     LoadedDataset,
+    RecordConverter,
+    add_reject,
+    all_rejected,
+    new_rejects,
+    parse_jsonl_line,
+    raw_text,
+    warn_dropped,
 )
 
 # Text whose problem id needs more than hashing: Python's str.split() whitespace other than
@@ -352,20 +358,25 @@ def _canonical_part(part: pa.Table, first_row: int, roles: _Roles, absent_keys: 
     return canonical.add_column(0, "id", problem_ids(canonical.column("problem"))).cast(CANONICAL_SCHEMA), slow_rows
 
 
-def load_columnar(path: Path, fields: FieldMap, on_error: str, source: str | None, default_source: str) -> LoadedDataset | None:
-    """The canonical table of `path` built column-wise, or None where only the per-row loader applies."""
+def load_columnar(
+    path: Path, fields: FieldMap, on_error: str, source: str | None, default_source: str, converter: RecordConverter
+) -> LoadedDataset | None:
+    """The canonical table of `path` built column-wise, or None where only the per-row loader applies.
+    `converter` (the per-row loader's, for the same arguments) converts the rows that need it."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        return _load(path, _open(path, None, whole=True), fields, on_error, source, default_source)
+        return _load(path, _open(path, None, whole=True), fields, on_error, source, default_source, converter)
     if suffix not in (".jsonl", ".ndjson") or (lines := _scan_jsonl(path)) is None:
         return None
     try:
-        return _load(path, _open(path, lines, whole=False), fields, on_error, source, default_source)
+        return _load(path, _open(path, lines, whole=False), fields, on_error, source, default_source, converter)
     except _Unfit:  # a later block's types differ from the first one's: infer them from every block
-        return _load(path, _open(path, lines, whole=True), fields, on_error, source, default_source)
+        return _load(path, _open(path, lines, whole=True), fields, on_error, source, default_source, converter)
 
 
-def _load(path: Path, opened: _Source | None, fields: FieldMap, on_error: str, source: str | None, default_source: str) -> LoadedDataset | None:
+def _load(
+    path: Path, opened: _Source | None, fields: FieldMap, on_error: str, source: str | None, default_source: str, converter: RecordConverter
+) -> LoadedDataset | None:
     if opened is None or (roles := _roles(opened.schema, fields, source, default_source)) is None:
         return None
     canonical_parts, slow_parts, n_read = [], [], 0
@@ -384,9 +395,9 @@ def _load(path: Path, opened: _Source | None, fields: FieldMap, on_error: str, s
     canonical = pa.concat_tables(canonical_parts)
     slow_rows = np.concatenate(slow_parts).tolist()
 
-    converter = rows._RowConverter(str(path), fields, default_source, explicit_source=source is not None)
-    converter._chosen.update({"problem": roles.problem, "answer": roles.answer})
-    rejects: dict[str, list[Any]] = {name: [] for name in REJECTS_SCHEMA.names}
+    converter.choose("problem", roles.problem)
+    converter.choose("answer", roles.answer)
+    rejects = new_rejects()
     converted = []
     for row, record in zip(slow_rows, _records(opened, slow_rows), strict=True):
         try:
@@ -394,7 +405,7 @@ def _load(path: Path, opened: _Source | None, fields: FieldMap, on_error: str, s
         except DatasetError as error:
             if on_error == "fail":
                 raise
-            rows._add_reject(rejects, error, rows._raw(record))
+            add_reject(rejects, error, raw_text(record))
     if converted:
         canonical = pa.concat_tables([canonical, pa.Table.from_pylist(converted, schema=CANONICAL_SCHEMA)])
         canonical = canonical.take(pc.sort_indices(canonical.column("row")))
@@ -408,7 +419,7 @@ def _records(opened: _Source, which: list[int]) -> list[Any]:
         return []
     if opened.lines is None:
         return opened.table.take(_int64(np.asarray(which, dtype=np.int64))).to_pylist()
-    return [rows.parse_jsonl_line(row, line) for row, line in zip(which, opened.lines.read(which), strict=True)]
+    return [parse_jsonl_line(row, line) for row, line in zip(which, opened.lines.read(which), strict=True)]
 
 
 def _first_positions(ids: pa.ChunkedArray) -> np.ndarray:
@@ -433,16 +444,13 @@ def _finish(path: Path, opened: _Source, n_read: int, canonical: pa.Table, rejec
     positions = np.flatnonzero(duplicate).tolist()
     for position, record in zip(positions, _records(opened, [int(row_of[p]) for p in positions]), strict=True):
         error = DatasetError(file, f"duplicate of row {int(row_of[first[position]])} (id {ids[position].as_py()})", int(row_of[position]), "problem")
-        rows._add_reject(rejects, error, rows._raw(record))
+        add_reject(rejects, error, raw_text(record))
     n_duplicates = len(positions)
     kept = canonical.take(_int64(np.flatnonzero(~duplicate))) if n_duplicates else canonical
     n_bad = len(rejects["row"]) - n_duplicates
     if kept.num_rows == 0:
-        raise DatasetError(file, f"no valid rows: all {n_read} rows were rejected (first: row {rejects['row'][0]}, field {rejects['field'][0]!r}: {rejects['reason'][0]})")
-    if n_bad:
-        rows.logger.warning("%s: skipped %d bad row(s) of %d; see the rejects table", file, n_bad, n_read)
-    if n_duplicates:
-        rows.logger.warning("%s: dropped %d duplicate problem(s) of %d rows", file, n_duplicates, n_read)
+        raise all_rejected(file, n_read, rejects)
+    warn_dropped(file, n_bad, n_duplicates, n_read)
     if rejects["row"]:
         order = sorted(range(len(rejects["row"])), key=lambda i: rejects["row"][i])
         reject_table = pa.Table.from_pydict({name: [values[i] for i in order] for name, values in rejects.items()}, schema=REJECTS_SCHEMA)

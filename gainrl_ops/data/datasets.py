@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,80 +25,35 @@ import pyarrow.parquet as pq
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
 from gainrl_ops.core.storage import write_parquet_atomic
 from gainrl_ops.data.answers import final_answer
+from gainrl_ops.data.columnar import load_columnar
 from gainrl_ops.data.errors import DatasetError
-
-logger = logging.getLogger(__name__)
-
-CANONICAL_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("problem", pa.string(), nullable=False),
-        pa.field("answer", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("difficulty", pa.float64(), nullable=True),
-        pa.field("metadata", pa.string(), nullable=False),
-        pa.field("row", pa.int64(), nullable=False),
-    ]
+from gainrl_ops.data.records import (
+    ANSWER_FIELDS,
+    CANONICAL_SCHEMA,
+    DIFFICULTY_FIELDS,
+    PROBLEM_FIELDS,
+    REJECTS_SCHEMA,
+    ROW_FIELD,
+    SOLUTION_FIELDS,
+    SOURCE_FIELDS,
+    TOO_DEEP,
+    FieldMap,
+    LoadedDataset,
+    Unreadable,
+    add_reject,
+    all_rejected,
+    new_rejects,
+    parse_jsonl_line,
+    raw_text,
+    to_json,
+    undecodable,
+    warn_dropped,
 )
-REJECTS_SCHEMA = pa.schema(
-    [
-        pa.field("file", pa.string()),
-        pa.field("row", pa.int64()),
-        pa.field("field", pa.string()),
-        pa.field("reason", pa.string()),
-        pa.field("raw", pa.string()),
-    ]
-)
-
-# Candidate source fields, in order of preference, for fields the user did not name.
-PROBLEM_FIELDS = ("problem", "question", "prompt", "input", "query", "instruction")
-ANSWER_FIELDS = ("answer", "final_answer", "ground_truth", "reward_model.ground_truth")
-# Worked solutions to take the final answer from when the answer itself is missing or null.
-SOLUTION_FIELDS = ("solution", "answer", "response")
-SOURCE_FIELDS = ("data_source", "source")
-DIFFICULTY_FIELDS = ("difficulty", "level")
-
-# Pseudo field names for rows that could not be read as an object at all.
-LINE_FIELD = "<line>"
-ROW_FIELD = "<row>"
 
 _BATCH_ROWS = 8192  # Arrow rows converted to Python at a time: bounds memory on large files.
 _DIGEST_ROWS = 1 << 16  # values put into one buffer at a time for `dataset_version`
-_RAW_CHARS = 2000  # A reject keeps enough of the raw row to recognise it, not a whole document.
-_TOO_DEEP = "JSON nested too deeply to read"
 _MISSING = object()  # `_lookup` result for an absent field (None means a present null).
 _LEVEL_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
-
-
-@dataclass(frozen=True)
-class FieldMap:
-    """Which source fields hold the problem, answer and source; None means auto-detect.
-
-    A name may be a dotted path into nested objects (e.g. "reward_model.ground_truth").
-    """
-
-    problem: str | None = None
-    answer: str | None = None
-    source: str | None = None
-
-
-@dataclass(frozen=True)
-class LoadedDataset:
-    """The canonical rows of one file, plus what was left out of them and why."""
-
-    table: pa.Table  # CANONICAL_SCHEMA; unique ids, in file order
-    rejects: pa.Table  # REJECTS_SCHEMA; bad rows (skip mode) and duplicates
-    n_read: int  # rows read from the file (blank JSONL lines are not rows)
-    duplicates: int  # rows dropped because their problem_id was already seen
-
-
-@dataclass(frozen=True)
-class _Unreadable:
-    """A row that could not be decoded or parsed into a record; the reader reports it."""
-
-    field: str
-    reason: str
-    raw: str
 
 
 def problem_id(problem: str) -> str:
@@ -139,9 +92,8 @@ def load_dataset(
     if not path.exists():
         raise DatasetError(file, "no such file or directory")
     default_source = source or (path.resolve().name if path.is_dir() else path.stem)
-    from gainrl_ops.data.columnar import load_columnar  # imports this module
-
-    columnar = load_columnar(path, fields, on_error, source, default_source)
+    converter = RowConverter(file, fields, default_source, explicit_source=source is not None)
+    columnar = load_columnar(path, fields, on_error, source, default_source, converter)
     if columnar is not None:
         return columnar
     return load_rows(path, fields, on_error, source, default_source)
@@ -151,10 +103,10 @@ def load_rows(path: Path, fields: FieldMap, on_error: str, source: str | None, d
     """`load_dataset` one row at a time: every format and layout, and the reference for the
     column-wise loader (`columnar.load_columnar`), which must give the same result."""
     file = str(path)
-    converter = _RowConverter(file, fields, default_source, explicit_source=source is not None)
+    converter = RowConverter(file, fields, default_source, explicit_source=source is not None)
 
     columns: dict[str, list[Any]] = {name: [] for name in CANONICAL_SCHEMA.names}
-    rejects: dict[str, list[Any]] = {name: [] for name in REJECTS_SCHEMA.names}
+    rejects = new_rejects()
     first_row_of_id: dict[str, int] = {}
     n_read = duplicates = 0
     for row, record in _read_records(path, file):
@@ -164,13 +116,13 @@ def load_rows(path: Path, fields: FieldMap, on_error: str, source: str | None, d
         except DatasetError as exc:
             if on_error == "fail":
                 raise
-            _add_reject(rejects, exc, _raw(record))
+            add_reject(rejects, exc, raw_text(record))
             continue
         first_row = first_row_of_id.setdefault(canonical["id"], row)
         if first_row != row:
             duplicates += 1
             reason = f"duplicate of row {first_row} (id {canonical['id']})"
-            _add_reject(rejects, DatasetError(file, reason, row, "problem"), _raw(record))
+            add_reject(rejects, DatasetError(file, reason, row, "problem"), raw_text(record))
             continue
         for name, value in canonical.items():
             columns[name].append(value)
@@ -179,12 +131,8 @@ def load_rows(path: Path, fields: FieldMap, on_error: str, source: str | None, d
         raise DatasetError(file, "no rows to load (the dataset is empty)")
     n_bad = len(rejects["row"]) - duplicates
     if not columns["id"]:
-        first = f"row {rejects['row'][0]}, field {rejects['field'][0]!r}: {rejects['reason'][0]}"
-        raise DatasetError(file, f"no valid rows: all {n_read} rows were rejected (first: {first})")
-    if n_bad:
-        logger.warning("%s: skipped %d bad row(s) of %d; see the rejects table", file, n_bad, n_read)
-    if duplicates:
-        logger.warning("%s: dropped %d duplicate problem(s) of %d rows", file, duplicates, n_read)
+        raise all_rejected(file, n_read, rejects)
+    warn_dropped(file, n_bad, duplicates, n_read)
     return LoadedDataset(
         table=pa.Table.from_pydict(columns, schema=CANONICAL_SCHEMA),
         rejects=pa.Table.from_pydict(rejects, schema=REJECTS_SCHEMA),
@@ -227,7 +175,7 @@ def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path) -> dict[s
     return {"prompts": write_parquet_atomic(loaded.table, prompts, repeating), "rejects": write_parquet_atomic(loaded.rejects, rejects)}
 
 
-class _RowConverter:
+class RowConverter:
     """Turns one raw record into a canonical row, raising DatasetError for a bad one.
 
     An auto-detected field is chosen on the first row that has a candidate and then kept
@@ -242,8 +190,11 @@ class _RowConverter:
         self._explicit_source = explicit_source
         self._chosen: dict[str, str] = {}
 
+    def choose(self, role: str, field: str) -> None:
+        self._chosen[role] = field
+
     def convert(self, row: int, record: Any) -> dict[str, Any]:
-        if isinstance(record, _Unreadable):
+        if isinstance(record, Unreadable):
             raise DatasetError(self._file, record.reason, row, record.field)
         if not isinstance(record, dict):
             raise DatasetError(self._file, f"not an object ({type(record).__name__})", row, ROW_FIELD)
@@ -270,9 +221,9 @@ class _RowConverter:
         for key, value in extra.items():  # the row's own fields win over derived ones
             metadata.setdefault(key, value)
         try:
-            metadata_json = _to_json(metadata)
+            metadata_json = to_json(metadata)
         except RecursionError:
-            raise DatasetError(self._file, _TOO_DEEP, row, "metadata") from None
+            raise DatasetError(self._file, TOO_DEEP, row, "metadata") from None
         return {
             "id": problem_id(problem),
             "problem": problem,
@@ -386,7 +337,7 @@ class _RowConverter:
             try:
                 return value.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DatasetError(self._file, _undecodable(exc), row, field) from None
+                raise DatasetError(self._file, undecodable(exc), row, field) from None
         if not isinstance(value, str):
             raise DatasetError(self._file, f"not text ({type(value).__name__})", row, field)
         try:
@@ -437,60 +388,8 @@ def _without(record: dict[str, Any], path: str) -> dict[str, Any]:
     return out
 
 
-def _jsonable(value: Any) -> Any:
-    """`value` with everything JSON cannot hold made representable: bytes as text where
-    they are UTF-8, NaN/inf as null (strict JSON readers such as DuckDB reject them),
-    anything else (dates, decimals) via str."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            return str(value)
-    return str(value)
-
-
-def _to_json(value: Any) -> str:
-    """Compact, key-sorted JSON; readable non-ASCII unless it has lone surrogates
-    (which Arrow strings cannot hold), then escaped."""
-    text = json.dumps(_jsonable(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"))
-    return text
-
-
-def _raw(record: Any) -> str:
-    """What a reject shows of its row, truncated."""
-    try:
-        text = record.raw if isinstance(record, _Unreadable) else _to_json(record)
-    except RecursionError:
-        text = f"<{_TOO_DEEP}>"
-    return text if len(text) <= _RAW_CHARS else text[:_RAW_CHARS] + "...(truncated)"
-
-
-def _add_reject(rejects: dict[str, list[Any]], error: DatasetError, raw: str) -> None:
-    rejects["file"].append(error.file)
-    rejects["row"].append(error.row)
-    rejects["field"].append(error.field)
-    rejects["reason"].append(error.reason)
-    rejects["raw"].append(raw)
-
-
-def _undecodable(exc: UnicodeDecodeError) -> str:
-    return f"undecodable bytes (invalid UTF-8 at byte {exc.start}: {exc.reason})"
-
-
 def _read_records(path: Path, file: str) -> Iterator[tuple[int, Any]]:
-    """(row index, record or _Unreadable) for each row, by format."""
+    """(row index, record or Unreadable) for each row, by format."""
     if path.is_dir():
         return _iter_saved_dataset(path, file)
     suffix = path.suffix.lower()
@@ -516,20 +415,6 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                 yield row, parse_jsonl_line(row, line)
 
 
-def parse_jsonl_line(row: int, line: bytes) -> Any:
-    """The record on one line, or _Unreadable saying why there is none."""
-    try:
-        text = line.decode("utf-8-sig" if row == 0 else "utf-8")
-    except UnicodeDecodeError as exc:
-        return _Unreadable(LINE_FIELD, _undecodable(exc), repr(line[:_RAW_CHARS]))
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        return _Unreadable(LINE_FIELD, f"invalid JSON: {exc.msg} at column {exc.colno}", text.rstrip())
-    except RecursionError:
-        return _Unreadable(LINE_FIELD, _TOO_DEEP, text[:_RAW_CHARS])
-
-
 def _iter_json(path: Path, file: str) -> Iterator[tuple[int, Any]]:
     """A JSON list of objects, or {"data": [...]}. A `.json` file whose first line is an
     object on its own is JSON Lines (what `datasets.Dataset.to_json` writes) and read as such."""
@@ -541,7 +426,7 @@ def _iter_json(path: Path, file: str) -> Iterator[tuple[int, Any]]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(file, f"not valid JSON: {exc}") from None
     except RecursionError:
-        raise DatasetError(file, _TOO_DEEP) from None
+        raise DatasetError(file, TOO_DEEP) from None
     if isinstance(document, dict) and isinstance(document.get("data"), list):
         document = document["data"]
     if not isinstance(document, list):
@@ -617,7 +502,7 @@ def _iter_arrow(batches: Iterable[pa.Table | pa.RecordBatch], file: str) -> Iter
 
 
 def _arrow_row(one: pa.Table | pa.RecordBatch) -> Any:
-    """The single row of `one` as a dict, or _Unreadable naming its undecodable column."""
+    """The single row of `one` as a dict, or Unreadable naming its undecodable column."""
     try:
         return one.to_pylist()[0]
     except UnicodeDecodeError:
@@ -631,4 +516,4 @@ def _arrow_row(one: pa.Table | pa.RecordBatch) -> Any:
             record[name] = "<undecodable>"
             errors[name] = exc
     bad_column, error = next(iter(errors.items()))  # the row failed, so one of its columns did
-    return _Unreadable(bad_column, _undecodable(error), _to_json(record))
+    return Unreadable(bad_column, undecodable(error), to_json(record))

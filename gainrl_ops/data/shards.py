@@ -20,7 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from gainrl_ops.core import columns
 from gainrl_ops.core import layout as tree
+from gainrl_ops.core.columns import arrow_schema
 from gainrl_ops.core.fingerprint import fingerprint_json
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.storage import (
@@ -38,16 +40,7 @@ from gainrl_ops.data.prompts import (
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-SHARD_SCHEMA = pa.schema([
-    pa.field("id", pa.string(), nullable=False),
-    pa.field("input_ids", pa.list_(pa.int32()), nullable=False),
-    pa.field("system_start", pa.int32(), nullable=False),
-    pa.field("system_end", pa.int32(), nullable=False),
-    pa.field("question_start", pa.int32(), nullable=False),
-    pa.field("question_end", pa.int32(), nullable=False),
-    pa.field("n_tokens", pa.int32(), nullable=False),
-    pa.field("truncated", pa.bool_(), nullable=False),
-])
+SHARD_SCHEMA = arrow_schema(columns.SHARD)
 log = logging.getLogger(__name__)
 MANIFEST = tree.SHARD_MANIFEST.pattern.rsplit("/", 1)[-1]
 _DIGEST_KEY = b"gainrl.shard_digest"

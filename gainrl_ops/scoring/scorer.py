@@ -30,6 +30,8 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
+from gainrl_ops.core import columns
+from gainrl_ops.core.columns import arrow_schema, percentile_sql, rank_sql
 from gainrl_ops.core.layout import SCORE_PART, SCORE_SUMMARY, SCORES, glob_escape
 from gainrl_ops.core.storage import (
     ROW_GROUP_ROWS,
@@ -54,25 +56,7 @@ from gainrl_ops.scoring.config import DEFAULT_INTER_WEIGHT, ScoreConfig
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-SCORE_SCHEMA = pa.schema([
-    pa.field("id", pa.string(), nullable=False),
-    pa.field("c_intra", pa.float64()),
-    pa.field("c_inter", pa.float64()),
-    pa.field("angle_score", pa.float64()),
-    pa.field("inter_weight", pa.float64(), nullable=False),
-    pa.field("n_tokens", pa.int32(), nullable=False),
-    pa.field("question_tokens", pa.int32(), nullable=False),
-    pa.field("system_tokens", pa.int32(), nullable=False),
-    pa.field("truncated", pa.bool_(), nullable=False),
-    pa.field("dataset", pa.string(), nullable=False),
-    pa.field("dataset_version", pa.string(), nullable=False),
-    pa.field("checkpoint", pa.string(), nullable=False),
-    pa.field("model", pa.string(), nullable=False),
-    pa.field("tokenizer", pa.string(), nullable=False),
-    pa.field("prompt_fingerprint", pa.string(), nullable=False),
-    pa.field("dtype", pa.string(), nullable=False),
-    pa.field("code_version", pa.string(), nullable=False),
-])
+SCORE_SCHEMA = arrow_schema(columns.SCORE)
 SUMMARY = SCORE_SUMMARY.name()
 log = logging.getLogger(__name__)
 _OTHER_INPUTS = "made from other shards, settings or scoring code"
@@ -277,17 +261,14 @@ def compact(out_dir: Path, row_group_size: int = ROW_GROUP_ROWS) -> Path:
     (1 = highest angle_score, ties by id, unscored last), the prompt count and the percentile
     stored, so no query recomputes a window. Non-finite components are written as NULL."""
     parts = glob_escape(str(out_dir)) + "/" + SCORE_PART.inside(SCORE_SUMMARY).glob()
-    columns = ", ".join(
-        f"CASE WHEN isfinite({name}) THEN {name} END AS {name}" if name in ("c_intra", "c_inter", "angle_score") else name
-        for name in SCORE_SCHEMA.names
-    )
+    stored = ", ".join(f"{column.value_sql()} AS {column.name}" for column in columns.SCORE)
     target = ranked_path(out_dir)
     with atomic_path(target) as tmp, duckdb.connect() as con:
         con.execute(f"""
             COPY (
-                SELECT *, rank / n_prompts AS percentile FROM (
-                    SELECT *, row_number() OVER (ORDER BY angle_score DESC NULLS LAST, id) AS rank, count(*) OVER () AS n_prompts
-                    FROM (SELECT {columns} FROM read_parquet('{parts}'))
+                SELECT *, {percentile_sql("rank", "n_prompts")} AS percentile FROM (
+                    SELECT *, {rank_sql()} AS rank, count(*) OVER () AS n_prompts
+                    FROM (SELECT {stored} FROM read_parquet('{parts}'))
                 ) ORDER BY rank
             ) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group_size})
         """)

@@ -38,6 +38,8 @@ from transformers import (
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
+from gainrl_ops.core import columns
+from gainrl_ops.core.columns import arrow_schema
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.storage import (
     atomic_directory,
@@ -58,11 +60,7 @@ from gainrl_ops.training.sampling import EpochSampler
 
 log = logging.getLogger(__name__)
 
-EPOCHS_SCHEMA = {
-    "run": pl.String, "epoch": pl.Int32, "sampler": pl.String, "feedback": pl.String, "mu": pl.Float64, "sigma": pl.Float64,
-    "accuracy": pl.Float64, "held_out_accuracy": pl.Float64, "feedback_angle": pl.Float64, "prompt_score": pl.Float64,
-    "mu_next": pl.Float64, "seconds": pl.Float64, "feedback_seconds": pl.Float64, "checkpoint_path": pl.String,
-}
+EPOCHS_SCHEMA = pl.from_arrow(arrow_schema(columns.EPOCHS).empty_table()).schema
 
 
 class CorrectnessReward:
