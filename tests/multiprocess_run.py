@@ -10,10 +10,12 @@ in this process only; the run itself is `train_run`, unchanged.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 
+import polars as pl
 from transformers import TrainerCallback
 
 from gainrl_ops.core.layout import Layout
@@ -21,8 +23,6 @@ from gainrl_ops.data.arithmetic import ArithmeticConfig, generate
 from gainrl_ops.data.prompts import PromptConfig
 from gainrl_ops.training import trainer
 from gainrl_ops.training.config import TrainingRunConfig
-
-import polars as pl
 
 SAMPLERS: list = []
 REWARDS: list[list[float]] = []
@@ -74,6 +74,7 @@ class KillDuring(TrainerCallback):
 
 
 def main(out: Path, model: str, sampler: str, epochs: int, kill: int | None) -> None:
+    logging.basicConfig(level=logging.INFO)
     _observe()
     problems = generate(ArithmeticConfig(n_problems=48, seed=5, max_steps=1, max_digits=1))
     ranked = pl.DataFrame({"id": [f"q{i:02d}" for i in range(48)], "problem": [p.problem for p in problems], "answer": [p.answer for p in problems]})
@@ -81,7 +82,7 @@ def main(out: Path, model: str, sampler: str, epochs: int, kill: int | None) -> 
     run = TrainingRunConfig(
         name=f"mp-{sampler}", sampler=sampler, seed=3, beta=0.0, epochs=epochs, subset_size=8,
         grpo={"num_generations": 4, "per_device_train_batch_size": 8, "max_completion_length": 12, "learning_rate": 1e-3},
-        **({"num_processes": world} if "num_processes" in TrainingRunConfig.__dataclass_fields__ else {}),
+        num_processes=world,
     )
     (trace := out / "trace").mkdir(parents=True, exist_ok=True)
     callbacks = [Trace(trace / f"rank{os.environ.get('RANK', '0')}.jsonl")] + ([KillDuring(kill)] if kill is not None else [])
