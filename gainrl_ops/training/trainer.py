@@ -501,4 +501,8 @@ def train_from_store(
         run, base.path, ranked, prompt, layout, save_and_register,
         evaluate=lambda model, tokenizer: greedy_accuracy(model, tokenizer, held_out, prompt),
     )
-    return result, plot_runs(result.epochs, layout.run_curve(run.name), title=run.name)
+    curve = layout.run_curve(run.name)
+    if is_main_process():
+        plot_runs(result.epochs, curve, title=run.name)
+    wait_for_everyone()
+    return result, curve
