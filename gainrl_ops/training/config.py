@@ -55,6 +55,11 @@ class TrainingRunConfig:
     Run:
         epochs, seed, checkpoint_every (epochs; the last epoch is always saved),
         inter_weight: w of the prompt angle score recorded for each epoch (`prompt_score`).
+    Processes:
+        num_processes: data-parallel processes (e.g. GPUs), started with `accelerate launch
+            --num_processes N`; 1 trains in the calling process.
+        accelerate_config: an `accelerate config` file for the launch (e.g. DeepSpeed, or one
+            node of several); empty: accelerate's defaults.
     """
 
     name: str
@@ -71,6 +76,8 @@ class TrainingRunConfig:
     grpo: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 1
     inter_weight: float = DEFAULT_INTER_WEIGHT
+    num_processes: int = 1
+    accelerate_config: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "grpo", {**GRPO_DEFAULTS, **self.grpo})
@@ -86,7 +93,7 @@ class TrainingRunConfig:
             problems.append(f"sampler {self.sampler!r} is not one of {SAMPLERS}")
         if self.feedback not in FEEDBACK:
             problems.append(f"feedback {self.feedback!r} is not one of {FEEDBACK}")
-        for name in ("epochs", "subset_size", "checkpoint_every"):
+        for name in ("epochs", "subset_size", "checkpoint_every", "num_processes"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
         for name in ("n_frac", "sigma_frac"):
@@ -99,15 +106,15 @@ class TrainingRunConfig:
         return problems
 
     def _batch_problems(self) -> list[str]:
-        """TRL generates `per_device_train_batch_size` completions per step, `num_generations` per
-        prompt, and an epoch must be whole steps of whole groups."""
+        """TRL generates `per_device_train_batch_size` completions per step on each process,
+        `num_generations` per prompt, and an epoch must be whole steps of whole groups."""
         generations, batch = self.grpo["num_generations"], self.grpo["per_device_train_batch_size"]
         if generations < 2 or batch % generations:
             return [f"grpo.per_device_train_batch_size {batch} must be a multiple of grpo.num_generations {generations} (at least 2)"]
-        per_step = batch // generations
+        per_step = batch * max(self.num_processes, 1) // generations
         if self.subset_size % per_step:
             return [f"subset_size {self.subset_size} must be a multiple of the {per_step} prompts per step "
-                    f"(per_device_train_batch_size {batch} / num_generations {generations})"]
+                    f"(per_device_train_batch_size {batch} x num_processes {self.num_processes} / num_generations {generations})"]
         return []
 
     @property

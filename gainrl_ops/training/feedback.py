@@ -7,12 +7,15 @@ The epoch's angle is the mean over its rollouts, a number in [-1, 1]. The prompt
 score c_intra + 8 * c_inter (about 4-8) would instead pin tanh(alpha * angle) at 1 in the
 controller and turn it into a fixed-speed sweep.
 
-No TRL import here: the trainer calls `RolloutAngles.measure` on each generation batch.
+No TRL import here: the trainer calls `RolloutAngles.measure` on each generation batch, and
+`rollout_feedback` reduces an epoch's angles and rewards over all processes.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,6 +24,7 @@ from transformers import PreTrainedModel
 from gainrl_ops.scoring.angles import angle_concentration
 from gainrl_ops.scoring.capture import last_mlp_input
 from gainrl_ops.scoring.models import eval_mode
+from gainrl_ops.training.ranks import sum_over_processes
 
 
 def mean_pairwise_cosine(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -83,8 +87,31 @@ class RolloutAngles:
         self.values += angles.tolist()
         self.seconds += time.perf_counter() - started
 
-    def take(self) -> tuple[float, float]:
-        """(mean angle over the rollouts since the last take, NaN if none; seconds spent), then reset."""
+    def take(self) -> tuple[float, int, float]:
+        """(sum and count of the rollout angles since the last take, NaNs left out; seconds
+        spent), then reset."""
         values, seconds = torch.tensor(self.values, dtype=torch.float64), self.seconds
         self.values, self.seconds = [], 0.0
-        return float(torch.nanmean(values)) if len(values) else float("nan"), seconds
+        return float(torch.nansum(values)), int((~values.isnan()).sum()), seconds
+
+
+@dataclass(frozen=True)
+class RolloutFeedback:
+    """An epoch's feedback over the rollouts of every process: mean reward and mean feedback
+    angle (NaN where there were none), and this process's seconds of angle prefills."""
+
+    accuracy: float
+    angle: float
+    seconds: float
+
+
+def rollout_feedback(rewards: Sequence[float], angles: RolloutAngles) -> RolloutFeedback:
+    """Take this process's rewards and angles and reduce them over all processes, as sums and
+    counts, so every rank's sampler gets the same feedback (each rank scored only its slice)."""
+    angle_sum, angle_count, seconds = angles.take()
+    reward_sum, reward_count, angle_sum, angle_count = sum_over_processes([sum(rewards), len(rewards), angle_sum, angle_count])
+    return RolloutFeedback(
+        accuracy=reward_sum / reward_count if reward_count else float("nan"),
+        angle=angle_sum / angle_count if angle_count else float("nan"),
+        seconds=seconds,
+    )

@@ -4,9 +4,11 @@
 `RepeatSampler` layout (each prompt `num_generations` times, the same order on every
 process) and a constant length per epoch, and draws a new subset at `set_epoch`. It also
 measures the feedback angle of each generation batch's rollouts (a prefill of the generated
-sequences under the current policy, see `feedback.py`; no second generation). A callback
-closes the loop after each epoch: accuracy from that epoch's rewards, the mean feedback
-angle of its rollouts, the controller update, the selection table and checkpoints.
+sequences under the current policy, see `feedback.py`; no second generation). After each
+epoch, callbacks that each do one job close the loop: `CurriculumFeedback` (accuracy and mean
+feedback angle over the rollouts of all processes, the controller update), `StoreCheckpoints`,
+`HeldOutEvaluation`, `EpochRecorder` (the epoch and selection rows) and `ResumePoints`. Under
+`accelerate launch` every process runs them; only the main process writes (see `ranks.py`).
 `from trl import ...` costs seconds, so nothing imports this module at Dagster load time.
 """
 
@@ -52,9 +54,10 @@ from gainrl_ops.scoring.models import eval_mode
 from gainrl_ops.scoring.scorer import score_batch
 from gainrl_ops.training.config import TrainingRunConfig
 from gainrl_ops.training.evaluation import greedy_accuracy
-from gainrl_ops.training.feedback import RolloutAngles
+from gainrl_ops.training.feedback import RolloutAngles, rollout_feedback
 from gainrl_ops.training.plots import plot_runs
-from gainrl_ops.training.resume import prepare_resume, resume_key, write_resume_state
+from gainrl_ops.training.ranks import check_same_selection, from_main_process, is_main_process, wait_for_everyone
+from gainrl_ops.training.resume import ResumePoint, find_resume_point, prepare_resume, resume_key, write_resume_state
 from gainrl_ops.training.rewards import correctness_reward
 from gainrl_ops.training.sampling import EpochSampler
 
@@ -132,125 +135,191 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         )
 
 
+@dataclass(frozen=True)
+class SamplerUpdate:
+    """What the sampler got after one epoch, the same on every process: `accuracy` and
+    `feedback_angle` over all rollouts of all processes, `prompt_score` the main process's
+    (NaN unless measured), and mu before and after the update."""
+
+    epoch: int
+    ranks: np.ndarray
+    mu: float
+    accuracy: float
+    feedback_angle: float
+    prompt_score: float
+    mu_next: float
+    seconds: float  # this process's feedback measurements (rollout prefills, prompt score)
+
+
 @dataclass
 class CurriculumFeedback(TrainerCallback):
-    """The GAIN-RL loop for your own TRL script: after each epoch, the sampler gets the epoch's
+    """The GAIN-RL loop, also for your own TRL script: after each epoch the sampler gets the
     rollout accuracy (from `reward`) and mean feedback angle (from `angles`, the
-    `RolloutAngles` the trainer was given as `rollout_angles`)."""
+    `RolloutAngles` the trainer was given as `rollout_angles`), both over the rollouts of all
+    processes, so every rank moves mu alike. Before each epoch, every rank checks that it
+    selected what rank 0 selected.
+
+    `prompt_score(model, ranks)`, if given, is measured after each epoch (the mean angle score
+    of its prompts); with `from_prompts` the sampler gets it instead of the rollout angle.
+    `last` holds the latest epoch's feedback for the other callbacks."""
 
     sampler: EpochSampler
     reward: CorrectnessReward
     angles: RolloutAngles
+    prompt_score: Callable[[PreTrainedModel, np.ndarray], float] | None = None
+    from_prompts: bool = False
+    last: SamplerUpdate | None = None
 
-    def on_epoch_end(self, args, state, control, **kwargs: Any):
-        rewards = self.reward.take()
-        angle, _ = self.angles.take()
-        self.sampler.update(float(np.mean(rewards)) if rewards else float("nan"), angle)
+    def on_epoch_begin(self, args, state, control, **kwargs: Any):
+        epoch = round(state.epoch)
+        check_same_selection(epoch, self.sampler.select(epoch))
+        return control
+
+    def on_epoch_end(self, args, state, control, model: PreTrainedModel | None = None, **kwargs: Any):
+        epoch = round(state.epoch) - 1
+        ranks = self.sampler.select(epoch)
+        rollouts = rollout_feedback(self.reward.take(), self.angles)
+        seconds, prompt_score = rollouts.seconds, float("nan")
+        if self.prompt_score is not None:
+            started = time.perf_counter()
+            # Every rank runs the forward (a sharded model needs them all); the main process's value counts.
+            prompt_score = from_main_process(self.prompt_score(model, ranks))
+            seconds += time.perf_counter() - started
+        mu = self.sampler.mu
+        self.sampler.update(rollouts.accuracy, prompt_score if self.from_prompts else rollouts.angle)
+        self.last = SamplerUpdate(epoch, ranks, mu, rollouts.accuracy, rollouts.angle, prompt_score, self.sampler.mu, seconds)
         return control
 
 
 @dataclass
-class EpochFeedback(TrainerCallback):
-    """After each epoch: feedback to the curriculum, one row per epoch and per selected
-    prompt, a checkpoint every `checkpoint_every` epochs, and one log line.
+class StoreCheckpoints(TrainerCallback):
+    """A checkpoint every `run.checkpoint_every` epochs and after the last, saved by the main
+    process with `save(model, epoch)`; the others wait until it is complete. `last` is where
+    the latest epoch's went (None when not saved, and on the other processes)."""
 
-    A sampler that uses feedback gets the epoch's rollout accuracy and, as `run.feedback`
-    says, the mean feedback angle of its rollouts (`angles`) or the mean angle score of its
-    prompts; both are recorded, with the seconds they took. The uniform baseline measures
-    neither, so its wall time carries no feedback cost."""
+    run: TrainingRunConfig
+    save: Callable[[PreTrainedModel, int], str]
+    last: str | None = None
+
+    def on_epoch_end(self, args, state, control, model: PreTrainedModel | None = None, **kwargs: Any):
+        epoch = round(state.epoch) - 1
+        due = epoch + 1 == self.run.epochs or (epoch + 1) % self.run.checkpoint_every == 0
+        self.last = str(self.save(model, epoch)) if due and is_main_process() else None
+        if due:
+            wait_for_everyone()
+        return control
+
+
+@dataclass
+class HeldOutEvaluation(TrainerCallback):
+    """Held-out accuracy after each epoch, on the main process (the others wait). Its time is
+    a measurement, not training: `seconds` adds it up so the epoch rows can leave it out."""
+
+    evaluate: Callable[[PreTrainedModel], float]
+    last: float | None = None
+    seconds: float = 0.0
+
+    def on_epoch_end(self, args, state, control, model: PreTrainedModel | None = None, **kwargs: Any):
+        self.last = None
+        if is_main_process():
+            started = time.perf_counter()
+            with eval_mode(model):
+                self.last = self.evaluate(model)
+            self.seconds += time.perf_counter() - started
+        wait_for_everyone()
+        return control
+
+
+@dataclass
+class EpochRecorder(TrainerCallback):
+    """One row per epoch and per selected prompt, and one log line, from what the feedback,
+    checkpoint and evaluation callbacks did this epoch (they run before it). The main
+    process's rows are every process's, so each holds the same tables."""
 
     run: TrainingRunConfig
     ranked: pl.DataFrame
-    tokenizer: PreTrainedTokenizerBase
-    prompt: PromptConfig
     sampler: EpochSampler
-    reward: CorrectnessReward
-    angles: RolloutAngles
-    save_checkpoint: Callable[[PreTrainedModel, int], str]
-    evaluate: Callable[[PreTrainedModel], float] | None = None
-    resume_key: str = ""
+    feedback: CurriculumFeedback
+    checkpoints: StoreCheckpoints
+    evaluation: HeldOutEvaluation | None = None
     epochs: list[dict[str, Any]] = field(default_factory=list)
     selected: list[list[int]] = field(default_factory=list)
     _started: float = field(default_factory=time.perf_counter)
-    _evaluating: float = 0.0
 
-    def _seconds(self) -> float:
-        return time.perf_counter() - self._started - self._evaluating
+    def seconds(self) -> float:
+        """Wall time of the run so far (over resumes), held-out evaluation left out."""
+        return time.perf_counter() - self._started - (self.evaluation.seconds if self.evaluation else 0.0)
+
+    def state(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "selected": self.selected, "seconds": self.seconds()}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Continue from a resume point: the sampler where it was, the rows so far, and the clock."""
-        self.sampler.load_state_dict(state["sampler"])
-        self.epochs = state["epochs"]
-        self.selected = state["selected"]
-        self._started, self._evaluating = time.perf_counter() - state["seconds"], 0.0
+        """Continue from a resume point: the rows so far, and the clock."""
+        self.epochs, self.selected = state["epochs"], state["selected"]
+        self._started = time.perf_counter() - state["seconds"]
 
-    def on_save(self, args, state, control, **kwargs: Any):
-        """TRL has just saved its checkpoint after an epoch: the sampler state and the rows go
-        beside it, last, so the folder becomes a resume point only once it is complete."""
-        if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            write_resume_state(folder, self.resume_key, {
-                "sampler": self.sampler.state_dict(), "epochs": self.epochs, "selected": self.selected, "seconds": self._seconds(),
-            })
-        return control
-
-    def _prompt_score(self, model: PreTrainedModel, ranks: np.ndarray) -> float:
-        """Mean angle score of the epoch's prompts under the current policy (prefill only)."""
-        rendered = [render_prompt(self.tokenizer, q, self.prompt) for q in self.ranked["problem"].gather(ranks).to_list()]
-        with eval_mode(model):
-            scores = score_batch(model, [r.input_ids for r in rendered], [r.system_span for r in rendered], [r.question_span for r in rendered], self.run.inter_weight)
-        return float(torch.nanmean(scores.angle_score))
-
-    def _held_out(self, model: PreTrainedModel) -> float | None:
-        """Held-out accuracy; its time is a measurement, not training, so `seconds` leaves it out."""
-        if self.evaluate is None:
-            return None
-        started = time.perf_counter()
-        with eval_mode(model):
-            accuracy = self.evaluate(model)
-        self._evaluating += time.perf_counter() - started
-        return accuracy
-
-    def on_epoch_end(self, args, state, control, model: PreTrainedModel | None = None, **kwargs: Any):
-        epoch = len(self.epochs)
-        ranks = self.sampler.select(epoch)
-        rewards = self.reward.take()
-        accuracy = float(np.mean(rewards)) if rewards else float("nan")
-        feedback_angle, feedback_seconds = self.angles.take()
-        prompt_score = float("nan")
-        if self.run.uses_feedback:
-            started = time.perf_counter()
-            prompt_score = self._prompt_score(model, ranks)
-            feedback_seconds += time.perf_counter() - started
-        mu = self.sampler.mu
-        self.sampler.update(accuracy, feedback_angle if self.run.feedback == "rollout" else prompt_score)
-        last = epoch + 1 == self.run.epochs
-        saved = str(self.save_checkpoint(model, epoch)) if last or (epoch + 1) % self.run.checkpoint_every == 0 else None
-        held_out = self._held_out(model)
-        row = {
-            "run": self.run.name, "epoch": epoch, "sampler": self.run.sampler, "feedback": self.run.feedback,
-            "mu": mu, "sigma": self.sampler.sigma, "accuracy": accuracy, "held_out_accuracy": held_out,
-            "feedback_angle": feedback_angle, "prompt_score": prompt_score, "mu_next": self.sampler.mu,
-            "seconds": self._seconds(), "feedback_seconds": feedback_seconds,
-            "checkpoint_path": saved,
-        }
+    def on_epoch_end(self, args, state, control, **kwargs: Any):
+        fed = self.feedback.last
+        held_out = self.evaluation.last if self.evaluation else None
+        row = from_main_process({
+            "run": self.run.name, "epoch": fed.epoch, "sampler": self.run.sampler, "feedback": self.run.feedback,
+            "mu": fed.mu, "sigma": self.sampler.sigma, "accuracy": fed.accuracy, "held_out_accuracy": held_out,
+            "feedback_angle": fed.feedback_angle, "prompt_score": fed.prompt_score, "mu_next": fed.mu_next,
+            "seconds": self.seconds(), "feedback_seconds": fed.seconds,
+            "checkpoint_path": self.checkpoints.last,
+        })
         self.epochs.append(row)
-        self.selected.append([int(r) for r in ranks])
-        held = "" if held_out is None else f", held-out accuracy {held_out:.3f}"
-        log.info(
-            "run %s epoch %d/%d: rollout accuracy %.3f, feedback angle %.4f, prompt score %.3f, mu %.1f -> %.1f%s (%.0f s)",
-            self.run.name, epoch + 1, self.run.epochs, accuracy, feedback_angle, prompt_score, mu, self.sampler.mu, held, row["seconds"],
-        )
+        self.selected.append([int(r) for r in fed.ranks])
+        if is_main_process():
+            held = "" if held_out is None else f", held-out accuracy {held_out:.3f}"
+            log.info(
+                "run %s epoch %d/%d: rollout accuracy %.3f, feedback angle %.4f, prompt score %.3f, mu %.1f -> %.1f%s (%.0f s)",
+                self.run.name, fed.epoch + 1, self.run.epochs, fed.accuracy, fed.feedback_angle, fed.prompt_score,
+                fed.mu, fed.mu_next, held, row["seconds"],
+            )
         return control
 
-    def selections(self) -> pl.DataFrame:
-        """One row per selected prompt: run, epoch, rank (1-based), id."""
+    def tables(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The epoch rows, and one row per selected prompt: run, epoch, rank (1-based), id."""
         epochs = [e for e, ranks in enumerate(self.selected) for _ in ranks]
         ranks = np.asarray([r for ranks in self.selected for r in ranks], dtype=np.int64)
-        return pl.DataFrame({
+        return pl.DataFrame(self.epochs, schema=EPOCHS_SCHEMA), pl.DataFrame({
             "run": [self.run.name] * len(ranks), "epoch": pl.Series(epochs, dtype=pl.Int32), "rank": ranks + 1,
             "id": self.ranked["id"].gather(ranks),
         })
+
+
+@dataclass
+class ResumePoints(TrainerCallback):
+    """TRL has just saved its checkpoint after an epoch (every process its part): the main
+    process writes the sampler state and the rows beside it, last, so the folder becomes a
+    resume point only once it is complete; the others wait for it."""
+
+    key: str
+    sampler: EpochSampler
+    recorder: EpochRecorder
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a resume point: the sampler where it was (mu, history, RNG), the rows and the clock."""
+        self.sampler.load_state_dict(state["sampler"])
+        self.recorder.restore(state)
+
+    def on_save(self, args, state, control, **kwargs: Any):
+        if is_main_process():
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            write_resume_state(folder, self.key, {"sampler": self.sampler.state_dict(), **self.recorder.state()})
+        wait_for_everyone()
+        return control
+
+
+def mean_prompt_score(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: PromptConfig, problems: list[str], inter_weight: float
+) -> float:
+    """Mean angle score of `problems` under the current policy (prefill only)."""
+    rendered = [render_prompt(tokenizer, q, prompt) for q in problems]
+    with eval_mode(model):
+        scores = score_batch(model, [r.input_ids for r in rendered], [r.system_span for r in rendered], [r.question_span for r in rendered], inter_weight)
+    return float(torch.nanmean(scores.angle_score))
 
 
 @dataclass(frozen=True)
@@ -333,22 +402,24 @@ def train_run(
 
     resume_dir = layout.run_resume(run.name)
     key = resume_key(run, model_path, ranked["id"].to_list())
-    point = prepare_resume(resume_dir, key)
     torch.manual_seed(run.seed)
     tokenizer = load_tokenizer(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     sampler = run.make_sampler(ranked.height)
     reward = CorrectnessReward()
     angles = RolloutAngles()
-    feedback = EpochFeedback(
-        run, ranked, tokenizer, prompt, sampler, reward, angles,
-        save_checkpoint=lambda m, epoch: save_checkpoint(m, tokenizer, epoch),
-        evaluate=(lambda m: evaluate(m, tokenizer)) if evaluate else None,
-        resume_key=key,
+    problems = ranked["problem"].to_list()
+    feedback = CurriculumFeedback(
+        sampler, reward, angles,
+        prompt_score=(lambda m, ranks: mean_prompt_score(m, tokenizer, prompt, [problems[r] for r in ranks], run.inter_weight))
+        if run.uses_feedback else None,
+        from_prompts=run.feedback == "prompt",
     )
-    if point is not None:
-        feedback.restore(point.state)
-        log.info("run %s: resuming after epoch %d of %d from %s", run.name, point.epochs_done, run.epochs, point.folder)
+    checkpoints = StoreCheckpoints(run, lambda m, epoch: save_checkpoint(m, tokenizer, epoch))
+    evaluation = HeldOutEvaluation(lambda m: evaluate(m, tokenizer)) if evaluate else None
+    recorder = EpochRecorder(run, ranked, sampler, feedback, checkpoints, evaluation)
+    resume = ResumePoints(key, sampler, recorder)
+    parts = [feedback, checkpoints, *([evaluation] if evaluation else []), recorder, resume]
     # TRL still calls transformers' gradient-checkpointing names that v5 deprecates: several
     # FutureWarnings per run about TRL's code, nothing a user of this function can act on.
     with warnings.catch_warnings():
@@ -359,22 +430,34 @@ def train_run(
             reward_funcs=[reward],
             args=grpo_config(run, resume_dir),
             train_dataset=grpo_dataset(ranked, tokenizer, prompt),
-            callbacks=[feedback, *callbacks],
+            callbacks=[*parts, *callbacks],
             epoch_sampler=sampler,
             subset_size=run.subset_size,
             rollout_angles=angles if run.uses_feedback else None,
         )
-        # TRL's progress callback writes every step's log dict; EpochFeedback logs one line per epoch.
+        # TRL's progress callback writes every step's log dict; EpochRecorder logs one line per epoch.
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
+        point = _resume_point(resume_dir, key)
+        if point is not None:
+            resume.restore(point.state)
+            log.info("run %s: resuming after epoch %d of %d from %s", run.name, point.epochs_done, run.epochs, point.folder)
         trainer.train(resume_from_checkpoint=str(point.folder) if point else None)
-    epochs = pl.DataFrame(feedback.epochs, schema=EPOCHS_SCHEMA)
-    selections = feedback.selections()
-    write_parquet_atomic(epochs.to_arrow(), layout.epochs(run.name))
-    write_parquet_atomic(selections.to_arrow(), layout.selections(run.name))
-    write_text_atomic(json.dumps({"run": asdict(run), "sampler": sampler.state_dict()}, default=float), layout.run_state(run.name))
-    shutil.rmtree(resume_dir, ignore_errors=True)  # finished: nothing to resume
+    epochs, selections = recorder.tables()
+    if is_main_process():
+        write_parquet_atomic(epochs.to_arrow(), layout.epochs(run.name))
+        write_parquet_atomic(selections.to_arrow(), layout.selections(run.name))
+        write_text_atomic(json.dumps({"run": asdict(run), "sampler": sampler.state_dict()}, default=float), layout.run_state(run.name))
+        shutil.rmtree(resume_dir, ignore_errors=True)  # finished: nothing to resume
+    wait_for_everyone()
     return TrainingResult(epochs, selections, [p for p in epochs["checkpoint_path"].to_list() if p], layout.run_dir(run.name))
+
+
+def _resume_point(directory: Path, key: str) -> ResumePoint | None:
+    """The main process clears what cannot be resumed from; then every process reads the same point."""
+    point = prepare_resume(directory, key) if is_main_process() else None
+    wait_for_everyone()
+    return point if is_main_process() else find_resume_point(directory, key)
 
 
 def save_to_store(
@@ -416,4 +499,8 @@ def train_from_store(
         run, base.path, ranked, prompt, layout, save_and_register,
         evaluate=lambda model, tokenizer: greedy_accuracy(model, tokenizer, held_out, prompt),
     )
-    return result, plot_runs(result.epochs, layout.run_curve(run.name), title=run.name)
+    curve = layout.run_curve(run.name)
+    if is_main_process():
+        plot_runs(result.epochs, curve, title=run.name)
+    wait_for_everyone()
+    return result, curve

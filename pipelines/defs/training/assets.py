@@ -30,10 +30,9 @@ def training_run(context: AssetExecutionContext, targets: TargetsResource, train
     curriculum, or GAIN-RL's window over a control order from the catalog (length,
     difficulty). Per-epoch table, per-selection table, curves, and checkpoints saved into the
     checkpoint store, where the rescoring sensor picks them up. A killed run resumes after
-    its last complete epoch when materialized again."""
-    from gainrl_ops.training.trainer import (
-        train_from_store,  # TRL import: seconds, so only when training
-    )
+    its last complete epoch when materialized again. With `num_processes` in the run config,
+    the run is data-parallel under `accelerate launch`."""
+    from gainrl_ops.training.launch import train_on_processes
 
     run = training.run(context.partition_key)
     target = targets.target(targets.base())
@@ -42,7 +41,7 @@ def training_run(context: AssetExecutionContext, targets: TargetsResource, train
     else:
         ranked = ordered_prompts(target.layout, target.dataset, target.version, target.shards.prompt_fingerprint, run.ordering)
     problems = list(held_out_for(target.source, target.version, held_out.config, target.layout).select("problem", "answer").iter_rows())
-    result, curve = train_from_store(run, targets.store, target.record, ranked, target.model.prompt, target.layout, problems)
+    result, curve = train_on_processes(run, targets.store, target.record, ranked, target.model.prompt, target.layout, problems)
     last = result.epochs.row(-1, named=True)
     return MaterializeResult(metadata={
         "dagster/row_count": result.selections.height,
