@@ -118,6 +118,7 @@ def step(name: str, root: Path, size: int) -> dict[str, float]:
 
 
 def _sql_step(name: str, root: Path, size: int) -> dict[str, float]:
+    from gainrl_ops.core.keys import ScoresKey
     from gainrl_ops.core.layout import Layout
     from gainrl_ops.curriculum.catalog import connect_readonly, refresh_catalog
     from gainrl_ops.curriculum.ranking import export_ranking
@@ -126,17 +127,18 @@ def _sql_step(name: str, root: Path, size: int) -> dict[str, float]:
     layout = Layout(root)
     label = current_label(layout, f"scale{size}")
     one, two = CHECKPOINTS[:2]
+    key = ScoresKey(label.dataset, label.version, "f" * 16, one)
     if name == "refresh_catalog":
         return _measure(lambda: refresh_catalog(root))
     if name == "snapshot":
-        return _measure(lambda: export_ranking(layout, label.dataset, label.version, "f" * 16, one))
+        return _measure(lambda: export_ranking(layout, key))
     queries = {
         "curriculum_top100": f"SELECT * FROM curriculum WHERE checkpoint = '{one}' AND rank <= 100 ORDER BY rank",
         "curriculum_top100_order_limit": f"SELECT * FROM curriculum WHERE checkpoint = '{one}' ORDER BY rank LIMIT 100",
         "rerank_one_checkpoint": f"SELECT * FROM rerank(2.0, ck := '{one}') WHERE rank <= 100",
         "spearman_two_checkpoints": f"""SELECT corr(a.rank, b.rank) FROM scores a JOIN scores b USING (dataset, dataset_version, prompt_fingerprint, id)
                                         WHERE a.checkpoint = '{one}' AND b.checkpoint = '{two}'""",
-        "read_one_checkpoint_floor": f"SELECT * FROM read_parquet('{layout.ranked_scores(label.dataset, label.version, 'f' * 16, one)}')",
+        "read_one_checkpoint_floor": f"SELECT * FROM read_parquet('{layout.ranked_scores(key)}')",
     }
     with connect_readonly(root) as con:
         con.execute(queries[name]).fetchall()  # the first run opens files; time the ones after it
@@ -154,18 +156,19 @@ def write_scores(root: Path, size: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from gainrl_ops.core.keys import ScoresKey
     from gainrl_ops.core.layout import Layout
     from gainrl_ops.core.storage import write_parquet_atomic
     from gainrl_ops.data.shards import Shard
     from gainrl_ops.data.sources import current_label
-    from gainrl_ops.scoring.scorer import SCORE_SCHEMA, compact, part_path
+    from gainrl_ops.scoring.publish import SCORE_SCHEMA, compact, part_path
 
     layout = Layout(root)
     label = current_label(layout, f"scale{size}")
     ids = pq.read_table(layout.prompts(label.dataset, label.version), columns=["id"]).column("id")
     rng = np.random.default_rng(0)
     for checkpoint in CHECKPOINTS:
-        folder = layout.scores(label.dataset, label.version, "f" * 16, checkpoint)
+        folder = layout.scores(ScoresKey(label.dataset, label.version, "f" * 16, checkpoint))
         for index, start in enumerate(range(0, len(ids), SHARD)):
             part = ids.slice(start, SHARD)
             n = len(part)

@@ -53,13 +53,10 @@ from gainrl_ops.data.arithmetic import ArithmeticConfig
 from gainrl_ops.data.prompts import PromptConfig
 from gainrl_ops.data.shards import tokenize_to_shards
 from gainrl_ops.data.sources import DatasetSource, held_out_problems, prepare_dataset
-from gainrl_ops.scoring.models import (
-    ModelSpec,
-    checkpoint_fingerprint,
-    load_model,
-    load_tokenizer,
-)
-from gainrl_ops.scoring.scorer import ScoreContext, score_and_publish
+from gainrl_ops.scoring.checkpoints import unregistered
+from gainrl_ops.scoring.models import ModelSpec, load_model, load_tokenizer
+from gainrl_ops.scoring.scorer import score_and_publish
+from gainrl_ops.scoring.target import CheckpointTarget
 from gainrl_ops.training.embedded import EmbeddedModelConfig, embedded_model_path
 from gainrl_ops.training.config import TrainingRunConfig
 from gainrl_ops.training.evaluation import greedy_accuracy
@@ -95,20 +92,17 @@ def prepare(model_path: str, source: DatasetSource, layout: Layout, prompt: Prom
     the angle ranking needs a prefill of every prompt (scoring), the length order a query."""
     loaded, label = prepare_dataset(source, layout)
     tokenizer = load_tokenizer(model_path)
-    shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout, source.name, label.version)
+    tokenize_to_shards(loaded.table, tokenizer, prompt, layout, source.name, label.version)
     answers = pl.from_arrow(loaded.table).select("id", "answer")
     started = time.perf_counter()
-    checkpoint = checkpoint_fingerprint(model_path)
-    out = layout.scores(source.name, label.version, shards.prompt_fingerprint, checkpoint)
-    staging = layout.scores_staging(source.name, label.version, shards.prompt_fingerprint, checkpoint)
-    context = ScoreContext(source.name, label.version, checkpoint, "bench", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float32")
-    score_and_publish(load_model(ModelSpec(model_path, dtype="float32")), shards, out, staging, context)
+    target = CheckpointTarget(layout, source, label.version, unregistered(model_path, name="bench"), prompt, requested_dtype="float32")
+    score_and_publish(target.load_model(), target.plan())
     refresh_catalog(layout.root)
-    ranking = pl.read_parquet(export_ranking(layout, source.name, label.version, shards.prompt_fingerprint, checkpoint))
+    ranking = pl.read_parquet(export_ranking(layout, target.key))
     angle = ranking.select("id", "rank", "problem", "difficulty").join(answers, on="id", how="left", maintain_order="left")
     scoring_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    length = ordered_prompts(layout, source.name, label.version, shards.prompt_fingerprint, "length")
+    length = ordered_prompts(layout, source.name, label.version, target.key.prompt_fingerprint, "length")
     length_seconds = time.perf_counter() - started
     return {"angle": angle, "length": length, "order_seconds": {"gainrl": scoring_seconds, "uniform": 0.0, "length": length_seconds}}
 

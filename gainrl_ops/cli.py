@@ -32,9 +32,9 @@ from gainrl_ops.curriculum.catalog import (
 )
 from gainrl_ops.data.arithmetic import EMBEDDED, ArithmeticConfig
 from gainrl_ops.data.errors import DatasetError
-from gainrl_ops.data.prompts import DEFAULT_SYSTEM_PROMPT, PromptConfig
+from gainrl_ops.data.prompts import DEFAULT_SYSTEM_PROMPT, SHARD_SIZE, PromptConfig
 from gainrl_ops.scoring.config import DEFAULT_INTER_WEIGHT
-from gainrl_ops.scoring.hardware import AUTO, DTYPES, resolve_dtype
+from gainrl_ops.scoring.hardware import AUTO, DTYPES
 
 # What a user can fix: these end in one line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (DatasetError, ReadOnlyError, OSError, ValueError, json.JSONDecodeError, duckdb.Error)
@@ -55,43 +55,33 @@ def _score(args: argparse.Namespace) -> int:
     from gainrl_ops.data.prompts import load_few_shot
     from gainrl_ops.data.shards import tokenize_to_shards
     from gainrl_ops.data.sources import DatasetSource, prepare_dataset
-    from gainrl_ops.scoring.models import (
-        ModelSpec,
-        checkpoint_fingerprint,
-        load_model,
-        load_tokenizer,
-    )
-    from gainrl_ops.scoring.scorer import ScoreConfig, ScoreContext, score_and_publish
+    from gainrl_ops.scoring.checkpoints import unregistered
+    from gainrl_ops.scoring.models import load_tokenizer
+    from gainrl_ops.scoring.scorer import ScoreConfig, score_and_publish
+    from gainrl_ops.scoring.target import CheckpointTarget
     from gainrl_ops.training.embedded import resolve_model
 
     few_shot = load_few_shot(args.few_shot) if args.few_shot else ()  # a bad file fails before any model work
     layout = Layout.default()
     source = DatasetSource(
         path=args.data,
-        name=args.name or (Path(args.data).stem if args.data != EMBEDDED else "arithmetic"),
+        name=args.name or (Path(args.data).stem if args.data != EMBEDDED else DatasetSource.name),
         fields=FieldMap(problem=args.problem_field, answer=args.answer_field),
         on_error=args.on_error,
         generator=ArithmeticConfig(n_problems=args.n_problems),
     )
-    name = source.name
     loaded, label = prepare_dataset(source, layout)
-    print(f"dataset {name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, {loaded.duplicates} duplicates")
+    print(f"dataset {source.name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, {loaded.duplicates} duplicates")
 
     model_path = resolve_model(args.model, layout)
-    dtype = resolve_dtype(args.dtype, args.device)
-    spec = ModelSpec(model_path, dtype=dtype, device=args.device)
-    tokenizer = load_tokenizer(model_path)
     prompt = PromptConfig(system_prompt=args.system_prompt, few_shot=few_shot, max_tokens=args.max_tokens)
-    shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout, name, label.version, shard_size=args.shard_size)
-    checkpoint = checkpoint_fingerprint(model_path)
-    context = ScoreContext(name, label.version, checkpoint, model_path, shards.tokenizer_fingerprint, shards.prompt_fingerprint, dtype)
-    out = layout.scores(name, label.version, shards.prompt_fingerprint, checkpoint)
-    staging = layout.scores_staging(name, label.version, shards.prompt_fingerprint, checkpoint)
-    summary = score_and_publish(load_model(spec), shards, out, staging, context, ScoreConfig(inter_weight=args.inter_weight))
+    tokenize_to_shards(loaded.table, load_tokenizer(model_path), prompt, layout, source.name, label.version, shard_size=args.shard_size)
+    target = CheckpointTarget(layout, source, label.version, unregistered(model_path, name=model_path), prompt, args.dtype, args.device)
+    summary = score_and_publish(target.load_model(), target.plan(), ScoreConfig(inter_weight=args.inter_weight))
     refresh_catalog(layout.root)
-    print(f"scored {summary.rows} prompts in {dtype} ({summary.parts_written} parts written, {summary.parts_reused} reused) -> {out}")
+    print(f"scored {summary.rows} prompts in {target.dtype} ({summary.parts_written} parts written, {summary.parts_reused} reused) -> {target.scores}")
     top = (
-        pl.read_parquet(layout.ranked_scores(name, label.version, shards.prompt_fingerprint, checkpoint), n_rows=5)
+        pl.read_parquet(target.ranked_scores, n_rows=5)
         .join(pl.from_arrow(loaded.table).select("id", "problem"), on="id", how="left", maintain_order="left")
         .select("rank", "id", "angle_score", "c_intra", "c_inter", "n_tokens", "problem")
     )
@@ -191,7 +181,7 @@ def parser() -> argparse.ArgumentParser:
         help='JSON list of {"question", "answer"} objects, rendered as user/assistant turns before each question',
     )
     score.add_argument("--max-tokens", type=int, default=PromptConfig.max_tokens)
-    score.add_argument("--shard-size", type=int, default=1024)
+    score.add_argument("--shard-size", type=int, default=SHARD_SIZE)
     score.add_argument("--inter-weight", type=float, default=DEFAULT_INTER_WEIGHT)
     score.add_argument("--dtype", default=AUTO, choices=(AUTO, *DTYPES), help="auto: bfloat16 where the hardware runs it natively, else float32")
     score.add_argument("--device", default="auto")

@@ -1,27 +1,30 @@
 """Resources: where artifacts live, which dataset and model, how to score, train and diagnose.
 
 Each resource takes its defaults from the library's config dataclass and builds it by
-keyword, so a setting is declared once. `TargetsResource.resolve(context)` turns a
-checkpoint partition into one `CheckpointTarget`: the record, the shard set, every path and
-a lazy model loader.
+keyword, so a setting is declared once; `LIBRARY` names, per library config, the fields a
+resource deliberately does not expose, and `_build` refuses any other missing one.
+`TargetsResource.resolve(context)` turns a checkpoint partition into the library's
+`CheckpointTarget`, the way the CLI and the benchmarks resolve a checkpoint too.
+
+Environment overrides (GAINRL_HOME, GAINRL_DATA, GAINRL_DATASET_NAME, GAINRL_MODEL,
+GAINRL_EVAL_DATA, GAINRL_RUNS) are read by the process that runs a step, when it runs,
+wherever that process was started: an empty resource field means "the variable, else the
+library default", and a field set in the run config wins over the variable.
 """
 
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
-from functools import cached_property
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.storage import storage_root
-from gainrl_ops.curriculum.ranking import existing_ranking
 from gainrl_ops.data.arithmetic import ArithmeticConfig
 from gainrl_ops.data.datasets import FieldMap
-from gainrl_ops.data.prompts import PromptConfig, load_few_shot
+from gainrl_ops.data.prompts import SHARD_SIZE, PromptConfig, load_few_shot
 from gainrl_ops.data.shards import ShardSet, current_shards
 from gainrl_ops.data.sources import (
     EMBEDDED,
@@ -32,15 +35,30 @@ from gainrl_ops.data.sources import (
 from gainrl_ops.diagnostics.config import DiagnosticsConfig
 from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore
 from gainrl_ops.scoring.config import ScoreConfig
-from gainrl_ops.scoring.hardware import AUTO, resolve_dtype
+from gainrl_ops.scoring.hardware import AUTO
+from gainrl_ops.scoring.target import CheckpointTarget
 from gainrl_ops.training.config import TrainingRunConfig, load_run_configs
 
 DEFAULT_RUNS_FILE = Path(__file__).resolve().parent.parent / "data" / "training_runs.yaml"
 
 
+def unexposed(cls: type, resource: type[dg.ConfigurableResource]) -> set[str]:
+    """The fields of library config `cls` that `resource` neither has nor lists as internal in `LIBRARY`."""
+    internal = getattr(resource, "LIBRARY", {}).get(cls, frozenset())
+    return {f.name for f in fields(cls)} - set(resource.model_fields) - internal
+
+
 def _build(cls: type, resource: dg.ConfigurableResource) -> Any:
-    """The library config `cls`, built by keyword from the resource's same-named fields."""
+    """The library config `cls`, built by keyword from the resource's same-named fields; a
+    field that is neither exposed nor listed as internal is a bug, not a silent default."""
+    if missing := unexposed(cls, type(resource)):
+        raise TypeError(f"{type(resource).__name__} does not expose {cls.__name__} fields {sorted(missing)}; add them or list them in LIBRARY")
     return cls(**{f.name: getattr(resource, f.name) for f in fields(cls) if f.name in type(resource).model_fields})
+
+
+def _from_env(value: str, variable: str, default: str) -> str:
+    """`value` if set, else the environment variable of the process running the step, else `default`."""
+    return value or os.environ.get(variable, default)
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -60,6 +78,9 @@ class CheckpointStoreResource(dg.ConfigurableResource):
     settle_seconds: a hand-copied checkpoint must be unchanged this long before it is taken.
     """
 
+    # root is `directory`, resolved against the storage root.
+    LIBRARY: ClassVar[dict[type, frozenset[str]]] = {LocalCheckpointStore: frozenset({"root"})}
+
     directory: str = ""
     settle_seconds: float = LocalCheckpointStore.settle_seconds
 
@@ -72,15 +93,19 @@ class DatasetResource(dg.ConfigurableResource):
     """The training prompts.
 
     path: JSON, JSONL, Parquet, a saved Hugging Face dataset folder, or "embedded" for the
-      generated arithmetic problems.
-    name: the dataset's name in the storage root and in SQL.
+      generated arithmetic problems; empty means $GAINRL_DATA, else "embedded".
+    name: the dataset's name in the storage root and in SQL; empty means $GAINRL_DATASET_NAME,
+      else "arithmetic".
     problem_field, answer_field: source fields; empty means auto-detect.
     on_error: "fail" on the first bad row, or "skip" it into the rejects table.
     n_problems, seed, max_steps, max_digits: the generated dataset (embedded only).
     """
 
-    path: str = DatasetSource.path
-    name: str = DatasetSource.name
+    # `fields` and `generator` are built from problem_field/answer_field and the ArithmeticConfig fields.
+    LIBRARY: ClassVar[dict[type, frozenset[str]]] = {DatasetSource: frozenset({"fields", "generator"}), ArithmeticConfig: frozenset()}
+
+    path: str = ""
+    name: str = ""
     problem_field: str = ""
     answer_field: str = ""
     on_error: str = DatasetSource.on_error
@@ -92,8 +117,8 @@ class DatasetResource(dg.ConfigurableResource):
     @property
     def source(self) -> DatasetSource:
         return DatasetSource(
-            path=self.path,
-            name=self.name,
+            path=_from_env(self.path, "GAINRL_DATA", DatasetSource.path),
+            name=_from_env(self.name, "GAINRL_DATASET_NAME", DatasetSource.name),
             fields=FieldMap(problem=self.problem_field or None, answer=self.answer_field or None),
             on_error=self.on_error,
             generator=_build(ArithmeticConfig, self),
@@ -104,7 +129,7 @@ class ModelResource(dg.ConfigurableResource):
     """The base checkpoint and how prompts are rendered for it.
 
     base_model: a Hugging Face id, a local `save_pretrained` folder, or "embedded" for the
-      tiny locally built Qwen2.
+      tiny locally built Qwen2; empty means $GAINRL_MODEL, else "embedded".
     dtype: "auto" (bfloat16 where the hardware runs it natively, else float32), "float32",
       "bfloat16" or "float16"; device: "auto", "cpu", "cuda", "cuda:1", ...
     system_prompt, max_tokens: the prompt template (the chat template is the tokenizer's).
@@ -113,12 +138,20 @@ class ModelResource(dg.ConfigurableResource):
       Its content, not its path, keys the shards: edit it and tokenized_shards makes a new set.
     """
 
-    base_model: str = EMBEDDED
+    # few_shot is read from few_shot_file.
+    LIBRARY: ClassVar[dict[type, frozenset[str]]] = {PromptConfig: frozenset({"few_shot"})}
+
+    base_model: str = ""
     dtype: str = AUTO
     device: str = AUTO
     system_prompt: str = PromptConfig.system_prompt
     few_shot_file: str = ""
     max_tokens: int = PromptConfig.max_tokens
+
+    @property
+    def model_id(self) -> str:
+        """What the user named: a Hub id, a path or "embedded"."""
+        return _from_env(self.base_model, "GAINRL_MODEL", EMBEDDED)
 
     @property
     def prompt(self) -> PromptConfig:
@@ -136,8 +169,10 @@ class ScoringResource(dg.ConfigurableResource):
       once per shard (the `scoring_mode` metadata of angle_scores says what was done).
     """
 
+    LIBRARY: ClassVar[dict[type, frozenset[str]]] = {ScoreConfig: frozenset()}
+
     inter_weight: float = ScoreConfig.inter_weight
-    shard_size: int = 1024
+    shard_size: int = SHARD_SIZE
     max_batch_size: int = ScoreConfig.max_batch_size
     max_batch_tokens: int = ScoreConfig.max_batch_tokens
     min_prefix_tokens: int = ScoreConfig.min_prefix_tokens
@@ -150,38 +185,45 @@ class ScoringResource(dg.ConfigurableResource):
 class TrainingResource(dg.ConfigurableResource):
     """Named GRPO runs: a YAML mapping of run name to `TrainingRunConfig` fields.
 
-    runs_file: empty means `data/training_runs.yaml`. The `training_runs` partitions follow
-      the names in this file (the `training_runs_sensor` adds new ones).
+    runs_file: empty means $GAINRL_RUNS, else `data/training_runs.yaml`. The `training_runs`
+      partitions follow the names in this file (the `training_runs_sensor` adds new ones).
     """
 
     runs_file: str = ""
 
+    @property
+    def path(self) -> Path:
+        return Path(_from_env(self.runs_file, "GAINRL_RUNS", str(DEFAULT_RUNS_FILE)))
+
     def runs(self) -> dict[str, TrainingRunConfig]:
-        return load_run_configs(Path(self.runs_file) if self.runs_file else DEFAULT_RUNS_FILE)
+        return load_run_configs(self.path)
 
     def run(self, name: str) -> TrainingRunConfig:
         runs = self.runs()
         if name not in runs:
-            raise KeyError(f"training run {name!r} is not in {self.runs_file or DEFAULT_RUNS_FILE}; runs there: {sorted(runs)}")
+            raise KeyError(f"training run {name!r} is not in {self.path}; runs there: {sorted(runs)}")
         return runs[name]
 
 
 class HeldOutResource(dg.ConfigurableResource):
     """Held-out problems for evaluation; training prompts are always excluded.
 
-    path: a dataset file, or "embedded" for generated arithmetic with its own seed.
+    path: a dataset file, or "embedded" for generated arithmetic with its own seed; empty means
+      $GAINRL_EVAL_DATA, else "embedded".
     n_problems, seed: how many problems, and the generator seed (embedded only).
     max_new_tokens: greedy completion length.
     """
 
-    path: str = HeldOutConfig.path
+    LIBRARY: ClassVar[dict[type, frozenset[str]]] = {HeldOutConfig: frozenset()}
+
+    path: str = ""
     n_problems: int = HeldOutConfig.n_problems
     seed: int = HeldOutConfig.seed
     max_new_tokens: int = HeldOutConfig.max_new_tokens
 
     @property
     def config(self) -> HeldOutConfig:
-        return _build(HeldOutConfig, self)
+        return replace(_build(HeldOutConfig, self), path=_from_env(self.path, "GAINRL_EVAL_DATA", HeldOutConfig.path))
 
 
 class DiagnosticsResource(dg.ConfigurableResource):
@@ -192,6 +234,8 @@ class DiagnosticsResource(dg.ConfigurableResource):
     generation_batch: prompts sampled per `generate` call.
     n_boot, level: bootstrap replicates and interval coverage.
     """
+
+    LIBRARY: ClassVar[dict[type, frozenset[str]]] = {DiagnosticsConfig: frozenset()}
 
     sample_size: int = DiagnosticsConfig.sample_size
     seed: int = DiagnosticsConfig.seed
@@ -205,97 +249,6 @@ class DiagnosticsResource(dg.ConfigurableResource):
     @property
     def config(self) -> DiagnosticsConfig:
         return _build(DiagnosticsConfig, self)
-
-
-@dataclass(frozen=True)
-class CheckpointTarget:
-    """One checkpoint of the store with everything an asset needs to read or write for it."""
-
-    layout: Layout
-    source: DatasetSource
-    version: str
-    record: CheckpointRecord
-    model: ModelResource
-    shard_set: Callable[[], ShardSet]
-
-    @cached_property
-    def shards(self) -> ShardSet:
-        """The dataset's current shard set (read on first use: evaluation does not need one)."""
-        return self.shard_set()
-
-    @cached_property
-    def dtype(self) -> str:
-        """The dtype the checkpoint runs in, "auto" resolved on this machine (what score rows record)."""
-        return resolve_dtype(self.model.dtype, self.model.device)
-
-    @property
-    def dataset(self) -> str:
-        return self.source.name
-
-    @property
-    def checkpoint(self) -> str:
-        return self.record.fingerprint
-
-    @property
-    def prompts(self) -> Path:
-        return self.layout.prompts(self.dataset, self.version)
-
-    @property
-    def scores(self) -> Path:
-        return self.layout.scores(self.dataset, self.version, self.shards.prompt_fingerprint, self.checkpoint)
-
-    @property
-    def ranked_scores(self) -> Path:
-        return self.layout.ranked_scores(self.dataset, self.version, self.shards.prompt_fingerprint, self.checkpoint)
-
-    @property
-    def staging(self) -> Path:
-        return self.layout.scores_staging(self.dataset, self.version, self.shards.prompt_fingerprint, self.checkpoint)
-
-    @property
-    def ranking(self) -> Path:
-        return self.layout.ranking(self.dataset, self.version, self.shards.prompt_fingerprint, self.checkpoint)
-
-    def existing_ranking(self) -> Path:
-        return existing_ranking(self.layout, self.dataset, self.version, self.shards.prompt_fingerprint, self.checkpoint)
-
-    @property
-    def report_dir(self) -> Path:
-        return self.layout.report_dir(self.dataset, self.version, self.shards.prompt_fingerprint, self.checkpoint)
-
-    @property
-    def evaluation(self) -> Path:
-        return self.layout.evaluation(self.dataset, self.version, self.checkpoint)
-
-    @property
-    def diagnostics_stem(self) -> Path:
-        return self.layout.diagnostics_stem(self.dataset, self.version, self.checkpoint)
-
-    def score_context(self):  # -> ScoreContext
-        from gainrl_ops.scoring.scorer import ScoreContext
-
-        return ScoreContext(
-            self.dataset, self.version, self.checkpoint, self.record.name, self.shards.tokenizer_fingerprint, self.shards.prompt_fingerprint, self.dtype
-        )
-
-    def load_model(self):  # -> PreTrainedModel
-        """The checkpoint on the configured device and dtype (torch is imported only here)."""
-        from gainrl_ops.scoring.models import ModelSpec, load_model
-
-        return load_model(ModelSpec(self.record.path, dtype=self.dtype, device=self.model.device))
-
-    def load_tokenizer(self, check_shards: bool = False):  # -> PreTrainedTokenizerBase
-        """The checkpoint's tokenizer; with `check_shards`, it must be the one the shards used."""
-        from gainrl_ops.data.prompts import tokenizer_fingerprint
-        from gainrl_ops.scoring.models import load_tokenizer
-
-        tokenizer = load_tokenizer(self.record.path)
-        if check_shards and tokenizer_fingerprint(tokenizer) != self.shards.tokenizer_fingerprint:
-            raise ValueError(
-                f"checkpoint {self.record.name} ({self.checkpoint}) has another tokenizer than the shards in {self.shards.directory}; "
-                "materialize tokenized_shards with it as the base model"
-            )
-        return tokenizer
 
 
 class TargetsResource(dg.ConfigurableResource):
@@ -316,34 +269,29 @@ class TargetsResource(dg.ConfigurableResource):
 
     def version(self) -> str:
         """The content version the dataset's name points at now (raw_dataset sets it)."""
-        return current_label(self.layout, self.dataset.name).version
+        return current_label(self.layout, self.dataset.source.name).version
 
-    def shards(self, version: str | None = None) -> ShardSet:
+    def shards(self) -> ShardSet:
         """The shard set tokenized_shards made last; it must match the model's prompt settings."""
-        return current_shards(self.layout, self.dataset.name, version or self.version(), self.model.prompt)
+        return current_shards(self.layout, self.dataset.source.name, self.version(), self.model.prompt)
 
     def base_model_path(self) -> str:
         """The base model's loadable id or path ("embedded" is built once and cached)."""
         from gainrl_ops.training.embedded import resolve_model
 
-        return resolve_model(self.model.base_model, self.layout)
+        return resolve_model(self.model.model_id, self.layout)
 
     def base(self) -> CheckpointRecord:
         """The base checkpoint, registered in the store (once)."""
-        return self.store.register(self.base_model_path(), name="base", source=self.model.base_model)
+        return self.store.register(self.base_model_path(), name="base", source=self.model.model_id)
 
     def target(self, record: CheckpointRecord) -> CheckpointTarget:
-        version = self.version()
-        return CheckpointTarget(self.layout, self.dataset.source, version, record, self.model, lambda: self.shards(version))
+        """`record` against the dataset version its name points at now."""
+        return CheckpointTarget.current(self.layout, self.dataset.source, record, self.model.prompt, self.model.dtype, self.model.device)
 
     def resolve(self, context: dg.AssetExecutionContext | dg.OpExecutionContext | dg.AssetCheckExecutionContext) -> CheckpointTarget:
         """The checkpoint partition being run."""
         return self.target(self.store.get(context.partition_key))
-
-
-def _env(name: str, default: str) -> str:
-    """An environment override resolved when a run launches (`dg.EnvVar`), when it is set."""
-    return dg.EnvVar(name) if name in os.environ else default
 
 
 def default_resources(
@@ -354,14 +302,12 @@ def default_resources(
     **others: dg.ConfigurableResource,
 ) -> dict[str, dg.ConfigurableResource]:
     """Every resource the definitions use, with `targets` wired to the same storage, dataset,
-    model and store. Unset ones are configurable at launch with the library defaults, and
-    with GAINRL_DATA, GAINRL_DATASET_NAME, GAINRL_MODEL, GAINRL_EVAL_DATA when those are set."""
+    model and store. Unset ones are configurable at launch, with the library defaults and the
+    environment overrides of the module docstring."""
     storage = storage or StorageResource.configure_at_launch()
     checkpoint_store = checkpoint_store or CheckpointStoreResource.configure_at_launch()
-    dataset = dataset or DatasetResource.configure_at_launch(
-        path=_env("GAINRL_DATA", DatasetSource.path), name=_env("GAINRL_DATASET_NAME", DatasetSource.name)
-    )
-    model = model or ModelResource.configure_at_launch(base_model=_env("GAINRL_MODEL", EMBEDDED))
+    dataset = dataset or DatasetResource.configure_at_launch()
+    model = model or ModelResource.configure_at_launch()
     return {
         "storage": storage,
         "checkpoint_store": checkpoint_store,
@@ -369,7 +315,7 @@ def default_resources(
         "model": model,
         "targets": TargetsResource(storage=storage, dataset=dataset, model=model, checkpoint_store=checkpoint_store),
         "scoring": others.get("scoring", ScoringResource()),
-        "training": others.get("training", TrainingResource(runs_file=_env("GAINRL_RUNS", ""))),
-        "held_out": others.get("held_out", HeldOutResource(path=_env("GAINRL_EVAL_DATA", HeldOutConfig.path))),
+        "training": others.get("training", TrainingResource()),
+        "held_out": others.get("held_out", HeldOutResource()),
         "diagnostics": others.get("diagnostics", DiagnosticsResource()),
     }

@@ -15,6 +15,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from gainrl_ops import cli
+from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.storage import write_parquet_atomic, write_text_atomic
 from gainrl_ops.curriculum.catalog import (
@@ -28,7 +29,7 @@ from gainrl_ops.curriculum.catalog import (
 )
 from gainrl_ops.data.datasets import CANONICAL_SCHEMA, REJECTS_SCHEMA
 from gainrl_ops.data.shards import SHARD_SCHEMA
-from gainrl_ops.scoring.scorer import SCORE_SCHEMA, compact
+from gainrl_ops.scoring.publish import SCORE_SCHEMA, compact
 
 DATASET = "arith"
 VERSION = "aaaabbbbccccdddd"
@@ -115,7 +116,7 @@ def score_table(ids: list[str], checkpoint: str, seed: int, nan_first: bool = Fa
 
 
 def write_scores(root: Path, checkpoint: str, seed: int, nan_first: bool = False) -> None:
-    out = Layout(root).scores(DATASET, VERSION, PROMPT_FP, checkpoint)
+    out = Layout(root).scores(ScoresKey(DATASET, VERSION, PROMPT_FP, checkpoint))
     table = score_table(IDS, checkpoint, seed, nan_first)
     write_parquet_atomic(table.slice(0, SHARD_SIZES[0]), out / "parts" / "part-00000.parquet")
     write_parquet_atomic(table.slice(SHARD_SIZES[0]), out / "parts" / "part-00001.parquet")
@@ -137,7 +138,7 @@ def register(root: Path, name: str, fingerprint: str, when: str, parent: str | N
 
 def write_decoys(root: Path) -> None:
     """Staging folders and foreign folders that no view may read."""
-    scores = Layout(root).ranked_scores(DATASET, VERSION, PROMPT_FP, CK_BASE).parent.parent
+    scores = Layout(root).ranked_scores(ScoresKey(DATASET, VERSION, PROMPT_FP, CK_BASE)).parent.parent
     for folder in (".staging-0123456789abcdef", "_tmp", "not-a-fingerprint", "checkpoint=0123456789ABCDEF"):
         write_parquet_atomic(score_table(["decoy"], CK_BASE, 0), scores / folder / "scores.parquet")
     write_parquet_atomic(score_table(["decoy"], CK_BASE, 0), root / "scores" / "_staging" / VERSION / PROMPT_FP / CK_BASE / "scores.parquet")
@@ -319,7 +320,7 @@ def test_refresh_if_changed_rebuilds_only_when_what_it_reads_changed(root: Path)
     assert rebuilt != built
     assert query(root, "SELECT count(DISTINCT checkpoint) AS n FROM scores")["n"].to_list() == [3]
 
-    bad = Layout(root).scores(DATASET, VERSION, PROMPT_FP, "a" * 16) / "scores.parquet"
+    bad = Layout(root).scores(ScoresKey(DATASET, VERSION, PROMPT_FP, "a" * 16)) / "scores.parquet"
     bad.write_bytes(b"not parquet")  # the same path, damaged: its size and time changed
     (problem,) = refresh_if_changed(root)
     assert problem[1] == str(bad) and catalog.stat().st_mtime_ns != rebuilt

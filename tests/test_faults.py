@@ -83,13 +83,13 @@ KILL_MID_WRITE = """
 """
 KILL_DURING_SWAP = """
     import os, signal
-    import gainrl_ops.scoring.scorer as scorer
-    real = scorer.replace_directory
+    import gainrl_ops.scoring.publish as publish
+    real = publish.replace_directory
     def die_mid_swap(source, target):
         if target.exists():
             target.rename(target.with_name(".retired-" + target.name))
         os.kill(os.getpid(), signal.SIGKILL)
-    scorer.replace_directory = die_mid_swap
+    publish.replace_directory = die_mid_swap
 """
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gainrl_ops.core import layout as tree
+from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout, Template
 from gainrl_ops.curriculum.catalog import SOURCES
 
@@ -41,7 +42,7 @@ def test_regex_extracts_every_field_from_a_made_path(tmp_path: Path) -> None:
 
 def test_staging_and_temporary_files_are_not_published(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
-    staging = layout.scores_staging("gsm8k", "00112233aabbccdd", "0123456789abcdef", "fedcba9876543210") / "part-00000.parquet"
+    staging = layout.scores_staging(ScoresKey("gsm8k", "00112233aabbccdd", "0123456789abcdef", "fedcba9876543210")) / "part-00000.parquet"
     assert not fnmatchcase(staging.relative_to(tmp_path).as_posix(), tree.SCORE_PART.glob())
     assert layout.kind_of(staging) is None
     temporary = layout.prompts("gsm8k", "00112233aabbccdd").with_name(".prompts.parquet.x1y2.tmp")

@@ -13,6 +13,7 @@ import pytest
 from gainrl_ops.core import layout as tree
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.data.datasets import DatasetError
+from gainrl_ops.data.sources import current_label
 from gainrl_ops.scoring.hardware import resolve_dtype
 from pipelines.definitions import defs
 from pipelines.defs.curriculum.automation import (
@@ -178,6 +179,35 @@ def test_rescoring_a_partition_replaces_it_without_duplicates(instance, tmp_path
     meta = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}["angle_scores"]
     assert meta.step_materialization_data.materialization.metadata["parts_reused"].value == 3
     assert not list((tmp_path / "scores").rglob("_staging-*"))
+
+
+def test_a_scoring_run_keeps_its_planned_version_when_raw_dataset_changes_mid_run(instance, tmp_path: Path, tiny_model_path: Path) -> None:
+    """raw_dataset is materialized with other content after the plan step and before any
+    shard step: the run scores and publishes the planned version, whole, and nothing else."""
+    partition = _prepare(instance, tmp_path, tiny_model_path)
+    planned = current_label(Layout(tmp_path), "arithmetic").version
+    other = {**_resources(tmp_path, tiny_model_path), "dataset": DatasetResource(n_problems=N_PROMPTS + 7, seed=4, max_steps=1, max_digits=1)}
+
+    @dg.success_hook
+    def remake_raw_dataset(context: dg.HookContext) -> None:
+        if context.op.name == "plan_scoring":
+            with dg.instance_for_test() as elsewhere:
+                assert dg.materialize(ALL, selection=["raw_dataset"], instance=elsewhere, resources=other).success
+
+    # The scoring steps alone: the asset checks read the dataset's current version, which is the new one here.
+    job = dg.define_asset_job("score_mid_change", selection=dg.AssetSelection.assets("angle_scores").without_checks(), hooks={remake_raw_dataset})
+    scoring = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=[job], resources=_resources(tmp_path, tiny_model_path))
+    result = scoring.resolve_job_def("score_mid_change").execute_in_process(instance=instance, partition_key=partition)
+
+    assert result.success
+    now = current_label(Layout(tmp_path), "arithmetic")
+    assert now.version != planned and now.rows == N_PROMPTS + 7  # the dataset did change during the run
+    published = pl.read_parquet(tmp_path / "scores" / "dataset=arithmetic" / "*" / "*" / "*" / "scores.parquet")
+    assert published.height == N_PROMPTS and published["dataset_version"].unique().to_list() == [planned]
+    planned_ids = pl.read_parquet(Layout(tmp_path).prompts("arithmetic", planned))["id"].sort()
+    assert published["id"].sort().equals(planned_ids)
+    meta = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}["angle_scores"]
+    assert meta.step_materialization_data.materialization.metadata["dataset_version"].value == planned
 
 
 def _tick(instance: dg.DagsterInstance, resources: dict, cursor: str | None = None) -> dg.SensorResult:

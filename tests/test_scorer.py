@@ -18,6 +18,7 @@ from transformers import (
     Qwen2Config,
 )
 
+from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.stats import spearman
 from gainrl_ops.data.arithmetic import ArithmeticConfig, generate
@@ -32,10 +33,13 @@ from gainrl_ops.scoring.models import (
     load_model,
     load_tokenizer,
 )
+from gainrl_ops.scoring.plan import ScoringPlan
+from gainrl_ops.scoring.publish import ScoreContext
 from gainrl_ops.scoring.scorer import (
     ScoreConfig,
-    ScoreContext,
+    score_and_publish,
     score_batch,
+    score_part,
     score_shards,
 )
 
@@ -170,8 +174,40 @@ def _dataset(n: int) -> pa.Table:
     return pa.table({"id": [problem_id(p.problem) for p in problems], "problem": [p.problem for p in problems]})
 
 
+def _plan(root: Path, path: Path, shards: ShardSet) -> ScoringPlan:
+    key = ScoresKey("arithmetic", VERSION, shards.prompt_fingerprint, checkpoint_fingerprint(str(path)))
+    return ScoringPlan(root, key, shards, "tiny", str(path), "float64")
+
+
 def _context(path: Path, shards: ShardSet) -> ScoreContext:
-    return ScoreContext("arithmetic", VERSION, checkpoint_fingerprint(str(path)), "tiny", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float64")
+    return _plan(path, path, shards).context
+
+
+def test_score_and_publish_writes_the_ranked_scores_of_the_plan_and_refuses_a_changed_shard(tiny, tiny_model_path: Path, tmp_path: Path) -> None:
+    model, tokenizer = tiny
+    shards = tokenize_to_shards(_dataset(30), tokenizer, PromptConfig(), Layout(tmp_path), "arithmetic", VERSION, shard_size=10)
+    plan = _plan(tmp_path, tiny_model_path, shards)
+    summary = score_and_publish(model, plan, progress=False)
+    ranked = pq.read_table(plan.ranked_scores).to_pydict()
+    assert plan.final == Layout(tmp_path).scores(plan.key) and summary.directory == plan.final and not plan.staging.exists()
+    assert ranked["rank"] == list(range(1, 31)) and set(ranked["dataset_version"]) == {VERSION} and set(ranked["model"]) == {"tiny"}
+    # A shard rewritten after the run was planned: a one-line error naming the file, nothing published.
+    pq.write_table(pq.read_table(shards.shards[1].path).slice(0, 5), shards.shards[1].path)
+    with pytest.raises(ValueError, match=r"shard-00001.parquet: changed since this run was planned") as error:
+        score_and_publish(model, plan, ScoreConfig(inter_weight=2.0), progress=False)
+    assert "\n" not in str(error.value)
+    assert set(pq.read_table(plan.ranked_scores).column("inter_weight").to_pylist()) == {8.0}
+
+
+def test_publish_refuses_a_part_made_for_another_context(tiny, tiny_model_path: Path, tmp_path: Path) -> None:
+    model, tokenizer = tiny
+    shards = tokenize_to_shards(_dataset(20), tokenizer, PromptConfig(), Layout(tmp_path), "arithmetic", VERSION, shard_size=10)
+    plan = _plan(tmp_path, tiny_model_path, shards)
+    other = ScoringPlan(tmp_path, plan.key, shards, "another-name", plan.checkpoint_path, "float64")
+    assert score_part(model, plan, 0) and score_part(model, other, 1)
+    with pytest.raises(RuntimeError, match=r"part-00001.parquet: made from other shards or another checkpoint, version or model"):
+        plan.publish(2)
+    assert not plan.final.exists()
 
 
 def test_score_shards_writes_one_row_per_prompt_with_provenance(tiny, tiny_model_path: Path, tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
+from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.storage import storage_root
 
 _PUBLISHED = "[!._]*"  # a name not starting with "." or "_" (staging and temporary files do)
@@ -203,23 +204,21 @@ class Layout:
     def shards(self, dataset: str, version: str, prompt_fingerprint: str) -> Path:
         return self.path(SHARD_MANIFEST, dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint).parent
 
-    # scores, rankings, reports
-    def scores(self, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
-        values = dict(dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)
-        return self.path(SCORE_SUMMARY, **values).parent
+    # scores, rankings, reports: one checkpoint's artifacts, named by its `ScoresKey`
+    def scores(self, key: ScoresKey) -> Path:
+        return self.path(SCORE_SUMMARY, **key.values()).parent
 
-    def ranked_scores(self, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
-        return self.path(SCORES, dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)
+    def ranked_scores(self, key: ScoresKey) -> Path:
+        return self.path(SCORES, **key.values())
 
-    def scores_staging(self, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
-        return self.path(SCORE_STAGING, dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)
+    def scores_staging(self, key: ScoresKey) -> Path:
+        return self.path(SCORE_STAGING, **key.values())
 
-    def ranking(self, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
-        return self.path(RANKING, dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)
+    def ranking(self, key: ScoresKey) -> Path:
+        return self.path(RANKING, **key.values())
 
-    def report_dir(self, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
-        values = dict(dataset=dataset, version=version, prompt_fingerprint=prompt_fingerprint, checkpoint=checkpoint)
-        return self.path(REPORT_PLOT, **values, plot="x").parent
+    def report_dir(self, key: ScoresKey) -> Path:
+        return self.path(REPORT_PLOT, **key.values(), plot="x").parent
 
     def export_dir(self, dataset: str, version: str, checkpoint: str) -> Path:
         return self.path(EXPORT_FILE, dataset=dataset, version=version, checkpoint=checkpoint, rest="x").parent

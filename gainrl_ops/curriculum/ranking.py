@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
+from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.storage import atomic_path
 from gainrl_ops.curriculum.catalog import connect_readonly
@@ -19,22 +20,24 @@ if TYPE_CHECKING:  # imported where used: loading the Dagster definitions should
 SNAPSHOT_MEMORY = "300MB"
 
 
-def export_ranking(layout: Layout, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
+def export_ranking(layout: Layout, key: ScoresKey) -> Path:
     """Snapshot the `curriculum` view of one checkpoint to Parquet, in rank order (rank 1 =
     highest angle score), so SQL users and the training sampler see the same order and a
     training run keeps it. DuckDB streams the rows to the file: memory stays flat in the size
     of the dataset."""
     where = " AND ".join(
         f"{column} = '{value}'"  # plain names and hex digests only (checked by Layout)
-        for column, value in (("dataset", dataset), ("dataset_version", version), ("prompt_fingerprint", prompt_fingerprint), ("checkpoint", checkpoint))
+        for column, value in (
+            ("dataset", key.dataset), ("dataset_version", key.version), ("prompt_fingerprint", key.prompt_fingerprint), ("checkpoint", key.checkpoint),
+        )
     )
-    target = layout.ranking(dataset, version, prompt_fingerprint, checkpoint)
+    target = layout.ranking(key)
     # A memory limit makes DuckDB spill the sort instead of holding every row (1M rows: about
     # 390 MB peak instead of 0.9-1.5 GB, for twice the time).
     with connect_readonly(layout.root, memory_limit=SNAPSHOT_MEMORY) as con:
         (rows,) = con.execute(f"SELECT count(*) FROM scores WHERE {where}").fetchall()[0]
         if rows == 0:
-            raise ValueError(f"no scores for dataset {dataset!r} (version {version}), prompts {prompt_fingerprint}, checkpoint {checkpoint}")
+            raise ValueError(f"no scores for dataset {key.dataset!r} (version {key.version}), prompts {key.prompt_fingerprint}, checkpoint {key.checkpoint}")
         with atomic_path(target) as tmp:
             con.execute(
                 f"COPY (SELECT * FROM curriculum WHERE {where} ORDER BY rank) TO '{tmp}' "
@@ -55,11 +58,11 @@ def ranking_preview(path: Path, rows: int = 10) -> tuple[int, pl.DataFrame, pl.D
     return file.metadata.num_rows, top, bottom
 
 
-def existing_ranking(layout: Layout, dataset: str, version: str, prompt_fingerprint: str, checkpoint: str) -> Path:
+def existing_ranking(layout: Layout, key: ScoresKey) -> Path:
     """The checkpoint's ranking snapshot, which training and diagnostics read; it must exist."""
-    path = layout.ranking(dataset, version, prompt_fingerprint, checkpoint)
+    path = layout.ranking(key)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: materialize curriculum for checkpoint {checkpoint} first")
+        raise FileNotFoundError(f"{path}: materialize curriculum for checkpoint {key.checkpoint} first")
     return path
 
 
@@ -116,16 +119,16 @@ def ordered_prompts(layout: Layout, dataset: str, version: str, prompt_fingerpri
 
 
 def previous_ranking(
-    layout: Layout, dataset: str, version: str, prompt_fingerprint: str, records: Sequence[CheckpointRecord], current: CheckpointRecord
+    layout: Layout, key: ScoresKey, records: Sequence[CheckpointRecord], current: CheckpointRecord
 ) -> tuple[CheckpointRecord, pl.DataFrame] | None:
     """The ranking to compare with: the checkpoint's parent if it was ranked, else the
-    latest checkpoint registered before it that was."""
+    latest checkpoint registered before it that was (same dataset version and prompts as `key`)."""
     import polars as pl
 
     earlier = [r for r in records if r.registered_at < current.registered_at and r.fingerprint != current.fingerprint]
     candidates = [r for r in earlier if r.fingerprint == current.parent] + earlier[::-1]
     for record in candidates:
-        path = layout.ranking(dataset, version, prompt_fingerprint, record.fingerprint)
+        path = layout.ranking(key.with_checkpoint(record.fingerprint))
         if path.exists():
             return record, pl.read_parquet(path)
     return None

@@ -25,6 +25,9 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a careful math tutor. Solve the problem step by step, "
     "then write the final answer after ####."
 )
+# Prompts per shard, i.e. per score part and per parallel scoring step (not part of the
+# prompt fingerprint: the same prompts in other shard sizes score the same).
+SHARD_SIZE = 1024
 # Placeholders that no template rewrites and no real text contains; used once per prompt to
 # learn where the template puts the system prompt and the question.
 _SYSTEM_MARK = "\ue000gainrl-system\ue000"

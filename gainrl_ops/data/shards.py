@@ -31,6 +31,7 @@ from gainrl_ops.core.storage import (
     write_text_atomic,
 )
 from gainrl_ops.data.prompts import (
+    SHARD_SIZE,
     PromptConfig,
     prompt_fingerprint,
     render_prompts,
@@ -113,7 +114,7 @@ def tokenize_to_shards(
     layout: Layout,
     dataset: str,
     version: str,
-    shard_size: int = 1024,
+    shard_size: int = SHARD_SIZE,
 ) -> ShardSet:
     """Render and tokenize the `id`/`problem` rows of `prompts` (the content `version` of
     `dataset`) into its shard set for this prompt fingerprint, and make it the current set.

@@ -74,6 +74,12 @@ def checkpoint_fingerprint(name_or_path: str) -> str:
     return fingerprint_folder(resolve_local(name_or_path), _WEIGHT_PATTERNS)
 
 
+def unregistered(path: str, name: str) -> CheckpointRecord:
+    """A checkpoint scored outside the store (the CLI, the benchmarks): known by its content
+    fingerprint, with `name` as its model name in score rows; nothing is written."""
+    return CheckpointRecord(fingerprint=checkpoint_fingerprint(path), name=name, path=path, registered_at="", source=path)
+
+
 def _count_parameters(path: Path) -> int | None:
     """Parameter count read from safetensors headers, without loading the weights."""
     from safetensors import safe_open

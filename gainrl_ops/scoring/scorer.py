@@ -16,13 +16,11 @@ import inspect
 import json
 import logging
 import os
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,17 +28,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from gainrl_ops.core import columns
-from gainrl_ops.core.columns import arrow_schema, percentile_sql, rank_sql
-from gainrl_ops.core.layout import SCORE_PART, SCORE_SUMMARY, SCORES, glob_escape
-from gainrl_ops.core.storage import (
-    ROW_GROUP_ROWS,
-    atomic_path,
-    replace_directory,
-    sweep_temporary,
-    write_parquet_atomic,
-    write_text_atomic,
-)
+from gainrl_ops.core.storage import write_parquet_atomic
 from gainrl_ops.data.shards import Shard, ShardSet, shard_problem
 from gainrl_ops.scoring import angles, capture
 from gainrl_ops.scoring.angles import angle_concentration
@@ -52,63 +40,29 @@ from gainrl_ops.scoring.capture import (
     suffix_mlp_input,
 )
 from gainrl_ops.scoring.config import DEFAULT_INTER_WEIGHT, ScoreConfig
+from gainrl_ops.scoring.plan import ScoringPlan
+from gainrl_ops.scoring.publish import (
+    PART_KEY,
+    PREFIX_KEY,
+    SCORE_SCHEMA,
+    ScoreContext,
+    ScoreSummary,
+    part_path,
+    part_tag,
+    write_summary,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-SCORE_SCHEMA = arrow_schema(columns.SCORE)
-SUMMARY = SCORE_SUMMARY.name()
 log = logging.getLogger(__name__)
 _OTHER_INPUTS = "made from other shards, settings or scoring code"
-_PART_KEY = b"gainrl.part"
-_PREFIX_KEY = b"gainrl.prefix"
 
 
 def code_version() -> str:
     """Digest of the source that defines a score; it changes exactly when the scoring code does."""
     source = "".join(inspect.getsource(f) for f in (angles, capture, score_batch, shared_prefix_length, shard_prefix))
     return hashlib.blake2b(source.encode(), digest_size=6).hexdigest()
-
-
-@dataclass(frozen=True)
-class ScoreContext:
-    """What every score row records about how it was produced."""
-
-    dataset: str
-    dataset_version: str
-    checkpoint: str
-    model: str
-    tokenizer: str
-    prompt_fingerprint: str
-    dtype: str
-
-
-@dataclass(frozen=True)
-class ScoreSummary:
-    """A scoring run; per shard, `prefix_tokens` is how many leading tokens were run once for
-    all its prompts (0: every prompt run whole) and `prefix_notes` why none were ("" if some)."""
-
-    directory: Path
-    rows: int
-    parts_written: int
-    parts_reused: int
-    code_version: str
-    prefix_tokens: tuple[int, ...]
-    prefix_notes: tuple[str, ...]
-
-    @property
-    def scoring_mode(self) -> str:
-        """One line: how the shards were run."""
-        shared = [n for n in self.prefix_tokens if n > 0]
-        whole = len(self.prefix_tokens) - len(shared)
-        parts = []
-        if shared:
-            span = f"{min(shared)}" if min(shared) == max(shared) else f"{min(shared)}-{max(shared)}"
-            parts.append(f"shared prefix on {len(shared)} of {len(self.prefix_tokens)} shards ({span} tokens run once per shard)")
-        if whole:
-            reasons = "; ".join(dict.fromkeys(note for note in self.prefix_notes if note))
-            parts.append(f"full prefill on {whole} of {len(self.prefix_tokens)} shards ({reasons})")
-        return ", ".join(parts)
 
 
 def length_batches(lengths: Sequence[int], config: ScoreConfig) -> list[list[int]]:
@@ -219,10 +173,7 @@ def _score_shard(model: PreTrainedModel, table: pa.Table, config: ScoreConfig, b
 
 
 def _part_tag(shard: Shard, context: ScoreContext, config: ScoreConfig) -> bytes:
-    return json.dumps(
-        {"shard": shard.digest, "context": asdict(context), "w": config.inter_weight, "code": code_version()},
-        sort_keys=True,
-    ).encode()
+    return part_tag(shard, context, config.inter_weight, code_version())
 
 
 def _part_problem(path: Path, tag: bytes, rows: int) -> str | None:
@@ -233,7 +184,7 @@ def _part_problem(path: Path, tag: bytes, rows: int) -> str | None:
         meta = pq.read_metadata(path)
     except (pa.ArrowException, OSError) as error:
         return f"unreadable ({error})"
-    if (meta.metadata or {}).get(_PART_KEY) != tag:
+    if (meta.metadata or {}).get(PART_KEY) != tag:
         return _OTHER_INPUTS
     if meta.num_rows != rows:
         return f"{meta.num_rows} rows for a shard of {rows}"
@@ -245,34 +196,6 @@ def _log_problem(path: Path, problem: str) -> None:
         log.info("%s: %s; rescoring", path, problem)
     elif problem != "missing":
         log.warning("%s: %s; rescoring", path, problem)
-
-
-def part_path(out_dir: Path, shard: Shard) -> Path:
-    return Path(out_dir) / SCORE_PART.inside(SCORE_SUMMARY).relative(index=shard.index)
-
-
-def ranked_path(out_dir: Path) -> Path:
-    """The compacted, ranked scores of a scores folder (what the SQL views read)."""
-    return Path(out_dir) / SCORES.inside(SCORE_SUMMARY).relative()
-
-
-def compact(out_dir: Path, row_group_size: int = ROW_GROUP_ROWS) -> Path:
-    """Merge a scores folder's parts into one Parquet file sorted by rank, with the rank
-    (1 = highest angle_score, ties by id, unscored last), the prompt count and the percentile
-    stored, so no query recomputes a window. Non-finite components are written as NULL."""
-    parts = glob_escape(str(out_dir)) + "/" + SCORE_PART.inside(SCORE_SUMMARY).glob()
-    stored = ", ".join(f"{column.value_sql()} AS {column.name}" for column in columns.SCORE)
-    target = ranked_path(out_dir)
-    with atomic_path(target) as tmp, duckdb.connect() as con:
-        con.execute(f"""
-            COPY (
-                SELECT *, {percentile_sql("rank", "n_prompts")} AS percentile FROM (
-                    SELECT *, {rank_sql()} AS rank, count(*) OVER () AS n_prompts
-                    FROM (SELECT {stored} FROM read_parquet('{parts}'))
-                ) ORDER BY rank
-            ) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group_size})
-        """)
-    return target
 
 
 def score_shard(
@@ -324,31 +247,9 @@ def score_shard(
         "truncated": table.column("truncated"),
         **{name: pa.array([value] * n, pa.string()) for name, value in asdict(context).items()},
         "code_version": pa.array([code_version()] * n, pa.string()),
-    }, schema=SCORE_SCHEMA.with_metadata({_PART_KEY: tag, _PREFIX_KEY: json.dumps({"tokens": prefix_tokens, "note": prefix_note})}))
+    }, schema=SCORE_SCHEMA.with_metadata({PART_KEY: tag, PREFIX_KEY: json.dumps({"tokens": prefix_tokens, "note": prefix_note})}))
     write_parquet_atomic(part, path)
     return True
-
-
-def _check_parts(out_dir: Path, shards: ShardSet) -> None:
-    missing = [s.path.name for s in shards.shards if not part_path(out_dir, s).exists()]
-    if missing:
-        raise RuntimeError(f"{out_dir}: no scores for shards {missing}")
-
-
-def write_summary(out_dir: Path, shards: ShardSet, context: ScoreContext, written: int) -> ScoreSummary:
-    """Check that every shard has its part, then record the run in `summary.json`."""
-    _check_parts(out_dir, shards)
-    prefixes = [json.loads(pq.read_schema(part_path(out_dir, s)).metadata[_PREFIX_KEY]) for s in shards.shards]
-    summary = ScoreSummary(
-        Path(out_dir), shards.rows, written, len(shards.shards) - written, code_version(),
-        tuple(p["tokens"] for p in prefixes), tuple(p["note"] for p in prefixes),
-    )
-    log.info("%s: %s", out_dir, summary.scoring_mode)
-    write_text_atomic(
-        json.dumps({**asdict(summary), "directory": str(out_dir), **asdict(context)}, indent=2),
-        Path(out_dir) / SUMMARY,
-    )
-    return summary
 
 
 def _score_parts(
@@ -373,37 +274,19 @@ def score_shards(
     return write_summary(out_dir, shards, context, _score_parts(model, shards, out_dir, context, config, progress, reuse_from))
 
 
-def sweep_staging(final: Path, staging: Path) -> None:
-    """Remove what interrupted runs left beside `final` and in `staging` (temporary part files,
-    retired folders), before a run starts writing there."""
-    started = time.time()
-    parts = SCORE_PART.inside(SCORE_SUMMARY).relative(index=0)
-    for folder in (Path(final).parent, Path(staging), (Path(staging) / parts).parent, (Path(final) / parts).parent):
-        for path in sweep_temporary(folder, started):
-            log.info("removed %s, left by an interrupted run", path)
+def score_part(model: PreTrainedModel, plan: ScoringPlan, index: int, config: ScoreConfig = ScoreConfig(), bar: tqdm | None = None) -> bool:
+    """Score the plan's shard `index` into its staging folder (reusing a verified part of an
+    interrupted run or of the published scores); False when a part was reused."""
+    return score_shard(model, plan.shard(index), plan.staging, plan.context, config, bar, reuse_from=plan.final)
 
 
-def publish(staging: Path, final: Path, shards: ShardSet, context: ScoreContext, written: int) -> ScoreSummary:
-    """Check the complete staging folder, compact its parts into the ranked scores file, then
-    swap it in place of the published scores, so a reader sees the old scores or the new
-    ones, never a part of a run. The summary is written once the scores are in place."""
-    _check_parts(staging, shards)
-    compact(staging)
-    replace_directory(staging, final)
-    return write_summary(final, shards, context, written)
+def score_and_publish(model: PreTrainedModel, plan: ScoringPlan, config: ScoreConfig = ScoreConfig(), progress: bool = True) -> ScoreSummary:
+    """Score and publish a checkpoint's scores: the one scoring path of the CLI, the benchmarks
+    and (one step per call, `plan.sweep`, `score_part`, `plan.publish`) the Dagster assets.
 
-
-def score_and_publish(
-    model: PreTrainedModel,
-    shards: ShardSet,
-    final: Path,
-    staging: Path,
-    context: ScoreContext,
-    config: ScoreConfig = ScoreConfig(),
-    progress: bool = True,
-) -> ScoreSummary:
-    """Score into `staging` (reusing verified parts of an interrupted run or of `final`), then
-    publish. Temporary files that interrupted runs left are removed first."""
-    sweep_staging(final, staging)
-    written = _score_parts(model, shards, staging, context, config, progress, reuse_from=final)
-    return publish(staging, final, shards, context, written)
+    Temporary files of interrupted runs are removed, every shard is scored into staging
+    (verified parts are reused), then the folder is published in one swap."""
+    plan.sweep()
+    with tqdm(total=plan.shards.rows, desc=f"scoring {plan.model}", unit="prompt", disable=not progress) as bar:
+        written = sum(score_part(model, plan, index, config, bar) for index in range(len(plan.shards.shards)))
+    return plan.publish(written)

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from gainrl_ops.core.fingerprint import fingerprint_json
 from gainrl_ops.curriculum.exports import FILES, FORMATS, export_curriculum
 from gainrl_ops.curriculum.ranking import (
+    existing_ranking,
     export_ranking,
     previous_ranking,
     ranking_preview,
@@ -19,6 +20,7 @@ from gainrl_ops.curriculum.rankings import ranking_agreement
 from gainrl_ops.data.datasets import CANONICAL_SCHEMA
 from gainrl_ops.data.shards import SHARD_SCHEMA, tokenize_to_shards
 from gainrl_ops.data.sources import prepare_dataset
+from gainrl_ops.scoring.plan import ScoringPlan
 
 from ... import partitions
 from ...executors import MODEL_STEP_TAGS
@@ -26,6 +28,7 @@ from ...hooks import refresh_catalog_hook
 from ...metadata import image, preview, table_schema
 from ...resources import (
     DatasetResource,
+    ModelResource,
     ScoringResource,
     StorageResource,
     TargetsResource,
@@ -85,7 +88,7 @@ def tokenized_shards(targets: TargetsResource, scoring: ScoringResource) -> Mate
 
     from gainrl_ops.scoring.models import load_tokenizer
 
-    layout, name, version = targets.layout, targets.dataset.name, targets.version()
+    layout, name, version = targets.layout, targets.dataset.source.name, targets.version()
     tokenizer = load_tokenizer(targets.base_model_path())
     prompts = pq.read_table(layout.prompts(name, version))
     prompt = targets.model.prompt
@@ -108,57 +111,54 @@ def tokenized_shards(targets: TargetsResource, scoring: ScoringResource) -> Mate
     )
 
 
-@dg.op(ins={"shards_ready": dg.In(dg.Nothing)}, out=dg.DynamicOut(int))
+@dg.op(ins={"shards_ready": dg.In(dg.Nothing)}, out={"plan": dg.Out(ScoringPlan), "shards": dg.DynamicOut(int)})
 def plan_scoring(context: dg.OpExecutionContext, targets: TargetsResource):
-    """One step per shard, so the multiprocess (or Kubernetes/Celery) executor scores them in parallel."""
-    from gainrl_ops.scoring.scorer import (
-        sweep_staging,  # torch: only in the steps that score
-    )
-
-    target = targets.resolve(context)
-    sweep_staging(target.scores, target.staging)
-    for shard in target.shards.shards:
-        yield dg.DynamicOutput(shard.index, mapping_key=shard.path.stem.replace("-", "_"))
+    """Resolve the run once (dataset version, prompt fingerprint, shard files and digests) and
+    fan out one step per shard, so the multiprocess (or Kubernetes/Celery) executor scores them
+    in parallel. Every step works from this plan and never reads `current.json` again."""
+    plan = targets.resolve(context).plan()
+    plan.sweep()
+    yield dg.Output(plan, "plan", metadata={"dataset_version": plan.key.version, "prompt_fingerprint": plan.key.prompt_fingerprint})
+    for shard in plan.shards.shards:
+        yield dg.DynamicOutput(shard.index, output_name="shards", mapping_key=shard.path.stem.replace("-", "_"))
 
 
 @dg.op(tags=MODEL_STEP_TAGS)
-def score_shard_step(context: dg.OpExecutionContext, index: int, targets: TargetsResource, scoring: ScoringResource) -> int:
-    """Score one shard into the staging folder (a part that is already valid is reused)."""
-    from gainrl_ops.scoring.scorer import score_shard
+def score_shard_step(context: dg.OpExecutionContext, index: int, plan: ScoringPlan, scoring: ScoringResource, model: ModelResource) -> int:
+    """Score one planned shard into the staging folder (a part that is already valid is reused)."""
+    from gainrl_ops.scoring.models import ModelSpec, load_model
+    from gainrl_ops.scoring.scorer import score_part
 
-    target = targets.resolve(context)
-    target.load_tokenizer(check_shards=True)
-    shard = target.shards.shards[index]
+    shard = plan.shard(index)
     with tqdm(total=shard.rows, desc=f"scoring {shard.path.name}", unit="prompt") as bar:
-        written = score_shard(target.load_model(), shard, target.staging, target.score_context(), scoring.config, bar, reuse_from=target.scores)
+        loaded = load_model(ModelSpec(plan.checkpoint_path, dtype=plan.dtype, device=model.device))
+        written = score_part(loaded, plan, index, scoring.config, bar)
     context.log.info(f"{shard.path.name}: {'scored' if written else 'reused'} {shard.rows} prompts")
     return int(written)
 
 
 @dg.op(out=dg.Out(dg.Nothing))
-def publish_scores(context: dg.OpExecutionContext, written: list[int], targets: TargetsResource) -> None:
+def publish_scores(context: dg.OpExecutionContext, written: list[int], plan: ScoringPlan) -> None:
     """Swap the complete staging folder in place of the partition's previous scores."""
     import polars as pl
 
-    from gainrl_ops.scoring.scorer import publish
-
-    target = targets.resolve(context)
-    summary = publish(target.staging, target.scores, target.shards, target.score_context(), sum(written))
-    scores = pl.read_parquet(target.ranked_scores)
+    summary = plan.publish(sum(written))
+    scores = pl.read_parquet(plan.ranked_scores)
     context.add_output_metadata({
         "dagster/row_count": scores.height,
-        "dagster/column_schema": table_schema(pq.read_schema(target.ranked_scores)),
-        "checkpoint": target.checkpoint,
-        "model": target.record.name,
-        "tokenizer_fingerprint": target.shards.tokenizer_fingerprint,
-        "prompt_fingerprint": target.shards.prompt_fingerprint,
+        "dagster/column_schema": table_schema(pq.read_schema(plan.ranked_scores)),
+        "checkpoint": plan.key.checkpoint,
+        "model": plan.model,
+        "dataset_version": plan.key.version,
+        "tokenizer_fingerprint": plan.shards.tokenizer_fingerprint,
+        "prompt_fingerprint": plan.key.prompt_fingerprint,
         "code_version": summary.code_version,
         "parts_scored": summary.parts_written,
         "parts_reused": summary.parts_reused,
         "scoring_mode": summary.scoring_mode,
         "score_mean": float(scores["angle_score"].mean()),
         "score_std": float(scores["angle_score"].std()),
-        "path": dg.MetadataValue.path(str(target.scores)),
+        "path": dg.MetadataValue.path(str(plan.final)),
         "preview": preview(scores.select("rank", "id", "angle_score", "c_intra", "c_inter", "n_tokens")),
     })
 
@@ -174,8 +174,9 @@ def angle_scores(tokenized_shards):
     """Angle-concentration scores (c_intra, c_inter, angle_score) of every prompt under one
     checkpoint, with its fingerprint, tokenizer, template and code version on every row.
     Scoring fans out by shard; the partition is replaced atomically when all shards are done."""
-    written = plan_scoring(tokenized_shards).map(score_shard_step).collect()
-    return publish_scores.with_hooks({refresh_catalog_hook})(written)
+    plan, shards = plan_scoring(tokenized_shards)
+    written = shards.map(lambda index: score_shard_step(index, plan)).collect()
+    return publish_scores.with_hooks({refresh_catalog_hook})(written, plan)
 
 
 @dg.asset(
@@ -186,7 +187,7 @@ def curriculum(context: AssetExecutionContext, targets: TargetsResource) -> Mate
     """Prompts ranked from highest to lowest angle score (the `curriculum` SQL view),
     snapshotted to Parquet for training."""
     target = targets.resolve(context)
-    path = export_ranking(target.layout, target.dataset, target.version, target.shards.prompt_fingerprint, target.checkpoint)
+    path = export_ranking(target.layout, target.key)
     rows, top, bottom = ranking_preview(path)
     return MaterializeResult(metadata={
         "dagster/row_count": rows,
@@ -210,10 +211,8 @@ def curriculum_report(context: AssetExecutionContext, targets: TargetsResource) 
     )
 
     target = targets.resolve(context)
-    previous = previous_ranking(
-        target.layout, target.dataset, target.version, target.shards.prompt_fingerprint, targets.store.records(), target.record
-    )
-    report = build_report(pl.read_parquet(target.existing_ranking()), target.report_dir, previous=previous[1] if previous else None)
+    previous = previous_ranking(target.layout, target.key, targets.store.records(), target.record)
+    report = build_report(pl.read_parquet(existing_ranking(target.layout, target.key)), target.report_dir, previous=previous[1] if previous else None)
     agreement = ranking_agreement(target.layout, target.dataset)
     return MaterializeResult(metadata={
         **report.as_metadata(),

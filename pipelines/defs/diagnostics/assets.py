@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, MaterializeResult
 
 from gainrl_ops.core.stats import finite_or_none
-from gainrl_ops.curriculum.ranking import ranked_prompts
+from gainrl_ops.curriculum.ranking import existing_ranking, ranked_prompts
 
 from ... import partitions
 from ...executors import MODEL_STEP_TAGS
@@ -32,8 +32,8 @@ def signal_diagnostics(context: AssetExecutionContext, targets: TargetsResource,
     )
 
     target = targets.resolve(context)
-    scored = ranked_prompts(target.layout, target.dataset, target.version, target.existing_ranking(), columns=("answer", "metadata"))
-    report = diagnose(target.load_model(), target.load_tokenizer(), scored, target.model.prompt, diagnostics.config)
+    scored = ranked_prompts(target.layout, target.dataset, target.version, existing_ranking(target.layout, target.key), columns=("answer", "metadata"))
+    report = diagnose(target.load_model(), target.load_tokenizer(), scored, target.prompt, diagnostics.config)
     paths = write_report(report, target.diagnostics_stem)
     context.log.info(f"checkpoint {target.record.name} ({target.checkpoint}): {report.verdict}")
     partial = report.association("angle_score", LENGTH)

@@ -4,7 +4,7 @@ import dagster as dg
 from dagster import AssetExecutionContext, MaterializeResult
 
 from gainrl_ops.core.storage import write_parquet_atomic
-from gainrl_ops.curriculum.ranking import ordered_prompts, ranked_prompts
+from gainrl_ops.curriculum.ranking import existing_ranking, ordered_prompts, ranked_prompts
 from gainrl_ops.data.sources import held_out_for
 
 from ... import partitions
@@ -37,11 +37,11 @@ def training_run(context: AssetExecutionContext, targets: TargetsResource, train
     run = training.run(context.partition_key)
     target = targets.target(targets.base())
     if run.ordering == "angle":
-        ranked = ranked_prompts(target.layout, target.dataset, target.version, target.existing_ranking())
+        ranked = ranked_prompts(target.layout, target.dataset, target.version, existing_ranking(target.layout, target.key))
     else:
         ranked = ordered_prompts(target.layout, target.dataset, target.version, target.shards.prompt_fingerprint, run.ordering)
     problems = list(held_out_for(target.source, target.version, held_out.config, target.layout).select("problem", "answer").iter_rows())
-    result, curve = train_on_processes(run, targets.store, target.record, ranked, target.model.prompt, target.layout, problems)
+    result, curve = train_on_processes(run, targets.store, target.record, ranked, target.prompt, target.layout, problems)
     last = result.epochs.row(-1, named=True)
     return MaterializeResult(metadata={
         "dagster/row_count": result.selections.height,
@@ -68,7 +68,7 @@ def evaluation(context: AssetExecutionContext, targets: TargetsResource, held_ou
     target = targets.resolve(context)
     problems = held_out_for(target.source, target.version, held_out.config, target.layout)
     frame = evaluate_checkpoint(
-        target.load_model(), target.load_tokenizer(), problems, target.model.prompt, target.checkpoint, held_out.max_new_tokens
+        target.load_model(), target.load_tokenizer(), problems, target.prompt, target.checkpoint, held_out.max_new_tokens
     )
     write_parquet_atomic(frame.to_arrow(), target.evaluation)
     accuracy = float(frame["correct"].mean())
