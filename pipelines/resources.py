@@ -27,8 +27,8 @@ from gainrl_ops.data.sources import (
     EMBEDDED,
     DatasetSource,
     HeldOutConfig,
-    current_label,
 )
+from gainrl_ops.data.versions import current_label, loaded_version
 from gainrl_ops.diagnostics.config import DiagnosticsConfig
 from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore
 from gainrl_ops.scoring.config import ScoreConfig
@@ -314,13 +314,21 @@ class TargetsResource(dg.ConfigurableResource):
     def store(self) -> LocalCheckpointStore:
         return self.checkpoint_store.store(self.layout)
 
-    def version(self) -> str:
-        """The content version the dataset's name points at now (raw_dataset sets it)."""
+    def served_version(self) -> str:
+        """The content version the dataset's name serves: what SQL, training and exports read."""
         return current_label(self.layout, self.dataset.name).version
 
+    def loaded_version(self) -> str:
+        """The content version raw_dataset loaded last: what tokenized_shards and angle_scores work on."""
+        version = loaded_version(self.layout, self.dataset.name)
+        if version is None:
+            raise FileNotFoundError(f"{self.layout.loaded_label(self.dataset.name)}: dataset {self.dataset.name!r} was never loaded; materialize raw_dataset first")
+        return version
+
     def shards(self, version: str | None = None) -> ShardSet:
-        """The shard set tokenized_shards made last; it must match the model's prompt settings."""
-        return current_shards(self.layout, self.dataset.name, version or self.version(), self.model.prompt)
+        """The shard set tokenized_shards made last (of the loaded version unless `version` is
+        given); it must match the model's prompt settings."""
+        return current_shards(self.layout, self.dataset.name, version or self.loaded_version(), self.model.prompt)
 
     def base_model_path(self) -> str:
         """The base model's loadable id or path ("embedded" is built once and cached)."""
@@ -332,13 +340,16 @@ class TargetsResource(dg.ConfigurableResource):
         """The base checkpoint, registered in the store (once)."""
         return self.store.register(self.base_model_path(), name="base", source=self.model.base_model)
 
-    def target(self, record: CheckpointRecord) -> CheckpointTarget:
-        version = self.version()
+    def target(self, record: CheckpointRecord, loaded: bool = False) -> CheckpointTarget:
+        """The checkpoint over the served version, or with `loaded` the loaded one (to score it)."""
+        version = self.loaded_version() if loaded else self.served_version()
         return CheckpointTarget(self.layout, self.dataset.source, version, record, self.model, lambda: self.shards(version))
 
-    def resolve(self, context: dg.AssetExecutionContext | dg.OpExecutionContext | dg.AssetCheckExecutionContext) -> CheckpointTarget:
-        """The checkpoint partition being run."""
-        return self.target(self.store.get(context.partition_key))
+    def resolve(
+        self, context: dg.AssetExecutionContext | dg.OpExecutionContext | dg.AssetCheckExecutionContext, loaded: bool = False
+    ) -> CheckpointTarget:
+        """The checkpoint partition being run (see `target`)."""
+        return self.target(self.store.get(context.partition_key), loaded)
 
 
 def _env(name: str, default: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -113,3 +114,26 @@ def atomic_directory(target: Path) -> Iterator[Path]:
         replace_directory(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def restored_on_error(target: Path) -> Iterator[None]:
+    """Undo what the block does to the file `target` if the block fails: the previous file comes
+    back (kept as a hard link, so keeping it takes no space on a full disk), or a file that was
+    not there goes away. For a write that must succeed or fail together with what follows it."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    kept = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")  # swept like atomic_path's files if left
+    existed = target.exists()
+    if existed:
+        os.link(target, kept)
+    try:
+        yield
+    except BaseException:
+        if existed:
+            os.replace(kept, target)
+        else:
+            target.unlink(missing_ok=True)
+        raise
+    finally:
+        kept.unlink(missing_ok=True)

@@ -9,7 +9,7 @@ from dagster import AssetExecutionContext, MaterializeResult
 from tqdm.auto import tqdm
 
 from gainrl_ops.core.fingerprint import fingerprint_json
-from gainrl_ops.curriculum.exports import FILES, FORMATS, export_curriculum
+from gainrl_ops.curriculum.exports import FILES, FORMATS, export_curriculum, read_curriculum
 from gainrl_ops.curriculum.ranking import (
     export_ranking,
     previous_ranking,
@@ -19,6 +19,7 @@ from gainrl_ops.curriculum.rankings import ranking_agreement
 from gainrl_ops.data.datasets import CANONICAL_SCHEMA
 from gainrl_ops.data.shards import SHARD_SCHEMA, tokenize_to_shards
 from gainrl_ops.data.sources import prepare_dataset
+from gainrl_ops.data.versions import served_version, settle
 
 from ... import partitions
 from ...executors import MODEL_STEP_TAGS
@@ -47,6 +48,7 @@ def raw_dataset(storage: StorageResource, dataset: DatasetResource) -> Materiali
             "dagster/row_count": loaded.table.num_rows,
             "dagster/column_schema": table_schema(CANONICAL_SCHEMA),
             "dataset_version": label.version,
+            "served_version": served_version(layout, label.dataset) or "none",
             "rejected_rows": loaded.rejects.num_rows,
             "duplicates": loaded.duplicates,
             "rows_read": loaded.n_read,
@@ -85,7 +87,7 @@ def tokenized_shards(targets: TargetsResource, scoring: ScoringResource) -> Mate
 
     from gainrl_ops.scoring.models import load_tokenizer
 
-    layout, name, version = targets.layout, targets.dataset.name, targets.version()
+    layout, name, version = targets.layout, targets.dataset.name, targets.loaded_version()
     tokenizer = load_tokenizer(targets.base_model_path())
     prompts = pq.read_table(layout.prompts(name, version))
     prompt = targets.model.prompt
@@ -115,7 +117,7 @@ def plan_scoring(context: dg.OpExecutionContext, targets: TargetsResource):
         sweep_staging,  # torch: only in the steps that score
     )
 
-    target = targets.resolve(context)
+    target = targets.resolve(context, loaded=True)
     sweep_staging(target.scores, target.staging)
     for shard in target.shards.shards:
         yield dg.DynamicOutput(shard.index, mapping_key=shard.path.stem.replace("-", "_"))
@@ -126,7 +128,7 @@ def score_shard_step(context: dg.OpExecutionContext, index: int, targets: Target
     """Score one shard into the staging folder (a part that is already valid is reused)."""
     from gainrl_ops.scoring.scorer import score_shard
 
-    target = targets.resolve(context)
+    target = targets.resolve(context, loaded=True)
     target.load_tokenizer(check_shards=True)
     shard = target.shards.shards[index]
     with tqdm(total=shard.rows, desc=f"scoring {shard.path.name}", unit="prompt") as bar:
@@ -142,13 +144,16 @@ def publish_scores(context: dg.OpExecutionContext, written: list[int], targets: 
 
     from gainrl_ops.scoring.scorer import publish
 
-    target = targets.resolve(context)
+    target = targets.resolve(context, loaded=True)
     summary = publish(target.staging, target.scores, target.shards, target.score_context(), sum(written))
+    served = settle(target.layout, target.dataset)
     scores = pl.read_parquet(target.ranked_scores)
     context.add_output_metadata({
         "dagster/row_count": scores.height,
         "dagster/column_schema": table_schema(pq.read_schema(target.ranked_scores)),
         "checkpoint": target.checkpoint,
+        "dataset_version": target.version,
+        "served_version": served or "none",
         "model": target.record.name,
         "tokenizer_fingerprint": target.shards.tokenizer_fingerprint,
         "prompt_fingerprint": target.shards.prompt_fingerprint,
@@ -235,7 +240,8 @@ def curriculum_export(context: AssetExecutionContext, targets: TargetsResource) 
 
     target = targets.resolve(context)
     folder = target.layout.export_dir(target.dataset, target.version, target.checkpoint)
-    written = {fmt: export_curriculum(target.layout, target.dataset, fmt, folder / FILES[fmt], target.checkpoint) for fmt in FORMATS}
+    ranked = read_curriculum(target.layout, target.existing_ranking())
+    written = {fmt: export_curriculum(ranked, fmt, folder / FILES[fmt]) for fmt in FORMATS}
     info = written["verl"]
     return MaterializeResult(metadata={
         "dagster/row_count": info.rows,
