@@ -20,6 +20,7 @@ import pytest
 
 from gainrl_ops import cli
 from gainrl_ops.core.layout import Layout
+from gainrl_ops.core.storage import restored_on_error, write_text_atomic
 from gainrl_ops.curriculum.catalog import query, refresh_if_changed
 from gainrl_ops.data.versions import DatasetLabel, loaded_version, mark_loaded, served_version, settle
 
@@ -66,6 +67,20 @@ def test_a_version_without_scores_gives_way_to_the_next_load(gainrl_home: Path) 
     publish(layout, NEW)
     assert load(layout, OTHER) == NEW
     assert load(layout, NEW) == NEW, "loading the served version again changes nothing"
+
+
+@pytest.mark.parametrize("before", ["old ranking", None])
+def test_a_failed_block_puts_the_file_back_as_it_was(tmp_path: Path, before: str | None) -> None:
+    target = tmp_path / "ranking.parquet"
+    if before is not None:
+        target.write_text(before)
+    with pytest.raises(OSError), restored_on_error(target):
+        write_text_atomic("new ranking", target)
+        raise OSError(28, "No space left on device")
+    assert (target.read_text() if target.exists() else None) == before
+    with restored_on_error(target):
+        write_text_atomic("new ranking", target)
+    assert target.read_text() == "new ranking" and sorted(p.name for p in tmp_path.iterdir()) == ["ranking.parquet"]
 
 
 def problems(n: int) -> list[dict[str, str]]:
@@ -152,12 +167,16 @@ def test_a_full_disk_at_any_stage_of_score_leaves_every_view_as_it_was(
         with monkeypatch.context() as patched:
             filling_before(patched, small_disk, where, when)
             assert cli.main(args) == 2, stage
-        (line,) = capsys.readouterr().err.strip().splitlines()
-        assert line.startswith("gainrl score: ") and "No space left on device" in line, (stage, line)
+        (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gainrl ")]  # not the progress bars
+        assert line.startswith(f"gainrl score: {home}") or f'"{home}/' in line, f"disk full at {stage}: the line names the file: {line}"
+        assert "No space left on device" in line, line
         (small_disk / "ballast").unlink()
         after = views(home)
         for view, rows in before.items():
             assert after[view].equals(rows), f"disk full at {stage}: view {view} changed"
+    exported = tmp_path / "served.jsonl"
+    assert cli.main(["export", "--dataset", "pages", "--format", "jsonl", "--out", str(exported)]) == 0
+    assert [json.loads(line)["id"] for line in exported.read_text().splitlines()] == before["curriculum"].sort("rank")["id"].to_list()
     capsys.readouterr()
     assert cli.main(args) == 0, "with space again, the same command publishes the new version"
     served = views(home)

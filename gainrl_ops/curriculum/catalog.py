@@ -514,7 +514,7 @@ UNION ALL
 SELECT dataset, dataset_version, 'external' AS source, ranking, id, rank FROM imported_rankings
 """
 RANKINGS_DOC = (
-    "Every ranking of each dataset's current version: ours (source 'angle', one per checkpoint, named by its "
+    "Every ranking of each dataset's served version: ours (source 'angle', one per checkpoint, named by its "
     "fingerprint) and imported ones (source 'external', named by their label); rank 1 comes first."
 )
 LABELS_DOC = "One row per dataset name: the content version it serves (version; the other views show it) and the one loaded last."
