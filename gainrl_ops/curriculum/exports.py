@@ -186,5 +186,7 @@ def _jsonl(frame: pl.DataFrame, info: ExportInfo, prompt: PromptConfig, out: Pat
 def _pt(frame: pl.DataFrame, info: ExportInfo, prompt: PromptConfig, out: Path) -> None:
     import torch
 
-    with _with_sidecar(out, info) as tmp:
-        torch.save(torch.tensor(frame["row"].to_list(), dtype=torch.int64), tmp)
+    # Saved through a file object: torch names the archive's folder after a path (here a random
+    # temporary name) but "archive" for a stream, so the same ranking gives the same bytes.
+    with _with_sidecar(out, info) as tmp, open(tmp, "wb") as f:
+        torch.save(torch.tensor(frame["row"].to_list(), dtype=torch.int64), f)
