@@ -131,7 +131,6 @@ def restored_on_error(target: Path) -> Iterator[None]:
     removes by age (a link is as old as the file). One left by a killed process is removed by
     the next block over the same file."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{glob.escape(target.name)}.*.kept"):
         stale.unlink(missing_ok=True)
     kept = target.with_name(f".{target.name}.{secrets.token_hex(4)}.kept")
