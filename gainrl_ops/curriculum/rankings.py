@@ -87,7 +87,7 @@ def import_ranking(layout: Layout, dataset: str, path: Path, name: str) -> tuple
 
 
 def ranking_agreement(layout: Layout, dataset: str, k: int = 100) -> pl.DataFrame:
-    """Every pair of rankings of the dataset's current version (ours per checkpoint, imported
+    """Every pair of rankings of the dataset's served version (ours per checkpoint, imported
     ones), and each ranking against question length: prompts in common, Spearman of the ranks
     and the overlap of the top k. Against length, a positive rho means longer questions come later."""
     import polars as pl
