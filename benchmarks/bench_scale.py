@@ -93,7 +93,7 @@ def step(name: str, root: Path, size: int) -> dict[str, float]:
         from gainrl_ops.core.layout import Layout
         from gainrl_ops.data.prompts import PromptConfig, render_text
         from gainrl_ops.data.shards import tokenize_to_shards
-        from gainrl_ops.data.sources import current_label
+        from gainrl_ops.data.versions import current_label
         from gainrl_ops.training.embedded import embedded_model_path
         from gainrl_ops.scoring.models import load_tokenizer
 
@@ -122,7 +122,7 @@ def _sql_step(name: str, root: Path, size: int) -> dict[str, float]:
     from gainrl_ops.core.layout import Layout
     from gainrl_ops.curriculum.catalog import connect_readonly, refresh_catalog
     from gainrl_ops.curriculum.ranking import export_ranking
-    from gainrl_ops.data.sources import current_label
+    from gainrl_ops.data.versions import current_label
 
     layout = Layout(root)
     label = current_label(layout, f"scale{size}")
@@ -160,7 +160,7 @@ def write_scores(root: Path, size: int) -> None:
     from gainrl_ops.core.layout import Layout
     from gainrl_ops.core.storage import write_parquet_atomic
     from gainrl_ops.data.shards import Shard
-    from gainrl_ops.data.sources import current_label
+    from gainrl_ops.data.versions import current_label
     from gainrl_ops.scoring.publish import SCORE_SCHEMA, compact, part_path
 
     layout = Layout(root)

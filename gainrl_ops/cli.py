@@ -55,6 +55,7 @@ def _score(args: argparse.Namespace) -> int:
     from gainrl_ops.data.prompts import load_few_shot
     from gainrl_ops.data.shards import tokenize_to_shards
     from gainrl_ops.data.sources import DatasetSource, prepare_dataset
+    from gainrl_ops.data.versions import labels_restored_on_error, settle
     from gainrl_ops.scoring.checkpoints import unregistered
     from gainrl_ops.scoring.models import load_tokenizer
     from gainrl_ops.scoring.scorer import ScoreConfig, score_and_publish
@@ -70,15 +71,19 @@ def _score(args: argparse.Namespace) -> int:
         on_error=args.on_error,
         generator=ArithmeticConfig(n_problems=args.n_problems),
     )
-    loaded, label = prepare_dataset(source, layout)
-    print(f"dataset {source.name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, {loaded.duplicates} duplicates")
+    # One transaction: the name serves the new version only once its scores are published and
+    # the catalog is refreshed; a failure anywhere puts both labels back (see data/versions.py).
+    with labels_restored_on_error(layout, source.name):
+        loaded, label = prepare_dataset(source, layout)
+        print(f"dataset {source.name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, {loaded.duplicates} duplicates")
 
-    model_path = resolve_model(args.model, layout)
-    prompt = PromptConfig(system_prompt=args.system_prompt, few_shot=few_shot, max_tokens=args.max_tokens)
-    tokenize_to_shards(loaded.table, load_tokenizer(model_path), prompt, layout, source.name, label.version, shard_size=args.shard_size)
-    target = CheckpointTarget(layout, source, label.version, unregistered(model_path, name=model_path), prompt, args.dtype, args.device)
-    summary = score_and_publish(target.load_model(), target.plan(), ScoreConfig(inter_weight=args.inter_weight))
-    refresh_catalog(layout.root)
+        model_path = resolve_model(args.model, layout)
+        prompt = PromptConfig(system_prompt=args.system_prompt, few_shot=few_shot, max_tokens=args.max_tokens)
+        tokenize_to_shards(loaded.table, load_tokenizer(model_path), prompt, layout, source.name, label.version, shard_size=args.shard_size)
+        target = CheckpointTarget(layout, source, label.version, unregistered(model_path, name=model_path), prompt, args.dtype, args.device)
+        summary = score_and_publish(target.load_model(), target.plan(), ScoreConfig(inter_weight=args.inter_weight))
+        settle(layout, source.name)
+        refresh_catalog(layout.root)
     print(f"scored {summary.rows} prompts in {target.dtype} ({summary.parts_written} parts written, {summary.parts_reused} reused) -> {target.scores}")
     top = (
         pl.read_parquet(target.ranked_scores, n_rows=5)
@@ -134,10 +139,10 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from gainrl_ops.curriculum.exports import export_curriculum
+    from gainrl_ops.curriculum.exports import export_curriculum, read_curriculum, served_ranking
 
-    out = Path(args.out)
-    info = export_curriculum(Layout.default(), args.dataset, args.format, out, args.checkpoint)
+    out, layout = Path(args.out), Layout.default()
+    info = export_curriculum(read_curriculum(layout, served_ranking(layout, args.dataset, args.checkpoint)), args.format, out)
     print(f"exported {info.rows} prompts of {info.dataset} (version {info.dataset_version}), ranked by checkpoint "
           f"{info.checkpoint} (scoring code {info.code_version}), as {info.format} -> {out}")
     return 0
@@ -148,7 +153,6 @@ def _import_ranking(args: argparse.Namespace) -> int:
 
     label = args.label or Path(args.ranking).stem
     target, rows = import_ranking(Layout.default(), args.dataset, Path(args.ranking), label)
-    refresh_catalog(Layout.default().root)
     print(f"imported ranking {label!r}: {rows} prompts of {args.dataset} -> {target} (SQL: rankings WHERE ranking = '{label}')")
     return 0
 

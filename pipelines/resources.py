@@ -30,8 +30,8 @@ from gainrl_ops.data.sources import (
     EMBEDDED,
     DatasetSource,
     HeldOutConfig,
-    current_label,
 )
+from gainrl_ops.data.versions import current_label, require_loaded
 from gainrl_ops.diagnostics.config import DiagnosticsConfig
 from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore
 from gainrl_ops.scoring.config import ScoreConfig
@@ -267,13 +267,17 @@ class TargetsResource(dg.ConfigurableResource):
     def store(self) -> LocalCheckpointStore:
         return self.checkpoint_store.store(self.layout)
 
-    def version(self) -> str:
-        """The content version the dataset's name points at now (raw_dataset sets it)."""
+    def served_version(self) -> str:
+        """The content version the dataset's name serves: what SQL, training and exports read."""
         return current_label(self.layout, self.dataset.source.name).version
 
+    def loaded_version(self) -> str:
+        """The content version raw_dataset loaded last: what tokenized_shards and angle_scores work on."""
+        return require_loaded(self.layout, self.dataset.source.name)
+
     def shards(self) -> ShardSet:
-        """The shard set tokenized_shards made last; it must match the model's prompt settings."""
-        return current_shards(self.layout, self.dataset.source.name, self.version(), self.model.prompt)
+        """The loaded version's shard set tokenized_shards made last; it must match the model's prompt settings."""
+        return current_shards(self.layout, self.dataset.source.name, self.loaded_version(), self.model.prompt)
 
     def base_model_path(self) -> str:
         """The base model's loadable id or path ("embedded" is built once and cached)."""
@@ -285,13 +289,15 @@ class TargetsResource(dg.ConfigurableResource):
         """The base checkpoint, registered in the store (once)."""
         return self.store.register(self.base_model_path(), name="base", source=self.model.model_id)
 
-    def target(self, record: CheckpointRecord) -> CheckpointTarget:
-        """`record` against the dataset version its name points at now."""
-        return CheckpointTarget.current(self.layout, self.dataset.source, record, self.model.prompt, self.model.dtype, self.model.device)
+    def target(self, record: CheckpointRecord, loaded: bool = False) -> CheckpointTarget:
+        """`record` against the version the dataset's name serves, or with `loaded` the one it loaded last."""
+        return CheckpointTarget.current(self.layout, self.dataset.source, record, self.model.prompt, self.model.dtype, self.model.device, loaded)
 
-    def resolve(self, context: dg.AssetExecutionContext | dg.OpExecutionContext | dg.AssetCheckExecutionContext) -> CheckpointTarget:
-        """The checkpoint partition being run."""
-        return self.target(self.store.get(context.partition_key))
+    def resolve(
+        self, context: dg.AssetExecutionContext | dg.OpExecutionContext | dg.AssetCheckExecutionContext, loaded: bool = False
+    ) -> CheckpointTarget:
+        """The checkpoint partition being run (see `target`)."""
+        return self.target(self.store.get(context.partition_key), loaded)
 
 
 def default_resources(

@@ -13,7 +13,7 @@ import pytest
 from gainrl_ops.core import layout as tree
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.data.datasets import DatasetError
-from gainrl_ops.data.sources import current_label
+from gainrl_ops.data.versions import current_label
 from gainrl_ops.scoring.hardware import resolve_dtype
 from pipelines.definitions import defs
 from pipelines.defs.curriculum.automation import (
@@ -51,13 +51,13 @@ def catalog_path(root: Path) -> Path:
     return Layout(root).catalog
 
 
-def _resources(root: Path, model_path: Path, **model: str) -> dict:
+def _resources(root: Path, model_path: Path, n_problems: int = N_PROMPTS, **model: str) -> dict:
     runs = root.with_name(f"{root.name}-runs.yaml")  # beside the storage root, not in it
     runs.write_text(TEST_RUNS)
     return default_resources(
         storage=StorageResource(root=str(root)),
         checkpoint_store=CheckpointStoreResource(settle_seconds=0),
-        dataset=DatasetResource(n_problems=N_PROMPTS, seed=3, max_steps=1, max_digits=1),
+        dataset=DatasetResource(n_problems=n_problems, seed=3, max_steps=1, max_digits=1),
         model=ModelResource(base_model=str(model_path), **model),
         scoring=ScoringResource(shard_size=25),
         training=TrainingResource(runs_file=str(runs)),
@@ -122,6 +122,23 @@ def test_chain_materializes_scores_curriculum_and_report(instance, tmp_path: Pat
         assert model == ("base",)
         (dtype,) = con.execute("SELECT DISTINCT dtype FROM scores").fetchall()
         assert dtype == (resolve_dtype("auto", "auto"),)  # the model resource's default, resolved on this machine
+
+
+def test_a_new_dataset_version_is_served_only_once_its_scores_are_published(instance, tmp_path: Path, tiny_model_path: Path) -> None:
+    from gainrl_ops.curriculum.catalog import query
+
+    partition = _prepare(instance, tmp_path, tiny_model_path)
+    score = ["angle_scores", "curriculum"]
+    assert dg.materialize(ALL, selection=score, partition_key=partition, instance=instance, resources=_resources(tmp_path, tiny_model_path)).success
+    served = query(tmp_path, "SELECT id, rank, angle_score FROM curriculum ORDER BY rank")
+    bigger = _resources(tmp_path, tiny_model_path, n_problems=N_PROMPTS + 20)
+    assert dg.materialize(ALL, selection=PREPARE, instance=instance, resources=bigger).success
+    assert query(tmp_path, "SELECT id, rank, angle_score FROM curriculum ORDER BY rank").equals(served), "the new version has no scores yet"
+    versions = query(tmp_path, "SELECT served, loaded, prompts, file IS NOT NULL AS has_file FROM dataset_versions ORDER BY prompts")
+    assert versions.select("served", "loaded", "has_file").rows() == [(True, False, True), (False, True, True)]
+    assert dg.materialize(ALL, selection=score, partition_key=partition, instance=instance, resources=bigger).success
+    assert query(tmp_path, "SELECT count(*) AS n FROM curriculum")["n"].to_list() == [versions["prompts"][1]]
+    assert query(tmp_path, "SELECT served, loaded FROM dataset_versions ORDER BY prompts").rows() == [(False, False), (True, True)]
 
 
 def test_few_shot_file_renders_turns_and_keys_the_shards_by_its_content(instance, tmp_path: Path, tiny_model_path: Path) -> None:

@@ -12,7 +12,8 @@ import pytest
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.data.arithmetic import ArithmeticConfig
 from gainrl_ops.data.prompts import PromptConfig
-from gainrl_ops.data.sources import DatasetSource, HeldOutConfig, current_label
+from gainrl_ops.data.sources import DatasetSource, HeldOutConfig
+from gainrl_ops.data.versions import current_label
 from gainrl_ops.diagnostics.config import DiagnosticsConfig
 from gainrl_ops.scoring.checkpoints import LocalCheckpointStore
 from gainrl_ops.scoring.config import ScoreConfig

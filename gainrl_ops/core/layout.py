@@ -6,10 +6,12 @@ are staging or temporary and never read as published):
     <root>/
       gainrl.duckdb                                          SQL catalog (views only, no rows)
       gainrl.duckdb.state.json                               what the last catalog refresh read
-      datasets/{dataset}/current.json                        the label: which content version the name means now
+      datasets/{dataset}/current.json                        the served label: which content version the name means now
+      datasets/{dataset}/loaded.json                         the loaded label: which version raw_dataset (or gainrl score) loaded last
       datasets/{dataset}/generated-{digest}.jsonl            the embedded dataset, generated once
       datasets/{dataset}/{version}/prompts.parquet           canonical prompts of one content version
       datasets/{dataset}/{version}/rejects.parquet           rows dropped while loading, with the reason
+      datasets/{dataset}/{version}/provenance.json           where the version came from: file, load time, rows read
       datasets/{dataset}/{version}/shards/current.json       which shard set tokenized_shards made last
       datasets/{dataset}/{version}/shards/{prompt_fingerprint}/shard-{index}.parquet, manifest.json
       scores/dataset={dataset}/version={version}/prompts={prompt_fingerprint}/checkpoint={checkpoint}/
@@ -84,9 +86,13 @@ class Template:
         """Glob over the file names alone, inside one artifact's folder."""
         return Template(self.pattern.rsplit("/", 1)[-1]).glob()
 
-    def glob(self) -> str:
-        """Glob over every published artifact of this kind, relative to the root."""
-        return _FIELD.sub(lambda m: _GLOBS.get(m.group(1), _PUBLISHED), self.pattern)
+    def glob(self, **values: object) -> str:
+        """Glob over every published artifact of this kind, relative to the root; fields named
+        in `values` are fixed to them."""
+        return _FIELD.sub(
+            lambda m: glob_escape(_value(m.group(1), values[m.group(1)])) if m.group(1) in values else _GLOBS.get(m.group(1), _PUBLISHED),
+            self.pattern,
+        )
 
     def regex(self, capture: str | None = None) -> str:
         """Regex over a file's full path that matches this kind; group 1 is `capture`."""
@@ -125,6 +131,8 @@ def glob_escape(path: str) -> str:
 CATALOG = Template("gainrl.duckdb")
 CATALOG_STATE = Template("gainrl.duckdb.state.json")
 DATASET_LABEL = Template("datasets/{dataset}/current.json")
+LOADED_LABEL = Template("datasets/{dataset}/loaded.json")
+PROVENANCE = Template("datasets/{dataset}/{version}/provenance.json")
 GENERATED = Template("datasets/{dataset}/generated-{digest}.jsonl")
 PROMPTS = Template("datasets/{dataset}/{version}/prompts.parquet")
 REJECTS = Template("datasets/{dataset}/{version}/rejects.parquet")
@@ -157,7 +165,7 @@ DAGSTER_FILE = Template("dagster/{rest}")
 SCREENSHOT = Template("screenshots/{rest}")
 
 TREE: tuple[Template, ...] = (
-    CATALOG, CATALOG_STATE, DATASET_LABEL, GENERATED, PROMPTS, REJECTS, CURRENT_SHARDS, SHARD, SHARD_MANIFEST, SCORES, SCORE_PART, SCORE_SUMMARY,
+    CATALOG, CATALOG_STATE, DATASET_LABEL, LOADED_LABEL, GENERATED, PROMPTS, REJECTS, PROVENANCE, CURRENT_SHARDS, SHARD, SHARD_MANIFEST, SCORES, SCORE_PART, SCORE_SUMMARY,
     RANKING, REPORT_PLOT, EXPORT_FILE, IMPORTED_RANKING, EPOCHS, SELECTIONS, RUN_STATE, RUN_CURVE, RUN_RESUME, EVALUATION, DIAGNOSTICS,
     DIAGNOSTICS_SUMMARY, DIAGNOSTICS_PLOT, CHECKPOINT_RECORD, CHECKPOINT_FILE, MODEL_FILE, DAGSTER_FILE, SCREENSHOT,
 )
@@ -176,9 +184,10 @@ class Layout:
     def path(self, template: Template, **values: object) -> Path:
         return self.root / template.relative(**values)
 
-    def glob(self, template: Template) -> str:
-        """Glob over every published artifact of a kind; the root's own characters are literal."""
-        return glob_escape(str(self.root)) + "/" + template.glob()
+    def glob(self, template: Template, **values: object) -> str:
+        """Glob over every published artifact of a kind (fields in `values` fixed); the root's
+        own characters are literal."""
+        return glob_escape(str(self.root)) + "/" + template.glob(**values)
 
     def kind_of(self, path: Path) -> Template | None:
         """The published kind of a file under the root, if any (staging and temporary files have none)."""
@@ -188,6 +197,12 @@ class Layout:
     # datasets: a name is a label; content lives under its version
     def dataset_label(self, dataset: str) -> Path:
         return self.path(DATASET_LABEL, dataset=dataset)
+
+    def loaded_label(self, dataset: str) -> Path:
+        return self.path(LOADED_LABEL, dataset=dataset)
+
+    def provenance(self, dataset: str, version: str) -> Path:
+        return self.path(PROVENANCE, dataset=dataset, version=version)
 
     def generated(self, dataset: str, digest: str) -> Path:
         return self.path(GENERATED, dataset=dataset, digest=digest)

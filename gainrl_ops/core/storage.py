@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -45,6 +47,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as error:
+        if error.filename is None:  # Arrow's write errors name no file: name the artifact
+            raise OSError(error.errno, error.strerror or str(error), str(target)) from error
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -113,3 +119,31 @@ def atomic_directory(target: Path) -> Iterator[Path]:
         replace_directory(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def restored_on_error(target: Path) -> Iterator[None]:
+    """Undo what the block does to the file `target` if the block fails: the previous file comes
+    back (kept as a hard link, so keeping it takes no space on a full disk), or a file that was
+    not there goes away. For a write that must succeed or fail together with what follows it.
+
+    The link is named `.<name>.<random>.kept`: not a temporary file that `sweep_temporary`
+    removes by age (a link is as old as the file). One left by a killed process is removed by
+    the next block over the same file."""
+    target = Path(target)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.kept"):
+        stale.unlink(missing_ok=True)
+    kept = target.with_name(f".{target.name}.{secrets.token_hex(4)}.kept")
+    existed = target.exists()
+    if existed:
+        os.link(target, kept)
+    try:
+        yield
+    except BaseException:
+        if existed:
+            os.replace(kept, target)
+        else:
+            target.unlink(missing_ok=True)
+        raise
+    finally:
+        kept.unlink(missing_ok=True)

@@ -77,11 +77,9 @@ CATALOG_NAME = "gainrl"
 
 _PARQUET = "read_parquet({files}, filename = true, union_by_name = true)"
 # Explicit columns: the JSON reader would otherwise guess a type per file (e.g. an all-null parent).
-_LABEL_JSON = (
-    "read_json({files}, format = 'auto', columns = {{dataset: 'VARCHAR', version: 'VARCHAR', file: 'VARCHAR', "
-    "rows: 'BIGINT', loaded_at: 'VARCHAR', rows_read: 'BIGINT'}})"
-)
-# What each dataset name points at now (datasets/<dataset>/current.json); the views filter on it.
+_POINTER_COLUMNS = {"dataset": "VARCHAR", "version": "VARCHAR"}
+_PROVENANCE_COLUMNS = {**_POINTER_COLUMNS, "file": "VARCHAR", "rows": "BIGINT", "loaded_at": "VARCHAR", "rows_read": "BIGINT"}
+# What each dataset name serves (datasets/<dataset>/current.json) and loaded last; the views filter on the first.
 LABELS = "dataset_labels"
 
 
@@ -104,7 +102,7 @@ class Source:
     template: Template
     reader: str  # table function call with a `{files}` placeholder
     columns: tuple[Column, ...]
-    current_only: bool = False  # rows of a dataset's current content version only
+    current_only: bool = False  # rows of the content version each dataset name serves only
 
     def body_sql(self, files: str | list[str] | None, every_version: bool = False) -> str:
         """The query over `files` (a glob or a list), or a typed empty one when there are none:
@@ -290,24 +288,39 @@ def _comment_sql(view: str, doc: str, columns: tuple[Column, ...]) -> Iterator[s
         yield f"COMMENT ON COLUMN {view}.{ident(column.name)} IS {_literal(column.doc)}"
 
 
+def _json_sql(con: duckdb.DuckDBPyConnection, layout: Layout, template: Template, columns: dict[str, str]) -> str:
+    """A query over every published JSON file of `template` with these typed columns (typed and
+    empty when there is none: DuckDB fails on a glob that matches nothing)."""
+    if not _matching(con, layout.glob(template)):
+        return "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {ident(c)}" for c, t in columns.items()) + " WHERE false"
+    typed = ", ".join(f"{ident(c)}: {_literal(t)}" for c, t in columns.items())
+    return f"SELECT * FROM read_json({_literal(layout.glob(template))}, format = 'auto', columns = {{{typed}}})"
+
+
 def _labels_sql(layout: Layout, con: duckdb.DuckDBPyConnection) -> str:
-    files = _matching(con, layout.glob(tree.DATASET_LABEL))
-    if not files:
-        return f"CREATE VIEW {LABELS} AS SELECT CAST(NULL AS VARCHAR) AS dataset, CAST(NULL AS VARCHAR) AS version, " \
-            "CAST(NULL AS VARCHAR) AS file, CAST(NULL AS BIGINT) AS rows, CAST(NULL AS VARCHAR) AS loaded_at, " \
-            "CAST(NULL AS BIGINT) AS rows_read WHERE false"
-    return f"CREATE VIEW {LABELS} AS SELECT * FROM {_LABEL_JSON.format(files=_literal(layout.glob(tree.DATASET_LABEL)))}"
+    served = _json_sql(con, layout, tree.DATASET_LABEL, _POINTER_COLUMNS)
+    loaded = _json_sql(con, layout, tree.LOADED_LABEL, _POINTER_COLUMNS)
+    return (
+        f"CREATE VIEW {LABELS} AS SELECT coalesce(s.dataset, l.dataset) AS dataset, s.version, l.version AS loaded_version "
+        f"FROM ({served}) AS s FULL OUTER JOIN ({loaded}) AS l ON l.dataset = s.dataset"
+    )
 
 
 DATASET_VERSIONS_SQL = f"""
 CREATE VIEW dataset_versions AS
-SELECT p.dataset, p.dataset_version AS version, count(*) AS prompts, l.version IS NOT NULL AS current, l.file, l.loaded_at
-FROM ({{all_prompts}}) AS p LEFT JOIN {LABELS} AS l ON l.dataset = p.dataset AND l.version = p.dataset_version
+SELECT p.dataset, p.dataset_version AS version, count(*) AS prompts,
+       coalesce(l.version = p.dataset_version, false) AS served, coalesce(l.loaded_version = p.dataset_version, false) AS loaded,
+       v.file, v.loaded_at, v.rows_read
+FROM ({{all_prompts}}) AS p
+LEFT JOIN {LABELS} AS l ON l.dataset = p.dataset
+LEFT JOIN ({{provenance}}) AS v ON v.dataset = p.dataset AND v.version = p.dataset_version
 GROUP BY ALL
 """
 DATASET_VERSIONS_DOC = (
-    "One row per content version of each dataset name: its prompt count, whether the name points at it now "
-    "(current), and for the current one the file it was loaded from. Other views show current versions only."
+    "One row per content version of each dataset name: its prompt count, whether the name serves it (served: what "
+    "the other views, training and exports read), whether it is the version loaded last (loaded), and the file it was "
+    "loaded from, when, and how many input rows were read. A loaded version is served once a checkpoint's scores of "
+    "it are published, or at once when the served version has no scores."
 )
 RANKINGS_SQL = """
 CREATE VIEW rankings AS
@@ -316,10 +329,10 @@ UNION ALL
 SELECT dataset, dataset_version, 'external' AS source, ranking, id, rank FROM imported_rankings
 """
 RANKINGS_DOC = (
-    "Every ranking of each dataset's current version: ours (source 'angle', one per checkpoint, named by its "
+    "Every ranking of each dataset's served version: ours (source 'angle', one per checkpoint, named by its "
     "fingerprint) and imported ones (source 'external', named by their label); rank 1 comes first."
 )
-LABELS_DOC = "One row per dataset name: the content version it points at now, the file it came from, when it was loaded."
+LABELS_DOC = "One row per dataset name: the content version it serves (version; the other views show it) and the one loaded last."
 PROBLEMS_DOC = "Artifacts left out of the catalog at its last refresh because they could not be read: view, path, error."
 
 
@@ -372,7 +385,8 @@ def _build(con: duckdb.DuckDBPyConnection, layout: Layout) -> list[tuple[str, st
     con.execute(RANKINGS_SQL)
     con.execute(f"COMMENT ON VIEW rankings IS {_literal(RANKINGS_DOC)}")
     prompts = next(s for s in SOURCES if s.view == "prompts")
-    con.execute(DATASET_VERSIONS_SQL.format(all_prompts=prompts.body_sql(files["prompts"], every_version=True)))
+    provenance = _json_sql(con, layout, tree.PROVENANCE, _PROVENANCE_COLUMNS)
+    con.execute(DATASET_VERSIONS_SQL.format(all_prompts=prompts.body_sql(files["prompts"], every_version=True), provenance=provenance))
     con.execute(f"COMMENT ON VIEW dataset_versions IS {_literal(DATASET_VERSIONS_DOC)}")
     rows = ", ".join(f"({_literal(v)}, {_literal(p)}, {_literal(e)})" for v, p, e in problems)
     empty = "SELECT CAST(NULL AS VARCHAR) AS view, CAST(NULL AS VARCHAR) AS path, CAST(NULL AS VARCHAR) AS error WHERE false"
@@ -419,7 +433,8 @@ def _inputs_digest(layout: Layout) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for module in (__file__, tree.__file__, registry.__file__):
         digest.update(Path(module).read_bytes())
-    patterns = [layout.glob(tree.DATASET_LABEL), *(layout.glob(source.template) for source in SOURCES)]
+    labels = (tree.DATASET_LABEL, tree.LOADED_LABEL, tree.PROVENANCE)
+    patterns = [*(layout.glob(template) for template in labels), *(layout.glob(source.template) for source in SOURCES)]
     # Python's glob reads these patterns as DuckDB does, without a DuckDB database (30 ms to open).
     files = sorted({file for pattern in patterns for file in glob.glob(pattern, recursive=True)})
     for file in files:

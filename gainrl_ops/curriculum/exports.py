@@ -16,11 +16,18 @@ pt       1-D int64 tensor of input-file row indices  the published GAIN-RL forks
 
 The `pt` index counts rows of the input file; rows the loader rejected or dropped as
 duplicates have no score and are left out.
+
+Every format is written from one `curriculum` ranking snapshot (`ranking.export_ranking`),
+read once (`read_curriculum`): the `curriculum_export` asset reads the snapshot its
+`curriculum` partition wrote, and `gainrl export` snapshots the served version first, as that
+asset would. A failed export leaves the previous files (and their sidecars) in place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,12 +35,14 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout
-from gainrl_ops.core.storage import atomic_directory, atomic_path, write_text_atomic
+from gainrl_ops.core.storage import atomic_directory, atomic_path
 from gainrl_ops.curriculum.catalog import connect_readonly
+from gainrl_ops.curriculum.ranking import export_ranking, snapshot_info
 from gainrl_ops.data.prompts import PromptConfig, chat_messages
 from gainrl_ops.data.shards import MANIFEST
-from gainrl_ops.data.sources import current_label
+from gainrl_ops.data.versions import current_label
 
 if TYPE_CHECKING:  # imported where used: loading the Dagster definitions should not pay for polars
     import polars as pl
@@ -60,7 +69,7 @@ class ExportInfo:
 
 def latest_checkpoint(layout: Layout, dataset: str) -> tuple[str, str]:
     """(checkpoint, prompt fingerprint) of the most recently registered checkpoint that scored
-    the dataset's current version (any scored one if none is registered)."""
+    the dataset's served version (any scored one if none is registered)."""
     with connect_readonly(layout.root) as con:
         rows = con.execute(
             """SELECT s.checkpoint, s.prompt_fingerprint FROM (SELECT DISTINCT checkpoint, prompt_fingerprint FROM scores WHERE dataset = ?) s
@@ -72,9 +81,20 @@ def latest_checkpoint(layout: Layout, dataset: str) -> tuple[str, str]:
     return rows[0]
 
 
-def ranked_rows(layout: Layout, dataset: str, checkpoint: str | None = None) -> tuple[pl.DataFrame, ExportInfo, PromptConfig]:
-    """The current version's ranking by `checkpoint` ("latest" or None: `latest_checkpoint`),
-    joined with each prompt's answer, source and input row, with the prompt settings it was scored with."""
+@dataclass(frozen=True)
+class RankedCurriculum:
+    """One ranking snapshot with everything the export formats write: the prompts in rank order
+    (rank, id, angle_score, c_intra, c_inter, problem, answer, source, row), what they were
+    ranked by, and the prompt settings they were scored with."""
+
+    frame: pl.DataFrame
+    info: ExportInfo
+    prompt: PromptConfig
+
+
+def served_ranking(layout: Layout, dataset: str, checkpoint: str | None = None) -> Path:
+    """Snapshot the served version's ranking by `checkpoint` ("latest" or None: `latest_checkpoint`)
+    as the `curriculum` asset does, and return the snapshot."""
     label = current_label(layout, dataset)
     if checkpoint in (None, "latest"):
         checkpoint, fingerprint = latest_checkpoint(layout, dataset)
@@ -82,28 +102,36 @@ def ranked_rows(layout: Layout, dataset: str, checkpoint: str | None = None) -> 
         with connect_readonly(layout.root) as con:
             found = con.execute("SELECT DISTINCT prompt_fingerprint FROM scores WHERE dataset = ? AND checkpoint = ?", [dataset, checkpoint]).fetchall()
         if not found:
-            raise ValueError(f"checkpoint {checkpoint} has not scored the current version of dataset {dataset!r}")
+            raise ValueError(f"checkpoint {checkpoint} has not scored the served version of dataset {dataset!r}")
         ((fingerprint,),) = found
-    with connect_readonly(layout.root) as con:
-        frame = con.sql(
-            """SELECT s.rank, s.id, s.angle_score, s.c_intra, s.c_inter, p.problem, p.answer, p.source, p."row", s.code_version
-               FROM scores s JOIN prompts p USING (dataset, dataset_version, id)
-               WHERE s.dataset = ? AND s.checkpoint = ? AND s.prompt_fingerprint = ? ORDER BY s.rank""",
-            params=[dataset, checkpoint, fingerprint],
-        ).pl()
-    manifest = json.loads((layout.shards(dataset, label.version, fingerprint) / MANIFEST).read_text())["prompt_config"]
+    return export_ranking(layout, ScoresKey(dataset, label.version, fingerprint, checkpoint))
+
+
+def read_curriculum(layout: Layout, ranking: Path) -> RankedCurriculum:
+    """A ranking snapshot, joined with each prompt's answer, source and input row of its dataset
+    version, with the prompt settings of its shard set: read once, for every format."""
+    import polars as pl
+
+    made = snapshot_info(ranking)
+    dataset, version, fingerprint = made["dataset"], made["dataset_version"], made["prompt_fingerprint"]
+    prompts = pl.read_parquet(layout.prompts(dataset, version), columns=["id", "answer", "source", "row"])
+    frame = (
+        pl.read_parquet(ranking, columns=["rank", "id", "angle_score", "c_intra", "c_inter", "problem"])
+        .sort("rank")
+        .join(prompts, on="id", how="left", maintain_order="left")
+    )
+    manifest = json.loads((layout.shards(dataset, version, fingerprint) / MANIFEST).read_text())["prompt_config"]
     prompt = PromptConfig(manifest["system_prompt"], tuple(tuple(shot) for shot in manifest["few_shot"]), manifest["max_tokens"])
-    info = ExportInfo(dataset, label.version, fingerprint, checkpoint, ",".join(frame["code_version"].unique().sort()), frame.height, "")
-    return frame.drop("code_version"), info, prompt
+    info = ExportInfo(dataset, version, fingerprint, made["checkpoint"], made["code_version"], frame.height, "")
+    return RankedCurriculum(frame, info, prompt)
 
 
-def export_curriculum(layout: Layout, dataset: str, fmt: str, out: Path, checkpoint: str | None = None) -> ExportInfo:
-    """Write the ranking of `dataset` by `checkpoint` to `out` in format `fmt` (see FORMATS)."""
+def export_curriculum(curriculum: RankedCurriculum, fmt: str, out: Path) -> ExportInfo:
+    """Write `curriculum` to `out` in format `fmt` (see FORMATS)."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    frame, info, prompt = ranked_rows(layout, dataset, checkpoint)
-    info = ExportInfo(**{**asdict(info), "format": fmt})
-    {"verl": _verl, "hf": _hf, "jsonl": _jsonl, "pt": _pt}[fmt](frame, info, prompt, Path(out))
+    info = ExportInfo(**{**asdict(curriculum.info), "format": fmt})
+    {"verl": _verl, "hf": _hf, "jsonl": _jsonl, "pt": _pt}[fmt](curriculum.frame, info, curriculum.prompt, Path(out))
     return info
 
 
@@ -112,8 +140,13 @@ def _messages(frame: pl.DataFrame, prompt: PromptConfig) -> list[list[dict[str, 
     return [chat_messages(problem, prompt) for problem in frame["problem"].to_list()]
 
 
-def _sidecar(out: Path, info: ExportInfo) -> None:
-    write_text_atomic(json.dumps(asdict(info), indent=2), out.with_name(out.name + ".gainrl.json"))
+@contextlib.contextmanager
+def _with_sidecar(out: Path, info: ExportInfo) -> Iterator[Path]:
+    """A temporary path to write `out` to; when the block succeeds, the sidecar JSON and then
+    `out` take their names, and when it fails neither changes."""
+    with atomic_path(out) as tmp, atomic_path(out.with_name(out.name + ".gainrl.json")) as sidecar:
+        sidecar.write_text(json.dumps(asdict(info), indent=2))
+        yield tmp
 
 
 def _verl(frame: pl.DataFrame, info: ExportInfo, prompt: PromptConfig, out: Path) -> None:
@@ -142,19 +175,19 @@ def _hf(frame: pl.DataFrame, info: ExportInfo, prompt: PromptConfig, out: Path) 
 
 
 def _jsonl(frame: pl.DataFrame, info: ExportInfo, prompt: PromptConfig, out: Path) -> None:
-    with atomic_path(out) as tmp, open(tmp, "w") as f:
+    with _with_sidecar(out, info) as tmp, open(tmp, "w") as f:
         for messages, (id_, answer, rank, score, intra, inter) in zip(
             _messages(frame, prompt), frame.select("id", "answer", "rank", "angle_score", "c_intra", "c_inter").iter_rows(), strict=True
         ):
             record = {"prompt": messages, "answer": answer, "id": id_, "rank": rank, "angle_score": score, "c_intra": intra, "c_inter": inter,
                       "checkpoint": info.checkpoint}
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    _sidecar(out, info)
 
 
 def _pt(frame: pl.DataFrame, info: ExportInfo, prompt: PromptConfig, out: Path) -> None:
     import torch
 
-    with atomic_path(out) as tmp:
-        torch.save(torch.tensor(frame["row"].to_list(), dtype=torch.int64), tmp)
-    _sidecar(out, info)
+    # Saved through a file object: torch names the archive's folder after a path (here a random
+    # temporary name) but "archive" for a stream, so the same ranking gives the same bytes.
+    with _with_sidecar(out, info) as tmp, open(tmp, "wb") as f:
+        torch.save(torch.tensor(frame["row"].to_list(), dtype=torch.int64), f)

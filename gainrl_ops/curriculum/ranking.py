@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,9 @@ if TYPE_CHECKING:  # imported where used: loading the Dagster definitions should
     import polars as pl
 
 SNAPSHOT_MEMORY = "300MB"
+# Parquet key of a snapshot's provenance: dataset, dataset_version, prompt_fingerprint,
+# checkpoint and the scoring code_version of its rows (JSON), what exports stamp on their files.
+SNAPSHOT_KEY = b"gainrl.ranking"
 
 
 def export_ranking(layout: Layout, key: ScoresKey) -> Path:
@@ -35,15 +39,28 @@ def export_ranking(layout: Layout, key: ScoresKey) -> Path:
     # A memory limit makes DuckDB spill the sort instead of holding every row (1M rows: about
     # 390 MB peak instead of 0.9-1.5 GB, for twice the time).
     with connect_readonly(layout.root, memory_limit=SNAPSHOT_MEMORY) as con:
-        (rows,) = con.execute(f"SELECT count(*) FROM scores WHERE {where}").fetchall()[0]
+        ((rows, code_version),) = con.execute(
+            f"SELECT count(*), string_agg(DISTINCT code_version, ',' ORDER BY code_version) FROM scores WHERE {where}"
+        ).fetchall()
         if rows == 0:
             raise ValueError(f"no scores for dataset {key.dataset!r} (version {key.version}), prompts {key.prompt_fingerprint}, checkpoint {key.checkpoint}")
+        info = {"dataset": key.dataset, "dataset_version": key.version, "prompt_fingerprint": key.prompt_fingerprint, "checkpoint": key.checkpoint,
+                "code_version": code_version}
+        quoted = json.dumps(info).replace("'", "''")
         with atomic_path(target) as tmp:
             con.execute(
                 f"COPY (SELECT * FROM curriculum WHERE {where} ORDER BY rank) TO '{tmp}' "
-                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072)"
+                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072, KV_METADATA {{'{SNAPSHOT_KEY.decode()}': '{quoted}'}})"
             )
     return target
+
+
+def snapshot_info(path: Path) -> dict[str, str]:
+    """What a ranking snapshot was made from (see SNAPSHOT_KEY), read from its footer."""
+    metadata = pq.read_schema(path).metadata or {}
+    if SNAPSHOT_KEY not in metadata:
+        raise ValueError(f"{path}: ranking snapshot without its provenance (made by an older version); materialize curriculum again")
+    return json.loads(metadata[SNAPSHOT_KEY])
 
 
 def ranking_preview(path: Path, rows: int = 10) -> tuple[int, pl.DataFrame, pl.DataFrame]:

@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 
 from gainrl_ops.core.layout import Layout, safe_name
 from gainrl_ops.core.stats import spearman, top_k_overlap
-from gainrl_ops.core.storage import atomic_path
-from gainrl_ops.curriculum.catalog import connect_readonly
-from gainrl_ops.data.sources import current_label
+from gainrl_ops.core.storage import atomic_path, restored_on_error
+from gainrl_ops.curriculum.catalog import connect_readonly, refresh_catalog
+from gainrl_ops.data.versions import current_label
 
 if TYPE_CHECKING:  # imported where used: loading the Dagster definitions should not pay for polars
     import polars as pl
@@ -60,8 +60,9 @@ def read_ranking_tensor(path: Path, n_rows: int) -> np.ndarray:
 
 
 def import_ranking(layout: Layout, dataset: str, path: Path, name: str) -> tuple[Path, int]:
-    """Store the ranking in `path` as the external ranking `name` of the dataset's current
-    version; returns where it went and how many ranked rows are prompts."""
+    """Store the ranking in `path` as the external ranking `name` of the dataset's served
+    version and refresh the catalog; returns where it went and how many ranked rows are prompts.
+    If the refresh fails, the ranking stored under `name` before (or none) comes back."""
     import polars as pl
 
     safe_name(name, "ranking label")
@@ -78,13 +79,15 @@ def import_ranking(layout: Layout, dataset: str, path: Path, name: str) -> tuple
     target = layout.imported_ranking(dataset, label.version, name)
     meta = {"name": name, "file": str(Path(path).resolve()), "source": "external", "input_rows": int(rows.size)}
     table = ranked.to_arrow().replace_schema_metadata({b"gainrl.ranking": json.dumps(meta).encode()})
-    with atomic_path(target) as tmp:
-        pq.write_table(table, tmp)
+    with restored_on_error(target):
+        with atomic_path(target) as tmp:
+            pq.write_table(table, tmp)
+        refresh_catalog(layout.root)
     return target, ranked.height
 
 
 def ranking_agreement(layout: Layout, dataset: str, k: int = 100) -> pl.DataFrame:
-    """Every pair of rankings of the dataset's current version (ours per checkpoint, imported
+    """Every pair of rankings of the dataset's served version (ours per checkpoint, imported
     ones), and each ranking against question length: prompts in common, Spearman of the ranks
     and the overlap of the top k. Against length, a positive rho means longer questions come later."""
     import polars as pl

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from gainrl_ops.core.fingerprint import fingerprint_json
 from gainrl_ops.core.layout import Layout, safe_name
-from gainrl_ops.core.storage import sweep_temporary, write_text_atomic
+from gainrl_ops.core.storage import sweep_temporary
 from gainrl_ops.data.arithmetic import EMBEDDED, ArithmeticConfig, generate, write_jsonl
 from gainrl_ops.data.datasets import (
     FieldMap,
@@ -21,21 +20,10 @@ from gainrl_ops.data.datasets import (
     problem_id,
     write_dataset,
 )
+from gainrl_ops.data.versions import DatasetLabel, mark_loaded, settle
 
 if TYPE_CHECKING:  # imported where used: loading the Dagster definitions should not pay for polars
     import polars as pl
-
-
-@dataclass(frozen=True)
-class DatasetLabel:
-    """What a dataset name means now: one content version, loaded from `file` at `loaded_at`."""
-
-    dataset: str
-    version: str
-    file: str
-    rows: int
-    loaded_at: str
-    rows_read: int = 0  # rows in the input file, rejected and duplicate ones included
 
 
 @dataclass(frozen=True)
@@ -67,9 +55,10 @@ class DatasetSource:
 
 
 def prepare_dataset(source: DatasetSource, layout: Layout) -> tuple[LoadedDataset, DatasetLabel]:
-    """Load and normalise the dataset, write its prompts and rejects under its content version,
-    then point the dataset's name at that version (written last, so a reader never follows the
-    label to a version that is not complete)."""
+    """Load and normalise the dataset, write its prompts, rejects and provenance under its
+    content version, then make it the name's loaded version (written last, so a reader never
+    follows a label to a version that is not complete). The name serves it at once only if the
+    version it serves has no published scores (`versions.settle`)."""
     started = time.time()
     file = source.file(layout)
     loaded = load_dataset(file, fields=source.fields, on_error=source.on_error)  # type: ignore[arg-type]
@@ -79,16 +68,9 @@ def prepare_dataset(source: DatasetSource, layout: Layout) -> tuple[LoadedDatase
     write_dataset(loaded, layout.prompts(source.name, version), layout.rejects(source.name, version))
     loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     label = DatasetLabel(source.name, version, str(file), loaded.table.num_rows, loaded_at, loaded.n_read)
-    write_text_atomic(json.dumps(asdict(label), indent=2), layout.dataset_label(source.name))
+    mark_loaded(layout, label)
+    settle(layout, source.name)
     return loaded, label
-
-
-def current_label(layout: Layout, dataset: str) -> DatasetLabel:
-    """The version a dataset name points at now."""
-    path = layout.dataset_label(safe_name(dataset, "dataset name"))
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: dataset {dataset!r} was never loaded; materialize raw_dataset (or run gainrl score) first")
-    return DatasetLabel(**json.loads(path.read_text()))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.data.prompts import PromptConfig
 from gainrl_ops.data.shards import ShardSet, current_shards
-from gainrl_ops.data.sources import DatasetSource, current_label
+from gainrl_ops.data.sources import DatasetSource
+from gainrl_ops.data.versions import current_label, require_loaded
 from gainrl_ops.scoring.checkpoints import CheckpointRecord
 from gainrl_ops.scoring.hardware import AUTO, resolve_dtype
 from gainrl_ops.scoring.plan import ScoringPlan
@@ -42,10 +43,13 @@ class CheckpointTarget:
 
     @classmethod
     def current(
-        cls, layout: Layout, source: DatasetSource, record: CheckpointRecord, prompt: PromptConfig, requested_dtype: str = AUTO, device: str = AUTO,
+        cls, layout: Layout, source: DatasetSource, record: CheckpointRecord, prompt: PromptConfig, requested_dtype: str = AUTO,
+        device: str = AUTO, loaded: bool = False,
     ) -> CheckpointTarget:
-        """The checkpoint against the version the dataset's name points at now (`current.json`)."""
-        return cls(layout, source, current_label(layout, source.name).version, record, prompt, requested_dtype, device)
+        """The checkpoint against the version the dataset's name serves now, or with `loaded` the
+        version it loaded last (what scoring works on; see `data/versions.py` for the rule)."""
+        version = require_loaded(layout, source.name) if loaded else current_label(layout, source.name).version
+        return cls(layout, source, version, record, prompt, requested_dtype, device)
 
     @cached_property
     def shards(self) -> ShardSet:

@@ -9,7 +9,7 @@ from dagster import AssetExecutionContext, MaterializeResult
 from tqdm.auto import tqdm
 
 from gainrl_ops.core.fingerprint import fingerprint_json
-from gainrl_ops.curriculum.exports import FILES, FORMATS, export_curriculum
+from gainrl_ops.curriculum.exports import FILES, FORMATS, export_curriculum, read_curriculum
 from gainrl_ops.curriculum.ranking import (
     existing_ranking,
     export_ranking,
@@ -20,6 +20,7 @@ from gainrl_ops.curriculum.rankings import ranking_agreement
 from gainrl_ops.data.datasets import CANONICAL_SCHEMA
 from gainrl_ops.data.shards import SHARD_SCHEMA, tokenize_to_shards
 from gainrl_ops.data.sources import prepare_dataset
+from gainrl_ops.data.versions import served_version, settle
 from gainrl_ops.scoring.plan import ScoringPlan
 
 from ... import partitions
@@ -50,6 +51,7 @@ def raw_dataset(storage: StorageResource, dataset: DatasetResource) -> Materiali
             "dagster/row_count": loaded.table.num_rows,
             "dagster/column_schema": table_schema(CANONICAL_SCHEMA),
             "dataset_version": label.version,
+            "served_version": served_version(layout, label.dataset) or "none",
             "rejected_rows": loaded.rejects.num_rows,
             "duplicates": loaded.duplicates,
             "rows_read": loaded.n_read,
@@ -88,7 +90,7 @@ def tokenized_shards(targets: TargetsResource, scoring: ScoringResource) -> Mate
 
     from gainrl_ops.scoring.models import load_tokenizer
 
-    layout, name, version = targets.layout, targets.dataset.source.name, targets.version()
+    layout, name, version = targets.layout, targets.dataset.source.name, targets.loaded_version()
     tokenizer = load_tokenizer(targets.base_model_path())
     prompts = pq.read_table(layout.prompts(name, version))
     prompt = targets.model.prompt
@@ -116,7 +118,7 @@ def plan_scoring(context: dg.OpExecutionContext, targets: TargetsResource):
     """Resolve the run once (dataset version, prompt fingerprint, shard files and digests) and
     fan out one step per shard, so the multiprocess (or Kubernetes/Celery) executor scores them
     in parallel. Every step works from this plan and never reads `current.json` again."""
-    plan = targets.resolve(context).plan()
+    plan = targets.resolve(context, loaded=True).plan()
     plan.sweep()
     yield dg.Output(plan, "plan", metadata={"dataset_version": plan.key.version, "prompt_fingerprint": plan.key.prompt_fingerprint})
     for shard in plan.shards.shards:
@@ -143,6 +145,7 @@ def publish_scores(context: dg.OpExecutionContext, written: list[int], plan: Sco
     import polars as pl
 
     summary = plan.publish(sum(written))
+    served = settle(plan.layout, plan.key.dataset)
     scores = pl.read_parquet(plan.ranked_scores)
     context.add_output_metadata({
         "dagster/row_count": scores.height,
@@ -150,6 +153,7 @@ def publish_scores(context: dg.OpExecutionContext, written: list[int], plan: Sco
         "checkpoint": plan.key.checkpoint,
         "model": plan.model,
         "dataset_version": plan.key.version,
+        "served_version": served or "none",
         "tokenizer_fingerprint": plan.shards.tokenizer_fingerprint,
         "prompt_fingerprint": plan.key.prompt_fingerprint,
         "code_version": summary.code_version,
@@ -234,7 +238,8 @@ def curriculum_export(context: AssetExecutionContext, targets: TargetsResource) 
 
     target = targets.resolve(context)
     folder = target.layout.export_dir(target.dataset, target.version, target.checkpoint)
-    written = {fmt: export_curriculum(target.layout, target.dataset, fmt, folder / FILES[fmt], target.checkpoint) for fmt in FORMATS}
+    ranked = read_curriculum(target.layout, existing_ranking(target.layout, target.key))
+    written = {fmt: export_curriculum(ranked, fmt, folder / FILES[fmt]) for fmt in FORMATS}
     info = written["verl"]
     return MaterializeResult(metadata={
         "dagster/row_count": info.rows,
