@@ -135,3 +135,58 @@ def test_a_launch_is_accelerate_running_the_library_on_n_processes(tmp_path: Pat
     assert launch_command(nodes, folder)[3:7] == ["--config_file", "node.yaml", "--num_processes", "16"]
     with pytest.raises(ValueError, match="subset_size 8 must be a multiple of the 16 prompts per step"):
         TrainingRunConfig(name="wide", num_processes=8, subset_size=8, grpo={"per_device_train_batch_size": 16})
+
+
+# The same run on 1 and on 2 processes, small enough for a test: 2 prompts a step on 2 processes.
+PIPELINE_RUNS = """
+one-process: {sampler: gainrl, seed: 3, epochs: 2, subset_size: 4,
+              grpo: {num_generations: 2, per_device_train_batch_size: 2, max_completion_length: 12, learning_rate: 0.001}}
+two-processes: {sampler: gainrl, seed: 3, epochs: 2, subset_size: 4, num_processes: 2,
+                grpo: {num_generations: 2, per_device_train_batch_size: 2, max_completion_length: 12, learning_rate: 0.001}}
+"""
+
+
+def test_the_training_run_asset_trains_on_two_processes_as_on_one(diverged, tiny_model_path: Path, tmp_path: Path) -> None:
+    """`training_run` with `num_processes: 2` through Dagster: accelerate runs the library's
+    launch module on both, the main process alone writes, and the asset reports what the
+    same run on one process reports."""
+    import dagster as dg
+    import duckdb
+
+    from gainrl_ops.core.layout import Layout
+    from pipelines.resources import TrainingResource
+    from test_pipeline import ALL, _prepare, _resources
+
+    root = tmp_path / "root"
+    (runs := tmp_path / "runs.yaml").write_text(PIPELINE_RUNS)
+    resources = {**_resources(root, tiny_model_path), "training": TrainingResource(runs_file=str(runs))}
+    with dg.instance_for_test() as instance:
+        base = _prepare(instance, root, tiny_model_path)
+        assert dg.materialize(ALL, selection=["angle_scores", "curriculum"], partition_key=base, instance=instance, resources=resources).success
+        instance.add_dynamic_partitions("training_runs", ["one-process", "two-processes"])
+        metadata = {}
+        for name in ("one-process", "two-processes"):
+            result = dg.materialize(ALL, selection=["training_run"], partition_key=name, instance=instance, resources=resources)
+            assert result.success
+            (event,) = result.get_asset_materialization_events()
+            metadata[name] = event.step_materialization_data.materialization.metadata
+
+    one, two = metadata["one-process"], metadata["two-processes"]
+    assert sorted(two) == sorted(one), "the same metadata as a one-process run"
+    for key in ("sampler", "feedback", "epochs", "dagster/row_count"):
+        assert two[key].value == one[key].value, key
+    assert two["epochs"].value == 2 and two["dagster/row_count"].value == 8
+    assert 0.0 <= two["final_rollout_accuracy"].value <= 1.0 and 0.0 <= two["final_held_out_accuracy"].value <= 1.0
+    assert [Path(p).name for p in two["checkpoints"].value] == ["two-processes-epoch001", "two-processes-epoch002"]
+
+    layout = Layout(root)
+    with duckdb.connect(str(layout.catalog), read_only=True) as con:
+        epochs = con.sql("SELECT run, epoch, mu, mu_next, accuracy FROM epochs ORDER BY run, epoch").fetchall()
+        selected = con.sql("SELECT run, epoch, list(rank ORDER BY rank) FROM selections GROUP BY run, epoch ORDER BY run, epoch").fetchall()
+        children = con.sql(f"SELECT name FROM checkpoints WHERE parent = '{base}' ORDER BY name").fetchall()
+    assert [(run, epoch) for run, epoch, *_ in epochs] == [("one-process", 0), ("one-process", 1), ("two-processes", 0), ("two-processes", 1)], "one row per epoch, one writer"
+    assert all(mu is not None and mu_next is not None and accuracy is not None for *_, mu, mu_next, accuracy in epochs)
+    assert [(run, epoch, len(ranks), len(set(ranks))) for run, epoch, ranks in selected] == [(run, e, 4, 4) for run in ("one-process", "two-processes") for e in (0, 1)]
+    assert selected[0][2] == selected[2][2], "epoch 0: the same seed selects the same prompts on 1 and 2 processes"
+    assert children == [(f"{run}-epoch00{k}",) for run in ("one-process", "two-processes") for k in (1, 2)], "one checkpoint per epoch"
+    assert [p for p in root.rglob("*") if p.is_file() and layout.kind_of(p) is None] == []

@@ -24,6 +24,7 @@ are staging or temporary and never read as published):
       rankings/{dataset}/{version}/{name}.parquet            rankings imported from elsewhere (.pt)
       runs/{run}/epochs.parquet, selections.parquet, state.json, curve.png
       runs/{run}/resume/checkpoint-{step}/                   TRL checkpoint + gainrl_resume.json while a run is unfinished
+      runs/{run}/launch/                                     a multi-process run's inputs and its `accelerate launch` log
       evaluations/{dataset}/{version}/{checkpoint}.parquet   held-out answers of a checkpoint
       diagnostics/{dataset}/{version}/{checkpoint}.parquet, .json, .png   signal diagnostics
       checkpoints/{name}/gainrl_checkpoint.json (+ weights)  the checkpoint store
@@ -154,6 +155,7 @@ SELECTIONS = Template("runs/{run}/selections.parquet")
 RUN_STATE = Template("runs/{run}/state.json")
 RUN_CURVE = Template("runs/{run}/curve.png")
 RUN_RESUME = Template("runs/{run}/resume/{rest}")
+RUN_LAUNCH = Template("runs/{run}/launch/{rest}")
 EVALUATION = Template("evaluations/{dataset}/{version}/{checkpoint}.parquet")
 DIAGNOSTICS = Template("diagnostics/{dataset}/{version}/{checkpoint}.parquet")
 DIAGNOSTICS_SUMMARY = Template("diagnostics/{dataset}/{version}/{checkpoint}.json")
@@ -166,7 +168,7 @@ SCREENSHOT = Template("screenshots/{rest}")
 
 TREE: tuple[Template, ...] = (
     CATALOG, CATALOG_STATE, DATASET_LABEL, LOADED_LABEL, GENERATED, PROMPTS, REJECTS, PROVENANCE, CURRENT_SHARDS, SHARD, SHARD_MANIFEST, SCORES, SCORE_PART, SCORE_SUMMARY,
-    RANKING, REPORT_PLOT, EXPORT_FILE, IMPORTED_RANKING, EPOCHS, SELECTIONS, RUN_STATE, RUN_CURVE, RUN_RESUME, EVALUATION, DIAGNOSTICS,
+    RANKING, REPORT_PLOT, EXPORT_FILE, IMPORTED_RANKING, EPOCHS, SELECTIONS, RUN_STATE, RUN_CURVE, RUN_RESUME, RUN_LAUNCH, EVALUATION, DIAGNOSTICS,
     DIAGNOSTICS_SUMMARY, DIAGNOSTICS_PLOT, CHECKPOINT_RECORD, CHECKPOINT_FILE, MODEL_FILE, DAGSTER_FILE, SCREENSHOT,
 )
 
@@ -260,6 +262,10 @@ class Layout:
     def run_resume(self, run: str) -> Path:
         """TRL's output folder for the run: its per-epoch resume points, removed when the run ends."""
         return self.path(RUN_RESUME, run=run, rest="x").parent
+
+    def run_launch(self, run: str) -> Path:
+        """The folder that a multi-process run's processes read their inputs from, and its launch log."""
+        return self.path(RUN_LAUNCH, run=run, rest="x").parent
 
     def evaluation(self, dataset: str, version: str, checkpoint: str) -> Path:
         return self.path(EVALUATION, dataset=dataset, version=version, checkpoint=checkpoint)

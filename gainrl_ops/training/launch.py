@@ -30,10 +30,6 @@ HELD_OUT = "held_out.parquet"
 LOG = "launch.log"
 
 
-def inputs_folder(layout: Layout, run: str) -> Path:
-    return layout.run_dir(run) / "launch"
-
-
 def write_inputs(
     folder: Path, run: TrainingRunConfig, store: LocalCheckpointStore, base: CheckpointRecord,
     ranked: pl.DataFrame, prompt: PromptConfig, layout: Layout, held_out: list[tuple[str, str]],
@@ -76,7 +72,7 @@ def train_on_processes(
 
     if run.num_processes == 1 and not run.accelerate_config:
         return train_from_store(run, store, base, ranked, prompt, layout, held_out)
-    folder = write_inputs(inputs_folder(layout, run.name), run, store, base, ranked, prompt, layout, held_out).parent
+    folder = write_inputs(layout.run_launch(run.name), run, store, base, ranked, prompt, layout, held_out).parent
     command = launch_command(run, folder)
     with (folder / LOG).open("w") as log:
         code = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT).returncode
