@@ -1,5 +1,7 @@
 """One training run on every process of a `torchrun`/`accelerate launch` job, for
 tests/test_multiprocess.py: `python multiprocess_run.py OUT MODEL SAMPLER EPOCHS [KILL_IN_EPOCH]`.
+The prompts are in the order the pipeline gives SAMPLER ("length", "difficulty": shortest or
+easiest first), else by id.
 
 Each rank writes what it saw after every epoch to OUT/trace/rank<k>.jsonl: its own rollout
 rewards, the sampler's mu before and after the update, the feedback the sampler got, and the
@@ -21,6 +23,7 @@ from transformers import TrainerCallback
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.data.arithmetic import ArithmeticConfig, generate
 from gainrl_ops.data.prompts import PromptConfig
+from gainrl_ops.scoring.models import load_tokenizer
 from gainrl_ops.training import trainer
 from gainrl_ops.training.config import TrainingRunConfig
 
@@ -77,7 +80,13 @@ def main(out: Path, model: str, sampler: str, epochs: int, kill: int | None) -> 
     logging.basicConfig(level=logging.INFO)
     _observe()
     problems = generate(ArithmeticConfig(n_problems=48, seed=5, max_steps=1, max_digits=1))
-    ranked = pl.DataFrame({"id": [f"q{i:02d}" for i in range(48)], "problem": [p.problem for p in problems], "answer": [p.answer for p in problems]})
+    ranked = pl.DataFrame({
+        "id": [f"q{i:02d}" for i in range(48)], "problem": [p.problem for p in problems], "answer": [p.answer for p in problems],
+        "difficulty": [p.difficulty for p in problems], "question_tokens": [len(t) for t in load_tokenizer(model)([p.problem for p in problems])["input_ids"]],
+    })
+    # The order the pipeline gives these samplers (`curriculum.ranking.ordered_prompts`): easiest or shortest first, ties by id.
+    order = {"length": ["question_tokens", "id"], "difficulty": ["difficulty", "id"]}.get(sampler, ["id"])
+    ranked = ranked.sort(order).select("id", "problem", "answer")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     run = TrainingRunConfig(
         name=f"mp-{sampler}", sampler=sampler, seed=3, beta=0.0, epochs=epochs, subset_size=8,

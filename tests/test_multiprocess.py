@@ -94,6 +94,22 @@ def test_only_the_main_process_writes(straight: Path) -> None:
     assert pl.read_parquet(run / "epochs.parquet")["epoch"].to_list() == list(range(EPOCHS))
 
 
+@pytest.mark.parametrize("sampler", ["uniform", "length", "difficulty"])
+def test_every_sampler_draws_the_same_prompts_on_every_rank(diverged, sampler: str, tiny_model_path: Path, tmp_path: Path) -> None:
+    done = _launch(str(HERE / "multiprocess_run.py"), str(tmp_path), str(tiny_model_path), sampler, "2", cwd=HERE.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trace = _trace(tmp_path)
+    assert [e["epoch"] for e in trace[0]] == [e["epoch"] for e in trace[1]] == [0, 1]
+    assert [e["selection"] for e in trace[1]] == [e["selection"] for e in trace[0]], "both ranks trained on the same prompts each epoch"
+    selections = pl.read_parquet(tmp_path / "home" / "runs" / f"mp-{sampler}" / "selections.parquet")
+    assert [(selections.filter(pl.col("epoch") == e)["rank"] - 1).to_list() for e in (0, 1)] == [e["selection"] for e in trace[0]]
+    if sampler == "uniform":
+        from gainrl_ops.training.sampling import UniformSampler
+
+        alone = UniformSampler(8, 48, seed=3)
+        assert [e["selection"] for e in trace[0]] == [alone.select(e).tolist() for e in (0, 1)], "the draws of the same sampler in one process"
+
+
 def test_a_killed_two_process_run_resumes_onto_the_same_selections(straight: Path, tiny_model_path: Path, tmp_path: Path) -> None:
     killed = _run(tmp_path, tiny_model_path, "1")
     assert killed.returncode != 0 and "killed in epoch 1" in killed.stderr
