@@ -206,3 +206,5 @@ def test_the_training_run_asset_trains_on_two_processes_as_on_one(diverged, tiny
     assert selected[0][2] == selected[2][2], "epoch 0: the same seed selects the same prompts on 1 and 2 processes"
     assert children == [(f"{run}-epoch00{k}",) for run in ("one-process", "two-processes") for k in (1, 2)], "one checkpoint per epoch"
     assert [p for p in root.rglob("*") if p.is_file() and layout.kind_of(p) is None] == []
+    progress = [line for line in (layout.run_launch("two-processes") / "launch.log").read_text().splitlines() if "run two-processes epoch" in line]
+    assert [line.split(":")[1].split()[-1] for line in progress] == ["1/2", "2/2"], "the launch log shows each epoch once, from the main process"

@@ -11,6 +11,7 @@ by itself. On other nodes, run the same command with their own `--config_file` (
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from dataclasses import asdict
@@ -96,6 +97,8 @@ def main(argv: list[str]) -> None:
     """One process of a launched run: `python -m gainrl_ops.training.launch FOLDER`."""
     from gainrl_ops.training.trainer import train_from_store
 
+    # The epoch lines the main process logs are the launch log's progress (as the CLI shows them).
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     train_from_store(*read_inputs(Path(argv[0])))
 
 
