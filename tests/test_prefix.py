@@ -19,6 +19,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.data.arithmetic import ArithmeticConfig, generate
 from gainrl_ops.data.datasets import problem_id
@@ -32,9 +33,9 @@ from gainrl_ops.scoring.models import (
     load_model,
     load_tokenizer,
 )
+from gainrl_ops.scoring.plan import ScoringPlan
 from gainrl_ops.scoring.scorer import (
     ScoreConfig,
-    ScoreContext,
     score_batch,
     score_shards,
     shard_prefix,
@@ -161,7 +162,8 @@ def _scores(folder: Path) -> dict[str, tuple[float, float, float]]:
 
 def test_score_shards_records_the_mode_and_the_full_prefill_fallback_agrees(model, chatml, tiny_model_path: Path, tmp_path: Path) -> None:
     shards = tokenize_to_shards(_table(40), chatml, PromptConfig(few_shot=FEW_SHOT[:1]), Layout(tmp_path), "d", "0123456789abcdef", shard_size=16)
-    context = ScoreContext("d", "0123456789abcdef", checkpoint_fingerprint(str(tiny_model_path)), "tiny", shards.tokenizer_fingerprint, shards.prompt_fingerprint, "float64")
+    key = ScoresKey("d", "0123456789abcdef", shards.prompt_fingerprint, checkpoint_fingerprint(str(tiny_model_path)))
+    context = ScoringPlan(tmp_path, key, shards, "tiny", str(tiny_model_path), "float64").context
     shared = score_shards(model, shards, tmp_path / "shared", context, ScoreConfig(max_batch_tokens=512), progress=False)
     whole = score_shards(model, shards, tmp_path / "whole", context, ScoreConfig(max_batch_tokens=512, min_prefix_tokens=10_000), progress=False)
 
