@@ -31,7 +31,7 @@ from gainrl_ops.data.sources import (
     DatasetSource,
     HeldOutConfig,
 )
-from gainrl_ops.data.versions import current_label, require_loaded
+from gainrl_ops.data.versions import require_loaded
 from gainrl_ops.diagnostics.config import DiagnosticsConfig
 from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore
 from gainrl_ops.scoring.config import ScoreConfig
@@ -266,10 +266,6 @@ class TargetsResource(dg.ConfigurableResource):
     @property
     def store(self) -> LocalCheckpointStore:
         return self.checkpoint_store.store(self.layout)
-
-    def served_version(self) -> str:
-        """The content version the dataset's name serves: what SQL, training and exports read."""
-        return current_label(self.layout, self.dataset.source.name).version
 
     def loaded_version(self) -> str:
         """The content version raw_dataset loaded last: what tokenized_shards and angle_scores work on."""
