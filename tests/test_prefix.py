@@ -36,8 +36,8 @@ from gainrl_ops.scoring.models import (
 from gainrl_ops.scoring.plan import ScoringPlan
 from gainrl_ops.scoring.scorer import (
     ScoreConfig,
+    score_and_publish,
     score_batch,
-    score_shards,
     shard_prefix,
 )
 
@@ -160,20 +160,21 @@ def _scores(folder: Path) -> dict[str, tuple[float, float, float]]:
     return {r["id"]: (r["c_intra"], r["c_inter"], r["angle_score"]) for r in rows}
 
 
-def test_score_shards_records_the_mode_and_the_full_prefill_fallback_agrees(model, chatml, tiny_model_path: Path, tmp_path: Path) -> None:
+def test_scoring_records_the_mode_and_the_full_prefill_fallback_agrees(model, chatml, tiny_model_path: Path, tmp_path: Path) -> None:
     shards = tokenize_to_shards(_table(40), chatml, PromptConfig(few_shot=FEW_SHOT[:1]), Layout(tmp_path), "d", "0123456789abcdef", shard_size=16)
     key = ScoresKey("d", "0123456789abcdef", shards.prompt_fingerprint, checkpoint_fingerprint(str(tiny_model_path)))
-    context = ScoringPlan(tmp_path, key, shards, "tiny", str(tiny_model_path), "float64").context
-    shared = score_shards(model, shards, tmp_path / "shared", context, ScoreConfig(max_batch_tokens=512), progress=False)
-    whole = score_shards(model, shards, tmp_path / "whole", context, ScoreConfig(max_batch_tokens=512, min_prefix_tokens=10_000), progress=False)
+    # The same shards scored into two storage roots, once sharing the prefix and once not.
+    plans = {mode: ScoringPlan(tmp_path / mode, key, shards, "tiny", str(tiny_model_path), "float64") for mode in ("shared", "whole")}
+    shared = score_and_publish(model, plans["shared"], ScoreConfig(max_batch_tokens=512), progress=False)
+    whole = score_and_publish(model, plans["whole"], ScoreConfig(max_batch_tokens=512, min_prefix_tokens=10_000), progress=False)
 
     assert len(shared.prefix_tokens) == 3 and min(shared.prefix_tokens) > 40 and shared.prefix_notes == ("", "", "")
     assert shared.scoring_mode.startswith("shared prefix on 3 of 3 shards")
     assert whole.prefix_tokens == (0, 0, 0) and all("fewer than min_prefix_tokens=10000" in note for note in whole.prefix_notes)
     assert whole.scoring_mode.startswith("full prefill on 3 of 3 shards (the prompts share")
-    assert json.loads((tmp_path / "shared" / "summary.json").read_text())["prefix_tokens"] == list(shared.prefix_tokens)
+    assert json.loads((plans["shared"].final / "summary.json").read_text())["prefix_tokens"] == list(shared.prefix_tokens)
 
-    a, b = _scores(tmp_path / "shared"), _scores(tmp_path / "whole")
+    a, b = _scores(plans["shared"].final), _scores(plans["whole"].final)
     assert a.keys() == b.keys() and len(a) == 40
     for key in a:
         assert a[key] == pytest.approx(b[key], abs=EXACT)

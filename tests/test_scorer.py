@@ -34,13 +34,11 @@ from gainrl_ops.scoring.models import (
     load_tokenizer,
 )
 from gainrl_ops.scoring.plan import ScoringPlan
-from gainrl_ops.scoring.publish import ScoreContext
 from gainrl_ops.scoring.scorer import (
     ScoreConfig,
     score_and_publish,
     score_batch,
     score_part,
-    score_shards,
 )
 
 VERSION = "0123456789abcdef"  # a dataset content version; these tests build shards directly
@@ -179,10 +177,6 @@ def _plan(root: Path, path: Path, shards: ShardSet) -> ScoringPlan:
     return ScoringPlan(root, key, shards, "tiny", str(path), "float64")
 
 
-def _context(path: Path, shards: ShardSet) -> ScoreContext:
-    return _plan(path, path, shards).context
-
-
 def test_score_and_publish_writes_the_ranked_scores_of_the_plan_and_refuses_a_changed_shard(tiny, tiny_model_path: Path, tmp_path: Path) -> None:
     model, tokenizer = tiny
     shards = tokenize_to_shards(_dataset(30), tokenizer, PromptConfig(), Layout(tmp_path), "arithmetic", VERSION, shard_size=10)
@@ -210,14 +204,15 @@ def test_publish_refuses_a_part_made_for_another_context(tiny, tiny_model_path: 
     assert not plan.final.exists()
 
 
-def test_score_shards_writes_one_row_per_prompt_with_provenance(tiny, tiny_model_path: Path, tmp_path: Path) -> None:
+def test_score_and_publish_writes_one_row_per_prompt_with_provenance(tiny, tiny_model_path: Path, tmp_path: Path) -> None:
     model, tokenizer = tiny
     table = _dataset(50)
     shards = tokenize_to_shards(table, tokenizer, PromptConfig(), Layout(tmp_path), "d", VERSION, shard_size=16)
     assert len(shards.shards) == 4
-    summary = score_shards(model, shards, tmp_path / "scores", _context(tiny_model_path, shards), progress=False)
+    plan = _plan(tmp_path, tiny_model_path, shards)
+    summary = score_and_publish(model, plan, progress=False)
     scores = pa.concat_tables(
-        [pq.read_table(p) for p in sorted((tmp_path / "scores" / "parts").glob("part-*.parquet"))]
+        [pq.read_table(p) for p in sorted((plan.final / "parts").glob("part-*.parquet"))]
     ).to_pydict()
     assert summary.rows == 50 and summary.parts_written == 4
     assert sorted(scores["id"]) == sorted(table.column("id").to_pylist())
@@ -231,7 +226,7 @@ def test_score_shards_writes_one_row_per_prompt_with_provenance(tiny, tiny_model
 def test_interrupted_scoring_resumes_without_rescoring_or_duplicates(tiny, tiny_model_path: Path, tmp_path: Path, monkeypatch) -> None:
     model, tokenizer = tiny
     shards = tokenize_to_shards(_dataset(40), tokenizer, PromptConfig(), Layout(tmp_path), "d", VERSION, shard_size=10)
-    context = _context(tiny_model_path, shards)
+    plan = _plan(tmp_path, tiny_model_path, shards)
     real = scorer._score_shard
     calls = []
 
@@ -243,15 +238,16 @@ def test_interrupted_scoring_resumes_without_rescoring_or_duplicates(tiny, tiny_
 
     monkeypatch.setattr(scorer, "_score_shard", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        score_shards(model, shards, tmp_path / "scores", context, progress=False)
-    assert sorted(p.name for p in (tmp_path / "scores" / "parts").iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+        score_and_publish(model, plan, progress=False)
+    assert sorted(p.name for p in (plan.staging / "parts").iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+    assert not plan.final.exists()
     monkeypatch.setattr(scorer, "_score_shard", real)
-    summary = score_shards(model, shards, tmp_path / "scores", context, progress=False)
+    summary = score_and_publish(model, plan, progress=False)
     assert (summary.parts_reused, summary.parts_written) == (2, 2)
-    ids = pa.concat_tables([pq.read_table(p) for p in (tmp_path / "scores" / "parts").glob("part-*.parquet")]).column("id").to_pylist()
+    ids = pa.concat_tables([pq.read_table(p) for p in (plan.final / "parts").glob("part-*.parquet")]).column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 40
     # Another inter weight is another result: nothing is reused.
-    again = score_shards(model, shards, tmp_path / "scores", context, ScoreConfig(inter_weight=2.0), progress=False)
+    again = score_and_publish(model, plan, ScoreConfig(inter_weight=2.0), progress=False)
     assert again.parts_reused == 0
 
 

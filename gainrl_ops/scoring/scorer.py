@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gainrl_ops.core.storage import write_parquet_atomic
-from gainrl_ops.data.shards import Shard, ShardSet, shard_problem
+from gainrl_ops.data.shards import Shard, shard_problem
 from gainrl_ops.scoring import angles, capture
 from gainrl_ops.scoring.angles import angle_concentration
 from gainrl_ops.scoring.capture import (
@@ -49,7 +49,6 @@ from gainrl_ops.scoring.publish import (
     ScoreSummary,
     part_path,
     part_tag,
-    write_summary,
 )
 
 if TYPE_CHECKING:
@@ -250,28 +249,6 @@ def score_shard(
     }, schema=SCORE_SCHEMA.with_metadata({PART_KEY: tag, PREFIX_KEY: json.dumps({"tokens": prefix_tokens, "note": prefix_note})}))
     write_parquet_atomic(part, path)
     return True
-
-
-def _score_parts(
-    model: PreTrainedModel, shards: ShardSet, out_dir: Path, context: ScoreContext, config: ScoreConfig, progress: bool, reuse_from: Path | None
-) -> int:
-    """Score every shard into its part in `out_dir`; returns how many parts were scored (not reused)."""
-    with tqdm(total=shards.rows, desc=f"scoring {context.model}", unit="prompt", disable=not progress) as bar:
-        return sum(score_shard(model, shard, out_dir, context, config, bar, reuse_from) for shard in shards.shards)
-
-
-def score_shards(
-    model: PreTrainedModel,
-    shards: ShardSet,
-    out_dir: Path,
-    context: ScoreContext,
-    config: ScoreConfig = ScoreConfig(),
-    progress: bool = True,
-    reuse_from: Path | None = None,
-) -> ScoreSummary:
-    """Score every shard into its part in `out_dir`, resuming after an interruption: verified
-    parts are skipped, so no shard is scored twice and no row is duplicated."""
-    return write_summary(out_dir, shards, context, _score_parts(model, shards, out_dir, context, config, progress, reuse_from))
 
 
 def score_part(model: PreTrainedModel, plan: ScoringPlan, index: int, config: ScoreConfig = ScoreConfig(), bar: tqdm | None = None) -> bool:
