@@ -69,6 +69,16 @@ def served_version(layout: Layout, dataset: str) -> str | None:
     return _pointer(layout.dataset_label(safe_name(dataset, "dataset name")))
 
 
+def require_served(layout: Layout, dataset: str) -> str:
+    """The version the name serves; a one-line error when it serves none yet."""
+    version = served_version(layout, dataset)
+    if version is None:
+        raise FileNotFoundError(
+            f"{layout.dataset_label(dataset)}: dataset {dataset!r} serves no version yet; materialize raw_dataset (or run gainrl score) first"
+        )
+    return version
+
+
 def provenance(layout: Layout, dataset: str, version: str) -> DatasetLabel:
     """Where a version of the dataset came from."""
     path = layout.provenance(safe_name(dataset, "dataset name"), version)
@@ -111,9 +121,4 @@ def labels_restored_on_error(layout: Layout, dataset: str) -> Iterator[None]:
 
 def current_label(layout: Layout, dataset: str) -> DatasetLabel:
     """The provenance of the version the name serves (what SQL, training and exports read)."""
-    version = served_version(layout, dataset)
-    if version is None:
-        raise FileNotFoundError(
-            f"{layout.dataset_label(dataset)}: dataset {dataset!r} serves no version yet; materialize raw_dataset (or run gainrl score) first"
-        )
-    return provenance(layout, dataset, version)
+    return provenance(layout, dataset, require_served(layout, dataset))

@@ -16,7 +16,7 @@ from gainrl_ops.core.layout import Layout
 from gainrl_ops.data.prompts import PromptConfig
 from gainrl_ops.data.shards import ShardSet, current_shards
 from gainrl_ops.data.sources import DatasetSource
-from gainrl_ops.data.versions import current_label, require_loaded
+from gainrl_ops.data.versions import require_loaded, require_served
 from gainrl_ops.scoring.checkpoints import CheckpointRecord
 from gainrl_ops.scoring.hardware import AUTO, resolve_dtype
 from gainrl_ops.scoring.plan import ScoringPlan
@@ -48,7 +48,7 @@ class CheckpointTarget:
     ) -> CheckpointTarget:
         """The checkpoint against the version the dataset's name serves now, or with `loaded` the
         version it loaded last (what scoring works on; see `data/versions.py` for the rule)."""
-        version = require_loaded(layout, source.name) if loaded else current_label(layout, source.name).version
+        version = (require_loaded if loaded else require_served)(layout, source.name)
         return cls(layout, source, version, record, prompt, requested_dtype, device)
 
     @cached_property
