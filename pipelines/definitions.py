@@ -3,10 +3,10 @@ executor every job runs with (multiprocess unless the run config picks in_proces
 
 import dagster as dg
 
-from .defs import curriculum, diagnostics, training
+from .defs import curriculum, diagnostics, difficulty, training
 from .executors import step_executor
 from .resources import default_resources
 
 defs = dg.Definitions.merge(
-    curriculum.defs, training.defs, diagnostics.defs, dg.Definitions(resources=default_resources(), executor=step_executor)
+    curriculum.defs, training.defs, diagnostics.defs, difficulty.defs, dg.Definitions(resources=default_resources(), executor=step_executor)
 )

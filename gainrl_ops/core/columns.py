@@ -300,3 +300,50 @@ DIAGNOSTIC = (
     Column("completion_tokens", "DOUBLE", "mean tokens per sampled completion"),
     Column("reference_tokens", "BIGINT", "tokens of the reference solution (reference_nll rows)"),
 )
+
+# Pass rates: k sampled completions per prompt under one checkpoint, scored by the training reward.
+_SCORED = {column.name: column for column in SCORE}
+PASS_RATE = Column(
+    "pass_rate", "DOUBLE", "fraction of the k sampled completions whose final answer is correct (the training reward); higher = easier",
+    nullable=False,
+)
+LEARNABILITY = Column("learnability", "DOUBLE", "pass_rate * (1 - pass_rate): 0 for prompts always or never solved, 0.25 at 0.5", nullable=False)
+PASS_RATES = (
+    ID,
+    PASS_RATE,
+    LEARNABILITY,
+    Column("n_correct", "INTEGER", "correct completions among the k", nullable=False),
+    Column("k", "INTEGER", "completions sampled for the prompt", nullable=False),
+    Column("completion_tokens", "BIGINT", "tokens generated over the k completions, each up to and including its end token", nullable=False),
+    Column(
+        "generation_seconds", "DOUBLE",
+        "wall seconds of generation spent on the prompt's completions (each generate call's time shared evenly among its rows)",
+        nullable=False,
+    ),
+    Column("temperature", "DOUBLE", "sampling temperature (no top-k, no top-p)", nullable=False),
+    Column("max_new_tokens", "INTEGER", "completion length limit", nullable=False),
+    Column("seed", "BIGINT", "seed of the prompt sample and of every completion's tokens", nullable=False),
+    Column("sample", "BIGINT", "prompts asked for (NULL: every prompt of the dataset version)"),
+    N_TOKENS,
+    TRUNCATED,
+    DATASET,
+    DATASET_VERSION,
+    Column("checkpoint", "VARCHAR", "content fingerprint of the checkpoint that generated the completions", nullable=False),
+    _SCORED["model"],
+    _SCORED["tokenizer"],
+    PROMPT_FINGERPRINT,
+    Column("dtype", "VARCHAR", "dtype of generation", nullable=False),
+    Column("code_version", "VARCHAR", "version of the pass-rate code (sampling and reward)", nullable=False),
+)
+PASS_RATE_RANK = Column(
+    "pass_rate_rank", "BIGINT",
+    "1 = highest pass_rate (easiest first, as angle rank 1 is the highest angle score) within (dataset, version, "
+    "prompt_fingerprint, checkpoint); ties by id",
+)
+LEARNABILITY_RANK = Column(
+    "learnability_rank", "BIGINT",
+    "1 = highest learnability (pass rate nearest 0.5) within (dataset, version, prompt_fingerprint, checkpoint); ties by id",
+)
+PASS_RATE_PROMPTS = Column("n_prompts", "BIGINT", "prompts with a pass rate in the same (dataset, version, prompt_fingerprint, checkpoint)")
+# What the published file adds to the estimate: both ranks and the prompt count, stored so no view ranks.
+RANKED_PASS_RATES = (*PASS_RATES, PASS_RATE_RANK, LEARNABILITY_RANK, PASS_RATE_PROMPTS)

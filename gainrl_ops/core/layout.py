@@ -18,6 +18,8 @@ are staging or temporary and never read as published):
           scores.parquet                                     all scores of a checkpoint, ranked, what SQL reads
           parts/part-{index}.parquet, summary.json           one part per shard (resuming reuses them)
       scores/dataset={dataset}/version={version}/prompts={prompt_fingerprint}/_staging-{checkpoint}/  a run in progress
+      pass_rates/dataset={dataset}/version={version}/prompts={prompt_fingerprint}/checkpoint={checkpoint}/
+          pass_rates.parquet, summary.json, pass_rates.png   sampled pass rates of a checkpoint, ranked
       curriculum/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}.parquet ranking snapshot
       reports/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/{plot}.png curriculum report plots
       exports/{dataset}/{version}/{checkpoint}/curriculum.{verl.parquet,jsonl,pt}, hf/   for other trainers
@@ -146,6 +148,10 @@ SCORES = Template(_SCORES_DIR + "/checkpoint={checkpoint}/scores.parquet")
 SCORE_PART = Template(_SCORES_DIR + "/checkpoint={checkpoint}/parts/part-{index}.parquet")
 SCORE_SUMMARY = Template(_SCORES_DIR + "/checkpoint={checkpoint}/summary.json")
 SCORE_STAGING = Template(_SCORES_DIR + "/_staging-{checkpoint}")
+_PASS_RATES_DIR = "pass_rates/dataset={dataset}/version={version}/prompts={prompt_fingerprint}/checkpoint={checkpoint}"
+PASS_RATES = Template(_PASS_RATES_DIR + "/pass_rates.parquet")
+PASS_RATES_SUMMARY = Template(_PASS_RATES_DIR + "/summary.json")
+PASS_RATES_PLOT = Template(_PASS_RATES_DIR + "/pass_rates.png")
 RANKING = Template("curriculum/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}.parquet")
 REPORT_PLOT = Template("reports/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/{plot}.png")
 EXPORT_FILE = Template("exports/{dataset}/{version}/{checkpoint}/{rest}")
@@ -168,7 +174,7 @@ SCREENSHOT = Template("screenshots/{rest}")
 
 TREE: tuple[Template, ...] = (
     CATALOG, CATALOG_STATE, DATASET_LABEL, LOADED_LABEL, GENERATED, PROMPTS, REJECTS, PROVENANCE, CURRENT_SHARDS, SHARD, SHARD_MANIFEST, SCORES, SCORE_PART, SCORE_SUMMARY,
-    RANKING, REPORT_PLOT, EXPORT_FILE, IMPORTED_RANKING, EPOCHS, SELECTIONS, RUN_STATE, RUN_CURVE, RUN_RESUME, RUN_LAUNCH, EVALUATION, DIAGNOSTICS,
+    PASS_RATES, PASS_RATES_SUMMARY, PASS_RATES_PLOT, RANKING, REPORT_PLOT, EXPORT_FILE, IMPORTED_RANKING, EPOCHS, SELECTIONS, RUN_STATE, RUN_CURVE, RUN_RESUME, RUN_LAUNCH, EVALUATION, DIAGNOSTICS,
     DIAGNOSTICS_SUMMARY, DIAGNOSTICS_PLOT, CHECKPOINT_RECORD, CHECKPOINT_FILE, MODEL_FILE, DAGSTER_FILE, SCREENSHOT,
 )
 
@@ -230,6 +236,10 @@ class Layout:
 
     def scores_staging(self, key: ScoresKey) -> Path:
         return self.path(SCORE_STAGING, **key.values())
+
+    def pass_rates(self, key: ScoresKey) -> Path:
+        """The published pass rates of a checkpoint (its folder also holds summary.json and the histogram)."""
+        return self.path(PASS_RATES, **key.values())
 
     def ranking(self, key: ScoresKey) -> Path:
         return self.path(RANKING, **key.values())

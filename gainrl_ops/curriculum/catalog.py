@@ -17,6 +17,8 @@ scores        prompt scored by a checkpoint
 curriculum    prompt ranked within (dataset, prompt_fingerprint,
               checkpoint) by the stored angle_score (scores joined with prompts)
 rerank(w)     as curriculum, ranked by c_intra + w * c_inter
+pass_rates    sampled prompt's pass rate and learnability under a checkpoint
+rankings      prompt in each ranking: angle, pass_rate, learnability, external
 epochs        epoch of a training run
 selections    prompt selected for an epoch of a training run
 evaluations   held-out problem answered by a checkpoint
@@ -167,6 +169,15 @@ SOURCES: tuple[Source, ...] = (
         tree.SCORES,
         "read_parquet({files}, filename = true, hive_partitioning = true)",
         registry.RANKED_SCORE,
+        current_only=True,
+    ),
+    Source(
+        "pass_rates",
+        "One row per sampled prompt and checkpoint: the fraction of k sampled completions the training reward "
+        "counts correct, its learnability p(1 - p), what generating them cost, and both ranks (stored at publish time).",
+        tree.PASS_RATES,
+        "read_parquet({files}, filename = true, hive_partitioning = true)",
+        registry.RANKED_PASS_RATES,
         current_only=True,
     ),
     Source(
@@ -326,11 +337,16 @@ RANKINGS_SQL = """
 CREATE VIEW rankings AS
 SELECT dataset, dataset_version, 'angle' AS source, checkpoint AS ranking, id, rank FROM scores
 UNION ALL
+SELECT dataset, dataset_version, 'pass_rate' AS source, checkpoint AS ranking, id, pass_rate_rank AS rank FROM pass_rates
+UNION ALL
+SELECT dataset, dataset_version, 'learnability' AS source, checkpoint AS ranking, id, learnability_rank AS rank FROM pass_rates
+UNION ALL
 SELECT dataset, dataset_version, 'external' AS source, ranking, id, rank FROM imported_rankings
 """
 RANKINGS_DOC = (
-    "Every ranking of each dataset's served version: ours (source 'angle', one per checkpoint, named by its "
-    "fingerprint) and imported ones (source 'external', named by their label); rank 1 comes first."
+    "Every ranking of each dataset's served version: ours per checkpoint, named by its fingerprint (source 'angle': "
+    "1 = highest angle score; 'pass_rate': 1 = highest pass rate, the easiest, over the prompts sampled; "
+    "'learnability': 1 = highest p(1 - p)) and imported ones (source 'external', named by their label); rank 1 comes first."
 )
 LABELS_DOC = "One row per dataset name: the content version it serves (version; the other views show it) and the one loaded last."
 PROBLEMS_DOC = "Artifacts left out of the catalog at its last refresh because they could not be read: view, path, error."

@@ -3,7 +3,9 @@
 The report answers the questions a user asks about a freshly scored checkpoint: what do the
 scores look like, are they just a proxy for prompt length, do they track labelled difficulty
 (high score should mean easier, so a negative correlation is expected), and how much did the
-ranking move since the previous checkpoint.
+ranking move since the previous checkpoint; and, when the checkpoint has pass rates, how the
+angle ranking agrees with the reward-based rankings (pass rate, learnability p(1 - p)) over the
+prompts they cover, beyond what prompt length explains.
 
 Plots go through `core.plotting`: Figure objects (no pyplot) and atomic PNG writes.
 """
@@ -19,9 +21,9 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from gainrl_ops.core.plotting import DPI, float_column, save_png
-from gainrl_ops.core.stats import finite_or_none, spearman, top_k_overlap
+from gainrl_ops.core.stats import Correlation, correlation, finite_or_none, spearman, top_k_overlap
 
-__all__ = ["PLOT_NAMES", "REQUIRED_COLUMNS", "CurriculumReport", "build_report"]
+__all__ = ["PASS_RATES_HINT", "PLOT_NAMES", "REQUIRED_COLUMNS", "SIGNALS", "CurriculumReport", "SignalAgreement", "build_report", "signal_agreement"]
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("id", "angle_score", "c_intra", "c_inter", "n_tokens", "rank")
 # File stems of the plots, in the order they are written.
@@ -30,12 +32,51 @@ PLOT_NAMES: tuple[str, ...] = (
     "score_vs_length",
     "score_vs_difficulty",
     "rank_vs_previous",
+    "score_vs_pass_rate",
+)
+# Reward-based signals the angle ranking is compared with. Both point the angle's way: a higher
+# pass rate is an easier prompt, as a higher angle score is one trained first.
+SIGNALS: tuple[str, ...] = ("pass_rate", "learnability")
+PASS_RATES_HINT = (
+    "no pass rates for this checkpoint: materialize pass_rates for its partition (job estimate_difficulty) "
+    "to compare the angle ranking with the pass-rate and learnability rankings"
 )
 
 # With more distinct difficulty values than this, difficulty is treated as continuous and
 # binned into quantiles: one box per value would be unreadable.
 _MAX_DIFFICULTY_LEVELS = 12
 _DIFFICULTY_BINS = 8
+
+
+@dataclass(frozen=True)
+class SignalAgreement:
+    """How the angle ranking agrees with one reward-based `signal` over the `n` prompts both rank.
+
+    spearman: of angle_score with the signal; partial_given_length: the same with prompt length
+    (n_tokens) partialled out, both with bootstrap intervals; top_k_overlap: the share of the k
+    highest angle scores among the k highest signal values (ties by id), k = max(1, n // 10);
+    a random ranking overlaps k / n on average.
+    """
+
+    signal: str
+    n: int
+    spearman: Correlation
+    partial_given_length: Correlation
+    top_k_overlap: float
+    k: int
+
+    @property
+    def chance_overlap(self) -> float:
+        return self.k / self.n
+
+    def as_row(self) -> dict[str, object]:
+        return {
+            "signal": self.signal, "prompts": self.n, "spearman": finite_or_none(self.spearman.estimate),
+            "spearman_low": finite_or_none(self.spearman.low), "spearman_high": finite_or_none(self.spearman.high),
+            "partial_given_length": finite_or_none(self.partial_given_length.estimate),
+            "partial_low": finite_or_none(self.partial_given_length.low), "partial_high": finite_or_none(self.partial_given_length.high),
+            "top_k": self.k, "top_k_overlap": self.top_k_overlap, "chance_overlap": self.chance_overlap,
+        }
 
 
 @dataclass(frozen=True)
@@ -53,8 +94,16 @@ class CurriculumReport:
     top_k_overlap_previous: float | None
     k: int
     n_common_previous: int | None = None
+    # Agreement with the pass-rate signals, or why there is none (`PASS_RATES_HINT`).
+    agreement: tuple[SignalAgreement, ...] = ()
+    agreement_note: str = PASS_RATES_HINT
     # A plain dict (not a read-only proxy) so the report pickles, e.g. as a Dagster output.
     plots: dict[str, Path] = field(default_factory=dict)
+
+    def agreement_table(self) -> pl.DataFrame:
+        """One row per signal: prompts, Spearman and partial Spearman given length with their
+        intervals, top-k overlap and its chance level (no rows without pass rates)."""
+        return pl.DataFrame([found.as_row() for found in self.agreement], schema=_AGREEMENT_SCHEMA)
 
     def as_metadata(self) -> dict[str, float | int | str | None]:
         """Flat values for Dagster asset metadata (plot paths as `plot_<name>` strings).
@@ -73,10 +122,47 @@ class CurriculumReport:
             "top_k_overlap_previous": finite_or_none(self.top_k_overlap_previous),
             "k": self.k,
             "n_common_previous": self.n_common_previous,
+            "pass_rates": self.agreement_note,
         }
+        for found in self.agreement:
+            meta[f"{found.signal}_spearman"] = finite_or_none(found.spearman.estimate)
+            meta[f"{found.signal}_partial_given_length"] = finite_or_none(found.partial_given_length.estimate)
+            meta[f"{found.signal}_top_k_overlap"] = found.top_k_overlap
         for name, path in self.plots.items():
             meta[f"plot_{name}"] = str(path)
         return meta
+
+
+_AGREEMENT_SCHEMA = {
+    "signal": pl.String, "prompts": pl.Int64, "spearman": pl.Float64, "spearman_low": pl.Float64, "spearman_high": pl.Float64,
+    "partial_given_length": pl.Float64, "partial_low": pl.Float64, "partial_high": pl.Float64, "top_k": pl.Int64,
+    "top_k_overlap": pl.Float64, "chance_overlap": pl.Float64,
+}
+
+
+def signal_agreement(current: pl.DataFrame, pass_rates: pl.DataFrame, n_boot: int = 1000, seed: int = 0) -> tuple[SignalAgreement, ...]:
+    """`SignalAgreement` of the angle ranking `current` (id, angle_score, n_tokens, rank) with each
+    signal of `pass_rates` (id, pass_rate, learnability) over the ids in both; none when no id is."""
+    joined = current.select(pl.col("id").cast(pl.Utf8), "angle_score", "n_tokens", "rank").join(
+        pass_rates.select(pl.col("id").cast(pl.Utf8), *SIGNALS), on="id", how="inner"
+    )
+    n = joined.height
+    if n == 0:
+        return ()
+    k = max(1, n // 10)
+    angle, length = float_column(joined, "angle_score"), float_column(joined, "n_tokens")
+    by_angle = _ids_best_first(joined)
+    found = []
+    for signal in SIGNALS:
+        value = float_column(joined, signal)
+        by_signal = joined.sort([pl.col(signal), pl.col("id")], descending=[True, False])["id"].to_list()
+        found.append(SignalAgreement(
+            signal, n,
+            correlation(angle, value, n_boot=n_boot, seed=seed),
+            correlation(angle, value, z=length, n_boot=n_boot, seed=seed),
+            top_k_overlap(by_angle, by_signal, k), k,
+        ))
+    return tuple(found)
 
 
 def _check_columns(df: pl.DataFrame, what: str) -> None:
@@ -152,7 +238,7 @@ def _difficulty_groups(diff: np.ndarray, score: np.ndarray) -> tuple[list[str], 
     return labels, [score[idx == i] for i in range(edges.size - 1)]
 
 
-def _plot_difficulty(diff: np.ndarray, score: np.ndarray, rho: float, target: Path) -> Path:
+def _plot_difficulty(diff: np.ndarray, score: np.ndarray, rho: float, target: Path, what: str = "difficulty") -> Path:
     fig = Figure(figsize=(6.5, 4.8), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     labels, groups = _difficulty_groups(diff, score)
@@ -166,9 +252,9 @@ def _plot_difficulty(diff: np.ndarray, score: np.ndarray, rho: float, target: Pa
         jitter = rng.uniform(-0.18, 0.18, size=g.size)
         ax.scatter(pos + jitter, g, s=5, alpha=0.3, edgecolors="none", color="tab:blue")
     ax.set_xticks(positions, labels, rotation=30 if len(labels) > 6 else 0)
-    ax.set_xlabel("difficulty")
+    ax.set_xlabel(what)
     ax.set_ylabel("angle score")
-    ax.set_title(f"Score by difficulty — Spearman ρ = {_fmt(rho)}")
+    ax.set_title(f"Score by {what} — Spearman ρ = {_fmt(rho)}")
     ax.grid(True, axis="y", alpha=0.3)
     return save_png(fig, target)
 
@@ -199,6 +285,7 @@ def build_report(
     out_dir: Path,
     previous: pl.DataFrame | None = None,
     k: int | None = None,
+    pass_rates: pl.DataFrame | None = None,
 ) -> CurriculumReport:
     """Compute the summary numbers and write the PNG plots of one checkpoint's curriculum.
 
@@ -207,8 +294,12 @@ def build_report(
     max(1, n // 10) and is capped at n. Rank agreement with `previous` is the Spearman
     correlation of the two ranks over ids present in both; top-k overlap compares the first
     k ids of each full ranking (did the prompts trained on first change?).
+    With `pass_rates` (id, pass_rate, learnability of the same checkpoint, e.g. a seeded sample),
+    the angle ranking is compared with both signals over the prompts they cover
+    (`signal_agreement`); without, the report says how to get them (`PASS_RATES_HINT`).
     Writes score_histogram.png and score_vs_length.png always, score_vs_difficulty.png when
-    any difficulty is present, rank_vs_previous.png when `previous` is given.
+    any difficulty is present, rank_vs_previous.png when `previous` is given, and
+    score_vs_pass_rate.png when `pass_rates` share prompts with `current`.
     """
     _check_columns(current, "current")
     if previous is not None:
@@ -270,6 +361,21 @@ def build_report(
             rank_now, rank_prev, rho_prev, overlap, k, out_dir / "rank_vs_previous.png"
         )
 
+    agreement: tuple[SignalAgreement, ...] = ()
+    note = PASS_RATES_HINT
+    if pass_rates is not None:
+        agreement = signal_agreement(current, pass_rates)
+        if agreement:
+            note = f"angle ranking against pass rates over {agreement[0].n} prompts"
+            rated = current.join(pass_rates.select(pl.col("id").cast(current.schema["id"]), "pass_rate"), on="id", how="inner")
+            rate, angle = float_column(rated, "pass_rate"), float_column(rated, "angle_score")
+            ok = np.isfinite(rate) & np.isfinite(angle)
+            plots["score_vs_pass_rate"] = _plot_difficulty(
+                rate[ok], angle[ok], agreement[0].spearman.estimate, out_dir / "score_vs_pass_rate.png", what="pass rate"
+            )
+        else:
+            note = "the pass rates of this checkpoint share no prompt with its ranking"
+
     return CurriculumReport(
         n_prompts=n,
         score_mean=stats[0],
@@ -282,5 +388,7 @@ def build_report(
         top_k_overlap_previous=overlap,
         k=k,
         n_common_previous=n_common,
+        agreement=agreement,
+        agreement_note=note,
         plots=plots,
     )

@@ -1,18 +1,82 @@
-"""Greedy accuracy of a checkpoint on held-out problems."""
+"""Greedy accuracy of a checkpoint on held-out problems, and the batched decoding loop it shares
+with the pass-rate estimate (which samples through the same loop)."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
 from gainrl_ops.data.answers import extract_answer
 from gainrl_ops.data.prompts import PromptConfig, render_text
+from gainrl_ops.diagnostics.gradients import completion_mask, eos_token_ids
 from gainrl_ops.training.rewards import correctness_reward
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """Completions in the order of the prompts decoded: their text, their generated tokens (up to
+    and including the first end token) and their seconds (each `generate` call's wall time shared
+    evenly among the rows of its batch)."""
+
+    texts: list[str]
+    tokens: list[int]
+    seconds: list[float]
+
+
+# Logits processors for one batch, given the positions (in the prompts decoded) of its rows.
+BatchProcessors = Callable[[list[int]], LogitsProcessorList]
+
+
 @torch.no_grad()
+def decode(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    ids: Sequence[Sequence[int]],
+    batch_size: int = 128,
+    max_new_tokens: int = 64,
+    processors: BatchProcessors | None = None,
+    desc: str = "greedy decoding",
+    **generate: Any,
+) -> Decoded:
+    """Greedy completions of tokenized prompts, in the order of `ids`; `processors` (e.g. a
+    sampler) and `generate` keywords change how each token is chosen.
+
+    Prompts are batched by length, with left padding so every prompt ends at the same column:
+    a batch carries few pads, and its completions, as alike as their prompts, tend to end
+    together, so `generate` stops early more often.
+    """
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    texts: list[str] = [""] * len(ids)
+    tokens: list[int] = [0] * len(ids)
+    seconds: list[float] = [0.0] * len(ids)
+    eos = eos_token_ids(model, tokenizer)
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+            rows = order[start : start + batch_size]
+            enc = tokenizer.pad({"input_ids": [list(ids[i]) for i in rows]}, padding=True, return_tensors="pt").to(model.device)
+            began = time.perf_counter()
+            generated = model.generate(
+                **enc, do_sample=False, max_new_tokens=max_new_tokens, logits_processor=processors(rows) if processors else None, **generate
+            )
+            share = (time.perf_counter() - began) / len(rows)
+            completions = generated[:, enc["input_ids"].shape[1] :]
+            counts = completion_mask(completions, eos).sum(dim=1).tolist()
+            for row, text, count in zip(rows, tokenizer.batch_decode(completions, skip_special_tokens=True), counts):
+                texts[row], tokens[row], seconds[row] = text, int(count), share
+    finally:
+        tokenizer.padding_side = side
+    return Decoded(texts, tokens, seconds)
+
+
 def greedy_completions(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -21,28 +85,10 @@ def greedy_completions(
     batch_size: int = 128,
     max_new_tokens: int = 64,
 ) -> list[str]:
-    """Greedy completions, in the order of `questions`.
-
-    Prompts are tokenized once and batched by length, with left padding so every prompt ends
-    at the same column: a batch carries few pads, and its completions, as alike as their
-    prompts, tend to end together, so `generate` stops early more often.
-    """
+    """Greedy completions of the rendered questions, in the order of `questions`."""
     texts = [render_text(tokenizer, q, prompt) for q in questions]
     ids = tokenizer(texts, add_special_tokens=tokenizer.chat_template is None)["input_ids"]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out: list[str] = [""] * len(ids)
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        for start in tqdm(range(0, len(order), batch_size), desc="greedy decoding", unit="batch", leave=False):
-            rows = order[start : start + batch_size]
-            enc = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, padding=True, return_tensors="pt").to(model.device)
-            generated = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens)
-            for row, text in zip(rows, tokenizer.batch_decode(generated[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)):
-                out[row] = text
-    finally:
-        tokenizer.padding_side = side
-    return out
+    return decode(model, tokenizer, ids, batch_size, max_new_tokens).texts
 
 
 def greedy_accuracy(

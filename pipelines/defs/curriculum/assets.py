@@ -206,8 +206,10 @@ def curriculum(context: AssetExecutionContext, targets: TargetsResource) -> Mate
 
 @dg.asset(group_name=GROUP, partitions_def=partitions.checkpoints, kinds={"python"}, code_version="1", deps=[curriculum])
 def curriculum_report(context: AssetExecutionContext, targets: TargetsResource) -> MaterializeResult:
-    """Score histogram, score against prompt length and difficulty (Spearman), and rank
-    agreement with the previous checkpoint (Spearman, top-k overlap), as plots and numbers."""
+    """Score histogram, score against prompt length and difficulty (Spearman), rank agreement
+    with the previous checkpoint (Spearman, top-k overlap), and, once the checkpoint has
+    pass_rates, agreement with the pass-rate and learnability rankings (Spearman, partial
+    Spearman given length, top-k overlap), as plots and numbers."""
     import polars as pl
 
     from gainrl_ops.curriculum.report import (
@@ -216,10 +218,15 @@ def curriculum_report(context: AssetExecutionContext, targets: TargetsResource) 
 
     target = targets.resolve(context)
     previous = previous_ranking(target.layout, target.key, targets.store.records(), target.record)
-    report = build_report(pl.read_parquet(existing_ranking(target.layout, target.key)), target.report_dir, previous=previous[1] if previous else None)
+    rated = target.layout.pass_rates(target.key)
+    report = build_report(
+        pl.read_parquet(existing_ranking(target.layout, target.key)), target.report_dir, previous=previous[1] if previous else None,
+        pass_rates=pl.read_parquet(rated) if rated.exists() else None,
+    )
     agreement = ranking_agreement(target.layout, target.dataset)
     return MaterializeResult(metadata={
         **report.as_metadata(),
+        "pass_rate_agreement": preview(report.agreement_table(), rows=len(report.agreement)) if report.agreement else report.agreement_note,
         "ranking_agreement": preview(agreement, rows=agreement.height),
         "previous_checkpoint": previous[0].fingerprint if previous else "none",
         **{f"plot_{name}": image(path) for name, path in report.plots.items()},
