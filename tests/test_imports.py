@@ -35,7 +35,7 @@ def test_loading_the_definitions_imports_no_model_library(tmp_path: Path) -> Non
         from pipelines.definitions import defs
         result = len(defs.get_repository_def().asset_graph.get_all_asset_keys())
     """, tmp_path / "home", modules=(*HEAVY, "polars"))
-    assert found["loaded"] == [] and found["result"] == 10
+    assert found["loaded"] == [] and found["result"] == 11
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["score", "--help"], ["sql", "--help"]], ids=["help", "score-help", "sql-help"])

@@ -71,5 +71,5 @@ def test_every_catalog_view_reads_a_layout_template() -> None:
     assert {s.view: s.template for s in SOURCES} == {
         "checkpoints": tree.CHECKPOINT_RECORD, "prompts": tree.PROMPTS, "rejects": tree.REJECTS, "tokens": tree.SHARD,
         "scores": tree.SCORES, "epochs": tree.EPOCHS, "selections": tree.SELECTIONS, "evaluations": tree.EVALUATION,
-        "diagnostics": tree.DIAGNOSTICS, "imported_rankings": tree.IMPORTED_RANKING,
+        "diagnostics": tree.DIAGNOSTICS, "imported_rankings": tree.IMPORTED_RANKING, "pass_rates": tree.PASS_RATES,
     }

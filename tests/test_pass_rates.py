@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
+import duckdb
 import numpy as np
 import polars as pl
 import pytest
@@ -176,3 +178,34 @@ def test_report_without_pass_rates_says_how_to_get_them(tmp_path: Path) -> None:
     report = build_report(_ranked(), tmp_path)
     assert report.agreement == () and report.agreement_table().height == 0
     assert report.as_metadata()["pass_rates"] == PASS_RATES_HINT and "estimate_difficulty" in PASS_RATES_HINT
+
+
+def test_pass_rates_asset_publishes_a_seeded_sample_that_sql_ranks_and_the_report_compares(tmp_path: Path, tiny_model_path: Path) -> None:
+    from test_pipeline import ALL, RESCORE, _checks_passed, _prepare, _resources
+
+    with dg.instance_for_test() as instance:
+        partition = _prepare(instance, tmp_path, tiny_model_path)
+        config = {"ops": {"pass_rates": {"config": {"sample": 24, "k": 4, "max_new_tokens": 16, "seed": 3}}}}
+        result = dg.materialize(
+            ALL, selection=["pass_rates"], partition_key=partition, instance=instance, resources=_resources(tmp_path, tiny_model_path), run_config=config
+        )
+        assert result.success and _checks_passed(result) == {"every_sampled_prompt_once": True, "pass_rates_consistent": True}
+        (event,) = result.get_asset_materialization_events()
+        meta = event.step_materialization_data.materialization.metadata
+        assert (meta["dagster/row_count"].value, meta["k"].value, meta["sample"].value) == (24, 4, 24)
+        assert meta["plot"].value.startswith("![") and Path(meta["path"].value).exists()
+
+        rescored = dg.materialize(ALL, selection=RESCORE, partition_key=partition, instance=instance, resources=_resources(tmp_path, tiny_model_path))
+        report = next(e for e in rescored.get_asset_materialization_events() if e.asset_key.to_user_string() == "curriculum_report")
+        report_meta = report.step_materialization_data.materialization.metadata
+        assert report_meta["pass_rates"].value == "angle ranking against pass rates over 24 prompts"
+        assert "learnability" in report_meta["pass_rate_agreement"].value and "pass_rate_spearman" in report_meta
+
+    with duckdb.connect(str(Layout(tmp_path).catalog), read_only=True) as con:
+        sources = con.execute("SELECT source, count(*), min(rank), max(rank) FROM rankings WHERE ranking = ? GROUP BY source ORDER BY source", [partition]).fetchall()
+        same_key = con.execute(
+            "SELECT count(*) FROM pass_rates p JOIN scores s USING (dataset, dataset_version, prompt_fingerprint, checkpoint, id) "
+            "WHERE p.checkpoint = ? AND p.n_tokens = s.n_tokens AND p.seed = 3 AND p.k = 4", [partition]
+        ).fetchall()
+    assert sources == [("angle", 60, 1, 60), ("learnability", 24, 1, 24), ("pass_rate", 24, 1, 24)]
+    assert same_key == [(24,)]

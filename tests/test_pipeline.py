@@ -93,8 +93,8 @@ def _rescore(instance: dg.DagsterInstance, root: Path, model_path: Path, partiti
 def test_definitions_load_with_every_asset_job_sensor_and_schedule() -> None:
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"raw_dataset", "base_checkpoint", "tokenized_shards", "angle_scores", "curriculum", "curriculum_report", "curriculum_export", "training_run", "evaluation", "signal_diagnostics"}
-    assert {j.name for j in repo.get_all_jobs()} >= {"prepare_dataset", "rescore_checkpoint", "diagnose_checkpoint", "train"}
+    assert keys == {"raw_dataset", "base_checkpoint", "tokenized_shards", "angle_scores", "curriculum", "curriculum_report", "curriculum_export", "training_run", "evaluation", "signal_diagnostics", "pass_rates"}
+    assert {j.name for j in repo.get_all_jobs()} >= {"prepare_dataset", "rescore_checkpoint", "diagnose_checkpoint", "train", "estimate_difficulty"}
     assert sorted(s.name for s in repo.sensor_defs) == ["new_checkpoint_sensor", "training_runs_sensor"]
     assert [s.name for s in repo.schedule_defs] == ["rescore_latest_schedule"]
 
