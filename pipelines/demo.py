@@ -1,6 +1,7 @@
 """`make demo`: the whole loop on the embedded default, through Dagster.
 
-dataset -> shards -> scores -> curriculum -> report -> evaluation -> signal diagnostics for the
+dataset -> shards -> scores -> curriculum -> report -> evaluation -> pass rates (a seeded sample of
+256 prompts, 8 samples each, and the report's agreement with them) -> signal diagnostics for the
 base model, then a short GAIN-RL run whose checkpoints land in the checkpoint store; one tick
 of the rescoring sensor turns them into partitions, which are scored, ranked, reported and
 evaluated in turn.
@@ -26,14 +27,16 @@ from .resources import default_resources
 PREPARE = ["raw_dataset", "base_checkpoint", "tokenized_shards"]
 RESCORE = ["angle_scores", "curriculum", "curriculum_report", "curriculum_export", "evaluation"]
 DEMO_RUN = os.environ.get("GAINRL_DEMO_RUN", "gainrl-demo")
+# Run config of the demo's pass rates: a seeded sample, as many tokens as the demo run's rollouts may take.
+PASS_RATES = {"pass_rates": {"config": {"sample": 256, "k": 8, "max_new_tokens": 48, "seed": 0}}}
 DATASET = os.environ.get("GAINRL_DATASET_NAME", DatasetSource.name)
 
 
-def _materialize(instance: dg.DagsterInstance, selection: list[str], partition: str | None = None) -> dg.ExecuteInProcessResult:
+def _materialize(instance: dg.DagsterInstance, selection: list[str], partition: str | None = None, ops: dict | None = None) -> dg.ExecuteInProcessResult:
     everything = [*defs.assets, *defs.asset_checks]
     result = dg.materialize(
         everything, selection=selection, partition_key=partition, instance=instance, resources=default_resources(),
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},  # Dagster's step events are DEBUG
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}, "ops": ops or {}},  # Dagster's step events are DEBUG
     )
     evaluations = result.get_asset_check_evaluations()
     failed = [e.check_name for e in evaluations if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
@@ -61,9 +64,9 @@ class _Phases:
         self.wall: dict[str, float] = {}
         self.steps: dict[str, dict[str, float]] = {}
 
-    def run(self, phase: str, instance: dg.DagsterInstance, selection: list[str], partition: str | None = None) -> dg.ExecuteInProcessResult:
+    def run(self, phase: str, instance: dg.DagsterInstance, selection: list[str], partition: str | None = None, ops: dict | None = None) -> dg.ExecuteInProcessResult:
         started = time.perf_counter()
-        result = _materialize(instance, selection, partition)
+        result = _materialize(instance, selection, partition, ops)
         self.wall[phase] = self.wall.get(phase, 0.0) + time.perf_counter() - started
         steps = self.steps.setdefault(phase, {})
         for asset, seconds in _step_seconds(result).items():
@@ -102,6 +105,9 @@ def main() -> int:
     checkpoint = base.step_materialization_data.materialization.metadata["checkpoint"].value
     phases.run("base checkpoint: score, rank, report, evaluate", instance, RESCORE, partition=checkpoint)
     print(f"\nbase checkpoint {checkpoint}: scored, ranked, reported and evaluated ({time.perf_counter() - started:.0f} s)")
+    rated = phases.run("base checkpoint: pass rates of 256 prompts", instance, ["pass_rates", "curriculum_report"], partition=checkpoint, ops=PASS_RATES)
+    meta = next(e for e in rated.get_asset_materialization_events() if e.asset_key.to_user_string() == "pass_rates").step_materialization_data.materialization.metadata
+    print(f"pass rates: mean {meta['mean_pass_rate'].value:.3f} over {meta['dagster/row_count'].value} sampled prompts, k = 8 ({phases.wall['base checkpoint: pass rates of 256 prompts']:.0f} s)")
     diagnosed = phases.run("signal diagnostics", instance, ["signal_diagnostics"], partition=checkpoint)
     (event,) = diagnosed.get_asset_materialization_events()
     print(f"signal diagnostics: {event.step_materialization_data.materialization.metadata['verdict'].value}")

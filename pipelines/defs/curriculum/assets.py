@@ -204,7 +204,7 @@ def curriculum(context: AssetExecutionContext, targets: TargetsResource) -> Mate
     })
 
 
-@dg.asset(group_name=GROUP, partitions_def=partitions.checkpoints, kinds={"python"}, code_version="1", deps=[curriculum])
+@dg.asset(group_name=GROUP, partitions_def=partitions.checkpoints, kinds={"python"}, code_version="1", deps=[curriculum, "pass_rates"])
 def curriculum_report(context: AssetExecutionContext, targets: TargetsResource) -> MaterializeResult:
     """Score histogram, score against prompt length and difficulty (Spearman), rank agreement
     with the previous checkpoint (Spearman, top-k overlap), and, once the checkpoint has
