@@ -14,6 +14,7 @@ import torch
 from exact import float64_model
 from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout
+from gainrl_ops.curriculum.rankings import ranking_agreement
 from gainrl_ops.curriculum.report import PASS_RATES_HINT, build_report
 from gainrl_ops.data.prompts import PromptConfig, render_prompts
 from gainrl_ops.difficulty.config import PassRateConfig
@@ -209,3 +210,5 @@ def test_pass_rates_asset_publishes_a_seeded_sample_that_sql_ranks_and_the_repor
         ).fetchall()
     assert sources == [("angle", 60, 1, 60), ("learnability", 24, 1, 24), ("pass_rate", 24, 1, 24)]
     assert same_key == [(24,)]
+    agreement = ranking_agreement(Layout(tmp_path), "arithmetic").filter(pl.col("a") == f"angle:{partition}", pl.col("b") == f"pass_rate:{partition}")
+    assert agreement["prompts"].to_list() == [24]

@@ -88,8 +88,9 @@ def import_ranking(layout: Layout, dataset: str, path: Path, name: str) -> tuple
 
 def ranking_agreement(layout: Layout, dataset: str, k: int = 100) -> pl.DataFrame:
     """Every pair of rankings of the dataset's served version (ours per checkpoint, imported
-    ones), and each ranking against question length: prompts in common, Spearman of the ranks
-    and the overlap of the top k. Against length, a positive rho means longer questions come later."""
+    ones, pass rates and learnability), and each ranking against question length: prompts in
+    common, Spearman of the ranks and the overlap of the top k among the prompts in common.
+    Against length, a positive rho means longer questions come later."""
     import polars as pl
 
     with connect_readonly(layout.root) as con:
@@ -103,7 +104,9 @@ def ranking_agreement(layout: Layout, dataset: str, k: int = 100) -> pl.DataFram
     for (a, first), (b, second) in combinations(sorted(by_name.items()), 2):
         both = first.join(second, on="id", suffix="_b")
         rho = spearman(both["rank"].to_numpy().astype(float), both["rank_b"].to_numpy().astype(float))
-        rows.append((a, b, both.height, rho, top_k_overlap(first["id"].to_list(), second["id"].to_list(), k)))
+        # Over the prompts both rank: a ranking of a sample (pass rates) has no top k of the rest.
+        overlap = top_k_overlap(both.sort("rank")["id"].to_list(), both.sort("rank_b")["id"].to_list(), min(k, max(both.height, 1)))
+        rows.append((a, b, both.height, rho, overlap))
     for name, part in sorted(by_name.items()):
         rho = spearman(part["rank"].to_numpy().astype(float), part["length"].to_numpy().astype(float))
         rows.append((name, "question length (characters)", part.height, rho, None))
