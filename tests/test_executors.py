@@ -17,7 +17,7 @@ from pipelines.definitions import defs
 from pipelines.executors import step_executor
 
 REPO = defs.get_repository_def()
-MODEL_STEPS = {"score_shard_step", "training_run", "evaluation", "signal_diagnostics"}
+MODEL_STEPS = {"score_shard_step", "training_run", "evaluation", "signal_diagnostics", "pass_rates"}
 K8S_TAG = "dagster-k8s/config"
 # The keys dagster-k8s accepts in the tag (its user-defined k8s config), and a container's
 # resource requirements as Kubernetes reads them.
@@ -45,7 +45,7 @@ def _executor(config: dict) -> dg.Executor:
 
 def test_every_job_runs_with_the_step_executor_and_accepts_each_choice() -> None:
     jobs = REPO.get_all_jobs()
-    assert {j.name for j in jobs} >= {"prepare_dataset", "rescore_checkpoint", "diagnose_checkpoint", "train", "__ASSET_JOB"}
+    assert {j.name for j in jobs} >= {"prepare_dataset", "rescore_checkpoint", "diagnose_checkpoint", "train", "estimate_difficulty", "__ASSET_JOB"}
     assert all(j.executor_def is step_executor for j in jobs)
 
     job = REPO.get_job("rescore_checkpoint")

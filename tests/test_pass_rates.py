@@ -94,6 +94,7 @@ def test_pass_rates_are_deterministic_by_seed(tiny) -> None:
     assert len(set(draws[0])) > len(QUESTIONS)  # the k completions of a prompt differ: sampled, not greedy
 
 
+@pytest.mark.numerics
 def test_a_prompts_completions_do_not_depend_on_the_prompts_batched_with_it(tiny_model_path: Path) -> None:
     model = float64_model(load_model(ModelSpec(str(tiny_model_path), dtype="float32")))
     tokenizer = load_tokenizer(str(tiny_model_path))
