@@ -9,7 +9,9 @@ prompt `id` draws its tokens from its own generator, seeded by (seed, id, j), th
 Gumbel-max trick inside the greedy decoding loop that evaluation uses. So a prompt's draws do
 not depend on which prompts share its batch or in what order they run. Its logits do, in the
 last bits (a batch's padding changes the kernels' summation order), which can flip a
-near-tie: on one machine and one batch size the table is exactly reproducible.
+near-tie: on one machine and one batch size the table is exactly reproducible. The generators
+live on the model's device, and CUDA's streams are not CPU's: the same seed draws other tokens
+on a GPU than on a CPU.
 """
 
 from __future__ import annotations
