@@ -213,3 +213,13 @@ def test_pass_rates_asset_publishes_a_seeded_sample_that_sql_ranks_and_the_repor
     assert same_key == [(24,)]
     agreement = ranking_agreement(Layout(tmp_path), "arithmetic").filter(pl.col("a") == f"angle:{partition}", pl.col("b") == f"pass_rate:{partition}")
     assert agreement["prompts"].to_list() == [24]
+
+
+def test_republishing_replaces_the_estimate_and_sweeps_what_a_killed_publish_left(tmp_path: Path) -> None:
+    layout, key = _published(tmp_path, {"a": 0.25, "b": 1.0})
+    left = layout.pass_rates(key).parent.with_name(f".{layout.pass_rates(key).parent.name}.abcd1234")
+    left.mkdir()
+    (left / "pass_rates.parquet").write_bytes(b"half")
+    _published(tmp_path, {"a": 0.5, "c": 0.0})
+    assert read_pass_rates(layout, key.dataset, key.checkpoint, key.version) == {"a": 0.5, "c": 0.0}
+    assert not left.exists()

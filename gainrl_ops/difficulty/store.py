@@ -11,6 +11,7 @@ new one, never a mix.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ from gainrl_ops.core import layout as tree
 from gainrl_ops.core.columns import arrow_schema
 from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout
-from gainrl_ops.core.storage import ROW_GROUP_ROWS, atomic_directory
+from gainrl_ops.core.storage import ROW_GROUP_ROWS, atomic_directory, sweep_temporary
 from gainrl_ops.data.versions import require_served
 from gainrl_ops.difficulty.config import PassRateConfig
 from gainrl_ops.scoring.publish import ScoreContext
@@ -96,6 +97,8 @@ def publish_pass_rates(
         int((stamped["pass_rate"] == 0).sum()), int((stamped["pass_rate"] == 1).sum()), int(stamped["completion_tokens"].sum()),
         float(stamped["generation_seconds"].sum()), code_version,
     )
+    # What a killed publish left beside the folder (its temporary sibling) goes first.
+    sweep_temporary(target.parent.parent, time.time())
     with atomic_directory(target.parent) as folder:
         pq.write_table(table, folder / DATA, compression="zstd", row_group_size=ROW_GROUP_ROWS)
         record = {**asdict(summary), "path": str(target), "config": asdict(config), "context": asdict(context)}
