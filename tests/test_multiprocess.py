@@ -90,7 +90,7 @@ def test_every_rank_moves_mu_alike_and_trains_on_the_same_prompts(straight: Path
 def test_only_the_main_process_writes(straight: Path) -> None:
     assert sorted(p.name for p in (straight / "store").iterdir()) == [f"epoch{k}-rank0" for k in range(1, EPOCHS + 1)], "one checkpoint per epoch, saved by rank 0"
     run = straight / "home" / "runs" / "mp-gainrl"
-    assert sorted(p.name for p in run.iterdir()) == ["epochs.parquet", "selections.parquet", "state.json"], "one set of tables, no resume points left"
+    assert sorted(p.name for p in run.iterdir()) == ["epochs.parquet", "rollouts.parquet", "selections.parquet", "state.json"], "one set of tables, no resume points left"
     assert pl.read_parquet(run / "epochs.parquet")["epoch"].to_list() == list(range(EPOCHS))
 
 

@@ -1,9 +1,11 @@
-"""Which prompts each epoch trains on: GAIN-RL's Gaussian curriculum and the uniform baseline.
+"""Which prompts each epoch trains on: the `EpochSampler` protocol, GAIN-RL's Gaussian
+curriculum and the uniform baseline (the reward-based samplers: `learnability.py`, `pools.py`).
 
-Both work on ranks of an ordering: position 0 is the prompt with the highest angle score
+All work on ranks of an ordering: position 0 is the prompt with the highest angle score
 for GAIN-RL, or the first of a control order (shortest question for the `length` sampler,
 easiest for `difficulty`: the same `GainRLSampler` over another order). Each epoch draws
-`subset_size` distinct ranks; `update` takes the epoch's feedback.
+`subset_size` ranks; after it, `observe` takes each prompt's mean group reward and `update`
+the epoch's accuracy and feedback angle.
 """
 
 from __future__ import annotations
@@ -80,7 +82,13 @@ def gaussian_weights(n_prompts: int, mu: float, sigma: float) -> np.ndarray:
 
 
 class EpochSampler(Protocol):
-    """What a trainer needs: the ranks of an epoch, feedback after it, and a resumable state."""
+    """What a trainer needs: the ranks of an epoch, feedback after it, and a resumable state.
+
+    After an epoch the trainer calls `observe(ranks, mean_rewards)` with each trained prompt's
+    mean group reward (the epoch's `rollouts` rows), then `update(accuracy, angle)`. The
+    reward-based samplers keep no copy of what they observed in `state_dict()`: a resumed run
+    loads the state and replays the rollout records of its finished epochs through `observe`.
+    """
 
     @property
     def mu(self) -> float: ...
@@ -89,6 +97,8 @@ class EpochSampler(Protocol):
     def sigma(self) -> float: ...
 
     def select(self, epoch: int) -> np.ndarray: ...
+
+    def observe(self, ranks: np.ndarray, mean_rewards: np.ndarray) -> None: ...
 
     def update(self, accuracy: float, angle: float) -> None: ...
 
@@ -146,6 +156,9 @@ class GainRLSampler:
             self._state.epoch = epoch
         return self._drawn[epoch]
 
+    def observe(self, ranks: np.ndarray, mean_rewards: np.ndarray) -> None:
+        """Per-prompt rewards do not move the window (the controller takes the epoch's accuracy)."""
+
     def update(self, accuracy: float, angle: float) -> None:
         adjustment = mu_adjustment(self.config, accuracy, angle)
         before = self._state.mu
@@ -195,6 +208,9 @@ class UniformSampler:
         if epoch not in self._drawn:
             self._drawn = {epoch: self._rng.choice(self.n_prompts, size=self.subset_size, replace=False)}
         return self._drawn[epoch]
+
+    def observe(self, ranks: np.ndarray, mean_rewards: np.ndarray) -> None:
+        """The baseline ignores rewards."""
 
     def update(self, accuracy: float, angle: float) -> None:
         self.history.append({"accuracy": accuracy, "angle": angle})
