@@ -169,11 +169,12 @@ def observe_rollouts(sampler: EpochSampler, rollouts: pl.DataFrame, positions: d
 @dataclass
 class CurriculumFeedback(TrainerCallback):
     """The GAIN-RL loop, also for your own TRL script: after each epoch the sampler observes
-    each prompt's mean group reward (from `reward`; `positions` maps a prompt id to its rank)
-    and gets the rollout accuracy and mean feedback angle (from `angles`, the `RolloutAngles`
-    the trainer was given as `rollout_angles`), all over the rollouts of all processes, so
-    every rank's sampler moves alike. Before each epoch, every rank checks that it selected
-    what rank 0 selected.
+    each prompt's mean group reward (from `reward`) and gets the rollout accuracy and mean
+    feedback angle (from `angles`, the `RolloutAngles` the trainer was given as
+    `rollout_angles`), all over the rollouts of all processes, so every rank's sampler moves
+    alike. Before each epoch, every rank checks that it selected what rank 0 selected.
+    `positions` maps a prompt id to its rank (dataset index); by default it is read from the
+    train dataset's `id` column when training begins.
 
     `prompt_score(model, ranks)`, if given, is measured after each epoch (the mean angle score
     of its prompts); with `from_prompts` the sampler gets it instead of the rollout angle.
@@ -182,10 +183,15 @@ class CurriculumFeedback(TrainerCallback):
     sampler: EpochSampler
     reward: CorrectnessReward
     angles: RolloutAngles
-    positions: dict[str, int]
     prompt_score: Callable[[PreTrainedModel, np.ndarray], float] | None = None
     from_prompts: bool = False
+    positions: dict[str, int] | None = None
     last: SamplerUpdate | None = None
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs: Any):
+        if self.positions is None:
+            self.positions = {prompt_id: rank for rank, prompt_id in enumerate(train_dataloader.dataset["id"])}
+        return control
 
     def on_epoch_begin(self, args, state, control, **kwargs: Any):
         epoch = round(state.epoch)
@@ -230,7 +236,7 @@ class StoreCheckpoints(TrainerCallback):
         self.fingerprint = None
         if due:
             wait_for_everyone()
-            saved = self.last is not None and Path(self.last).is_dir()
+            saved = bool(self.last) and Path(self.last).is_dir()
             self.fingerprint = from_main_process(checkpoint_fingerprint(self.last) if saved else None)
         return control
 
@@ -462,10 +468,11 @@ def train_run(
     problems = ranked["problem"].to_list()
     positions = {prompt_id: rank for rank, prompt_id in enumerate(ranked["id"].to_list())}
     feedback = CurriculumFeedback(
-        sampler, reward, angles, positions,
+        sampler, reward, angles,
         prompt_score=(lambda m, ranks: mean_prompt_score(m, tokenizer, prompt, [problems[r] for r in ranks], run.inter_weight))
         if run.uses_feedback else None,
         from_prompts=run.feedback == "prompt",
+        positions=positions,
     )
     checkpoints = StoreCheckpoints(run, lambda m, epoch: save_checkpoint(m, tokenizer, epoch))
     evaluation = HeldOutEvaluation(lambda m: evaluate(m, tokenizer)) if evaluate else None
