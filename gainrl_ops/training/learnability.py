@@ -6,9 +6,9 @@ reward in its group is equal), and p(1 - p) is the variance of its reward: 1/4 a
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+
+from gainrl_ops.training.sampling import RewardSampler
 
 # The pass rate of a prompt with no estimate yet: the most learnable one, so it is tried soon.
 PRIOR_PASS_RATE = 0.5
@@ -20,7 +20,7 @@ def learnability(pass_rates: np.ndarray) -> np.ndarray:
     return np.clip(p * (1.0 - p), 0.0, None)
 
 
-class LearnabilitySampler:
+class LearnabilitySampler(RewardSampler):
     """Each epoch, `subset_size` distinct prompts drawn in proportion to p(1 - p).
 
     p starts as the base checkpoint's pass rate of each prompt (`pass_rates`, aligned with the
@@ -36,33 +36,19 @@ class LearnabilitySampler:
     uniformly from the rest.
 
     `state_dict()` holds the RNG, the epoch drawn and the history of feedback; the observed
-    rewards are not in it: they are the run's rollout records, which a resumed run replays
-    through `observe`. `select(epoch)` for the epoch already drawn returns the same ranks.
+    rewards are not in it (see `RewardSampler`).
     """
 
+    kind = "learnability"
+
     def __init__(self, pass_rates: np.ndarray, subset_size: int, seed: int = 0, prior: float = PRIOR_PASS_RATE):
-        n_prompts = len(pass_rates)
-        if subset_size > n_prompts:
-            raise ValueError(f"subset_size {subset_size} exceeds the {n_prompts} prompts")
+        if subset_size > len(pass_rates):
+            raise ValueError(f"subset_size {subset_size} exceeds the {len(pass_rates)} prompts")
         if not 0.0 <= prior <= 1.0:
             raise ValueError(f"the prior pass rate must lie in [0, 1], not {prior}")
+        super().__init__(subset_size, len(pass_rates), seed)
         known = np.asarray(pass_rates, dtype=np.float64)
         self.initial = np.where(np.isnan(known), prior, known)
-        self.subset_size = subset_size
-        self.n_prompts = n_prompts
-        self.latest = np.full(n_prompts, np.nan)
-        self.history: list[dict[str, float]] = []
-        self._rng = np.random.default_rng(seed)
-        self._drawn: dict[int, np.ndarray] = {}
-
-    @property
-    def mu(self) -> float:
-        """No window: the sampler has no mu (nor sigma)."""
-        return float("nan")
-
-    @property
-    def sigma(self) -> float:
-        return float("nan")
 
     def pass_rates(self) -> np.ndarray:
         """The current estimate of each prompt's pass rate."""
@@ -74,11 +60,6 @@ class LearnabilitySampler:
         total = weights.sum()
         return weights / total if total > 0 else np.full(self.n_prompts, 1.0 / self.n_prompts)
 
-    def select(self, epoch: int) -> np.ndarray:
-        if epoch not in self._drawn:
-            self._drawn = {epoch: self._draw()}
-        return self._drawn[epoch]
-
     def _draw(self) -> np.ndarray:
         weights = learnability(self.pass_rates())
         positive = np.flatnonzero(weights > 0)
@@ -86,25 +67,3 @@ class LearnabilitySampler:
             return self._rng.choice(self.n_prompts, size=self.subset_size, replace=False, p=weights / weights.sum())
         rest = np.flatnonzero(weights <= 0)
         return np.concatenate([self._rng.permutation(positive), self._rng.choice(rest, size=self.subset_size - len(positive), replace=False)])
-
-    def observe(self, ranks: np.ndarray, mean_rewards: np.ndarray) -> None:
-        self.latest[np.asarray(ranks, dtype=np.int64)] = mean_rewards
-
-    def update(self, accuracy: float, angle: float) -> None:
-        self.history.append({"accuracy": accuracy, "angle": angle})
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "learnability",
-            "subset_size": self.subset_size,
-            "n_prompts": self.n_prompts,
-            "drawn": {str(k): v.tolist() for k, v in self._drawn.items()},
-            "history": self.history,
-            "rng": self._rng.bit_generator.state,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.subset_size = state["subset_size"]
-        self._drawn = {int(k): np.asarray(v, dtype=np.int64) for k, v in state["drawn"].items()}
-        self.history = state["history"]
-        self._rng.bit_generator.state = state["rng"]

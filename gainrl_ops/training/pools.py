@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+
+from gainrl_ops.training.sampling import RewardSampler
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def pool_weights(latest: np.ndarray, pools: tuple[Pool, ...] = DEFAULT_POOLS, un
     return np.where(np.isnan(rewards), unseen, weights)
 
 
-class PoolSampler:
+class PoolSampler(RewardSampler):
     """prime-rl's `DifficultyPoolSampler` with its defaults: hard (mean reward <= 0.25, weight
     0.2), normal (<= 0.75, weight 1.0), easy (<= 1.0, weight 0.2), unseen prompts weight 1.0;
     inclusive thresholds; drawn with replacement in proportion to the weights. A prompt's
@@ -50,29 +51,15 @@ class PoolSampler:
     - `state_dict()` holds the RNG, the epoch drawn and the history of feedback, not the
       per-prompt rewards: those are the run's rollout records, which a resumed run replays
       through `observe` (prime-rl saves them with the RNG).
-
-    `select(epoch)` for the epoch already drawn returns the same ranks.
     """
+
+    kind = "pool"
 
     def __init__(self, subset_size: int, n_prompts: int, seed: int = 0, pools: tuple[Pool, ...] = DEFAULT_POOLS):
         if not pools:
             raise ValueError("the pool sampler needs at least one pool")
-        self.subset_size = subset_size
-        self.n_prompts = n_prompts
+        super().__init__(subset_size, n_prompts, seed)
         self.pools = pools
-        self.latest = np.full(n_prompts, np.nan)
-        self.history: list[dict[str, float]] = []
-        self._rng = np.random.default_rng(seed)
-        self._drawn: dict[int, np.ndarray] = {}
-
-    @property
-    def mu(self) -> float:
-        """No window: the sampler has no mu (nor sigma)."""
-        return float("nan")
-
-    @property
-    def sigma(self) -> float:
-        return float("nan")
 
     def weights(self) -> np.ndarray:
         """The probability of each prompt on every draw of the next epoch."""
@@ -81,30 +68,5 @@ class PoolSampler:
             raise RuntimeError("the pool sampler has no prompt in a pool with positive weight")
         return weights / weights.sum()
 
-    def select(self, epoch: int) -> np.ndarray:
-        if epoch not in self._drawn:
-            self._drawn = {epoch: self._rng.choice(self.n_prompts, size=self.subset_size, replace=True, p=self.weights())}
-        return self._drawn[epoch]
-
-    def observe(self, ranks: np.ndarray, mean_rewards: np.ndarray) -> None:
-        self.latest[np.asarray(ranks, dtype=np.int64)] = mean_rewards
-
-    def update(self, accuracy: float, angle: float) -> None:
-        self.history.append({"accuracy": accuracy, "angle": angle})
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "pool",
-            "subset_size": self.subset_size,
-            "n_prompts": self.n_prompts,
-            "drawn": {str(k): v.tolist() for k, v in self._drawn.items()},
-            "history": self.history,
-            "rng": self._rng.bit_generator.state,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.subset_size = state["subset_size"]
-        self.n_prompts = state["n_prompts"]
-        self._drawn = {int(k): np.asarray(v, dtype=np.int64) for k, v in state["drawn"].items()}
-        self.history = state["history"]
-        self._rng.bit_generator.state = state["rng"]
+    def _draw(self) -> np.ndarray:
+        return self._rng.choice(self.n_prompts, size=self.subset_size, replace=True, p=self.weights())
