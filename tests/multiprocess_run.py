@@ -39,8 +39,9 @@ def _observe() -> None:
         return sampler
 
     def taken(self):
-        REWARDS.append(rewards := take(self))
-        return rewards
+        ids, rewards = take(self)
+        REWARDS.append(rewards)
+        return ids, rewards
 
     TrainingRunConfig.make_sampler, trainer.CorrectnessReward.take = made, taken
 

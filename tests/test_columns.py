@@ -59,6 +59,10 @@ VIEWS = {
         "dataset_version VARCHAR, checkpoint VARCHAR, model VARCHAR, tokenizer VARCHAR, prompt_fingerprint "
         "VARCHAR, dtype VARCHAR, code_version VARCHAR, rank BIGINT, n_prompts BIGINT, percentile DOUBLE"
     ),
+    "rollouts": (
+        "run VARCHAR, epoch INTEGER, checkpoint VARCHAR, id VARCHAR, n INTEGER, mean_reward DOUBLE, reward_std DOUBLE, "
+        "all_equal BOOLEAN"
+    ),
     "selections": "run VARCHAR, epoch INTEGER, rank BIGINT, id VARCHAR",
     "tokens": (
         "dataset VARCHAR, dataset_version VARCHAR, prompt_fingerprint VARCHAR, id VARCHAR, n_tokens INTEGER, "

@@ -85,16 +85,22 @@ def test_every_rank_moves_mu_alike_and_trains_on_the_same_prompts(straight: Path
     assert epochs["accuracy"].to_list() == [e["accuracy"] for e in trace[0]]
     selections = pl.read_parquet(straight / "home" / "runs" / "mp-gainrl" / "selections.parquet")
     assert [(selections.filter(pl.col("epoch") == e)["rank"] - 1).to_list() for e in range(EPOCHS)] == [e["selection"] for e in trace[0]]
+    rollouts = pl.read_parquet(straight / "home" / "runs" / "mp-gainrl" / "rollouts.parquet")
+    for mine, theirs in zip(trace[0], trace[1]):
+        groups = rollouts.filter(pl.col("epoch") == mine["epoch"])
+        assert groups["n"].sum() == mine["reward_count"] + theirs["reward_count"], "each prompt's group gathered from both ranks"
+        assert sorted(groups["id"].to_list()) == sorted(selections.filter(pl.col("epoch") == mine["epoch"])["id"].to_list())
+        assert (groups["n"] * groups["mean_reward"]).sum() == pytest.approx(mine["reward_sum"] + theirs["reward_sum"], abs=1e-9)
 
 
 def test_only_the_main_process_writes(straight: Path) -> None:
     assert sorted(p.name for p in (straight / "store").iterdir()) == [f"epoch{k}-rank0" for k in range(1, EPOCHS + 1)], "one checkpoint per epoch, saved by rank 0"
     run = straight / "home" / "runs" / "mp-gainrl"
-    assert sorted(p.name for p in run.iterdir()) == ["epochs.parquet", "selections.parquet", "state.json"], "one set of tables, no resume points left"
+    assert sorted(p.name for p in run.iterdir()) == ["epochs.parquet", "rollouts.parquet", "selections.parquet", "state.json"], "one set of tables, no resume points left"
     assert pl.read_parquet(run / "epochs.parquet")["epoch"].to_list() == list(range(EPOCHS))
 
 
-@pytest.mark.parametrize("sampler", ["uniform", "length", "difficulty"])
+@pytest.mark.parametrize("sampler", ["uniform", "length", "difficulty", "pool"])
 def test_every_sampler_draws_the_same_prompts_on_every_rank(diverged, sampler: str, tiny_model_path: Path, tmp_path: Path) -> None:
     done = _launch(str(HERE / "multiprocess_run.py"), str(tmp_path), str(tiny_model_path), sampler, "2", cwd=HERE.parent)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -41,14 +41,21 @@ class CountEpochs(TrainerCallback):
 
 def _ranked() -> pl.DataFrame:
     problems = generate(ArithmeticConfig(n_problems=48, seed=5, max_steps=1, max_digits=1))
-    return pl.DataFrame({"id": [f"q{i:02d}" for i in range(48)], "problem": [p.problem for p in problems], "answer": [p.answer for p in problems]})
+    return pl.DataFrame({
+        "id": [f"q{i:02d}" for i in range(48)], "problem": [p.problem for p in problems], "answer": [p.answer for p in problems],
+        # The base checkpoint's pass rates, which the learnability sampler starts from; a third unknown.
+        "pass_rate": [None if i % 3 == 0 else (i % 5) / 4 for i in range(48)],
+    })
 
 
-def test_a_killed_run_resumes_and_selects_what_an_uninterrupted_run_selects(tiny_model_path: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sampler", ["gainrl", "learnability", "pool"])
+def test_a_killed_run_resumes_and_selects_what_an_uninterrupted_run_selects(sampler: str, tiny_model_path: Path, tmp_path: Path) -> None:
+    """The reward-based samplers (learnability, pool) rebuild their per-prompt rewards from the
+    rollout records of the epochs done; GAIN-RL reloads mu and its history."""
     from gainrl_ops.training.trainer import train_run
 
     run = TrainingRunConfig(
-        name="resumable", sampler="gainrl", seed=3, epochs=4, subset_size=8,
+        name="resumable", sampler=sampler, seed=3, epochs=4, subset_size=8,
         grpo={"num_generations": 4, "per_device_train_batch_size": 16, "max_completion_length": 12, "learning_rate": 1e-3},
     )
     ranked, prompt = _ranked(), PromptConfig()
@@ -69,8 +76,20 @@ def test_a_killed_run_resumes_and_selects_what_an_uninterrupted_run_selects(tiny
     assert counter.trained == 2, "epochs 0 and 1 were not trained again"
     assert resumed.selections.equals(straight.selections)
     same = ["epoch", "mu", "mu_next", "accuracy", "feedback_angle"]
-    assert resumed.epochs.select(same).equals(straight.epochs.select(same)), "model, optimizer and RNG states came back too"
+    assert resumed.epochs.select(same).equals(straight.epochs.select(same), null_equal=True), "model, optimizer and RNG states came back too"
+    assert resumed.rollouts.equals(straight.rollouts), "the same rollouts, so the samplers observed the same rewards"
+    if sampler != "gainrl":
+        # Not a trivial equality: the draws depend on the rewards observed before the kill.
+        assert straight.selections.filter(pl.col("epoch") == 3)["id"].to_list() != _draws_without_rewards(run, ranked)
     assert not layout.run_resume(run.name).exists(), "a finished run leaves no resume points"
+
+
+def _draws_without_rewards(run: TrainingRunConfig, ranked: pl.DataFrame) -> list[str]:
+    """Epoch 3's prompts of the same sampler had it never observed a reward."""
+    alone = run.make_sampler(ranked.height, ranked["pass_rate"].fill_null(float("nan")).to_numpy())
+    for epoch in range(3):
+        alone.select(epoch)
+    return ranked["id"].gather(alone.select(3)).to_list()
 
 
 def _key(layout: Layout, run: TrainingRunConfig) -> str:

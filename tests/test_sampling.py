@@ -7,6 +7,10 @@ import numpy as np
 import pytest
 from trl.trainer.utils import RepeatSampler
 
+from gainrl_ops.training.config import TrainingRunConfig
+from gainrl_ops.training.feedback import group_rewards
+from gainrl_ops.training.learnability import LearnabilitySampler
+from gainrl_ops.training.pools import PoolSampler, pool_weights
 from gainrl_ops.training.sampling import (
     GainRLConfig,
     GainRLSampler,
@@ -15,6 +19,9 @@ from gainrl_ops.training.sampling import (
     mu_adjustment,
 )
 from gainrl_ops.training.trainer import CurriculumSampler
+
+# chi-square quantile 0.999 at 5 degrees of freedom: a fixed-seed test that fails 1 time in 1000 by chance.
+CHI2_5_DOF_999 = 20.515
 
 
 def test_selection_frequency_follows_the_gaussian_over_ranks() -> None:
@@ -73,22 +80,111 @@ def test_scale_free_parameters_are_fractions_of_the_dataset() -> None:
     assert (small.n, small.sigma, small.adj_max, small.subset_size) == pytest.approx((50, 100, 100, 32))
 
 
+def _rewards_of(ranks: np.ndarray) -> np.ndarray:
+    """A made-up mean group reward for each drawn rank, the same on every call."""
+    return (np.asarray(ranks) % 5) / 4.0
+
+
 @pytest.mark.parametrize("make", [
     lambda: GainRLSampler(GainRLConfig(sigma=30.0, subset_size=16), 200, seed=3),
     lambda: UniformSampler(16, 200, seed=3),
+    lambda: LearnabilitySampler(np.linspace(0.0, 1.0, 200), 16, seed=3),
+    lambda: PoolSampler(16, 200, seed=3),
 ])
-def test_state_round_trip_continues_the_same_schedule(make) -> None:
+def test_state_round_trip_and_replayed_rewards_continue_the_same_schedule(make) -> None:
+    """A resumed run loads the state and replays the rollout records of the epochs done."""
     original = make()
-    original.select(0)
-    original.update(0.7, 0.1)
+    records = []
+    for epoch in range(2):
+        ranks = original.select(epoch)
+        records.append((ranks.copy(), _rewards_of(ranks)))
+        original.observe(*records[-1])
+        original.update(0.7, 0.1)
     saved = json.loads(json.dumps(original.state_dict()))
     resumed = make()
     resumed.load_state_dict(saved)
-    for epoch in range(1, 4):
-        assert np.array_equal(original.select(epoch), resumed.select(epoch))
-        original.update(0.8, 0.2)
-        resumed.update(0.8, 0.2)
+    for ranks, rewards in records:
+        resumed.observe(ranks, rewards)
+    for epoch in range(2, 6):
+        ranks = original.select(epoch)
+        assert np.array_equal(ranks, resumed.select(epoch))
+        for sampler in (original, resumed):
+            sampler.observe(ranks, _rewards_of(ranks))
+            sampler.update(0.8, 0.2)
     assert original.state_dict() == resumed.state_dict()
+
+
+def test_learnability_draws_follow_p_times_one_minus_p() -> None:
+    # p = 0 and p = 1 teach nothing; None has no estimate and gets the prior 0.5.
+    pass_rates = np.array([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0, np.nan])
+    sampler = LearnabilitySampler(pass_rates, subset_size=1, seed=0)
+    draws = 20_000
+    counts = np.bincount([sampler.select(epoch)[0] for epoch in range(draws)], minlength=8)
+    learnable = np.array([0.0, 0.09, 0.1875, 0.25, 0.1875, 0.09, 0.0, 0.25])
+    assert counts[0] == counts[6] == 0, "a prompt always or never solved is never drawn"
+    keep = learnable > 0
+    expected = learnable[keep] / learnable.sum() * draws
+    chi2 = (((counts[keep] - expected) ** 2) / expected).sum()
+    assert chi2 < CHI2_5_DOF_999, chi2
+    uniform = np.full(keep.sum(), draws / keep.sum())
+    assert (((counts[keep] - uniform) ** 2) / uniform).sum() > 10 * CHI2_5_DOF_999, "the test tells p(1-p) from uniform"
+
+
+def test_learnability_epochs_are_distinct_seeded_and_move_with_the_observed_rewards() -> None:
+    pass_rates = np.array([0.5] * 10 + [0.0] * 10)
+    a, b = LearnabilitySampler(pass_rates, 6, seed=4), LearnabilitySampler(pass_rates, 6, seed=4)
+    first = a.select(0)
+    assert np.array_equal(first, b.select(0)) and np.array_equal(first, a.select(0))
+    assert len(set(first.tolist())) == 6 and first.max() < 10, "distinct prompts, none with p(1-p) = 0"
+    a.observe(np.arange(10), np.ones(10))  # all solved: nothing learnable among them now
+    a.observe(np.array([10, 11]), np.array([0.5, 0.25]))
+    second = a.select(1)
+    assert set(second[:2].tolist()) == {10, 11}, "the two learnable prompts, then uniform fill from the rest"
+    assert len(set(second.tolist())) == 6
+    assert a.weights()[10] == pytest.approx(0.25 / (0.25 + 0.1875))
+
+
+def test_a_learnability_run_without_pass_rates_names_what_to_run() -> None:
+    run = TrainingRunConfig(name="lilo", sampler="learnability", subset_size=8)
+    with pytest.raises(ValueError, match="^training run 'lilo': the learnability sampler needs the base checkpoint's pass rates; .*estimate_difficulty"):
+        run.make_sampler(48)
+    assert isinstance(run.make_sampler(48, np.full(48, np.nan)), LearnabilitySampler)
+    assert not run.uses_feedback and run.ordering == "angle"
+
+
+@pytest.mark.parametrize(("reward", "weight"), [
+    (None, 1.0),  # unseen
+    (0.0, 0.2), (0.25, 0.2),  # hard, threshold inclusive
+    (0.2500001, 1.0), (0.5, 1.0), (0.75, 1.0),  # normal
+    (0.76, 0.2), (1.0, 0.2),  # easy
+    (1.5, 0.2),  # above every threshold: the last pool takes it
+])
+def test_pool_weights_follow_prime_rl_defaults(reward: float | None, weight: float) -> None:
+    assert pool_weights(np.array([np.nan if reward is None else reward]))[0] == weight
+
+
+def test_pool_draws_with_replacement_in_proportion_to_the_pool_weights() -> None:
+    sampler = PoolSampler(subset_size=50, n_prompts=4, seed=0)
+    first = sampler.select(0)
+    assert len(first) == 50 and len(set(first.tolist())) == 4, "with replacement: more draws than prompts"
+    sampler.observe(np.array([0, 1, 2]), np.array([0.0, 0.5, 1.0]))  # hard, normal, easy; prompt 3 unseen
+    assert sampler.weights() == pytest.approx(np.array([0.2, 1.0, 0.2, 1.0]) / 2.4)
+    counts = np.bincount(np.concatenate([sampler.select(epoch) for epoch in range(1, 401)]), minlength=4)
+    expected = np.array([0.2, 1.0, 0.2, 1.0]) / 2.4 * counts.sum()
+    assert (((counts - expected) ** 2) / expected).sum() < 16.27  # chi-square 0.999 at 3 dof
+    sampler.observe(np.array([1]), np.array([1.0]))
+    assert sampler.weights()[1] == pytest.approx(0.2 / 1.6), "the latest mean reward counts, not a running average"
+
+
+def test_group_rewards_of_literal_rollouts() -> None:
+    groups = group_rewards(["b", "a", "b", "a", "b", "a", "c", "c"], [1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    assert groups["id"].to_list() == ["a", "b", "c"]
+    assert groups["n"].to_list() == [3, 3, 2]
+    assert groups["mean_reward"].to_list() == pytest.approx([1 / 3, 1.0, 0.0])
+    assert groups["reward_std"].to_list() == pytest.approx([math.sqrt(1 / 3), 0.0, 0.0]), "sample std, ddof 1"
+    assert groups["all_equal"].to_list() == [False, True, True]
+    shuffled = group_rewards(["c", "a", "b", "b", "a", "b", "a", "c"], [0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0])
+    assert shuffled.equals(groups), "the same rewards in another order (e.g. gathered from 2 processes) give the same rows"
 
 
 def test_curriculum_sampler_keeps_trl_repeat_layout() -> None:

@@ -232,26 +232,30 @@ EPOCH = Column("epoch", "INTEGER", "0-based epoch")
 EPOCHS = (
     RUN,
     EPOCH,
-    Column("sampler", "VARCHAR", "gainrl, uniform, length (shortest question first) or difficulty (easiest first)"),
+    Column(
+        "sampler", "VARCHAR",
+        "gainrl, uniform, length (shortest question first), difficulty (easiest first), learnability (p(1-p) of the "
+        "pass rate) or pool (prime-rl's difficulty pools)",
+    ),
     Column("feedback", "VARCHAR", "which angle the controller used: rollout (feedback_angle) or prompt (prompt_score)"),
-    Column("mu", "DOUBLE", "centre of the sampling window for this epoch, in ranks from 0 (NULL for uniform)", finite=True),
-    Column("sigma", "DOUBLE", "width of the sampling window, in ranks (NULL for uniform)", finite=True),
+    Column("mu", "DOUBLE", "centre of the sampling window for this epoch, in ranks from 0 (NULL for uniform, learnability and pool)", finite=True),
+    Column("sigma", "DOUBLE", "width of the sampling window, in ranks (NULL for uniform, learnability and pool)", finite=True),
     Column("accuracy", "DOUBLE", "mean correctness of the epoch's rollouts"),
     Column("held_out_accuracy", "DOUBLE", "greedy accuracy on the held-out problems after the epoch, if measured"),
     Column(
         "feedback_angle", "DOUBLE",
         "GAIN-RL's feedback angle, in [-1, 1]: mean pairwise cosine (distinct token pairs, no pads) of the last "
         "MLP's input over each rollout (prompt plus completion, prefilled under the policy that generated it), "
-        "averaged over the epoch's rollouts (NULL for uniform)",
+        "averaged over the epoch's rollouts (NULL for uniform, learnability and pool)",
         finite=True,
     ),
     Column(
         "prompt_score", "DOUBLE",
         "mean angle score (c_intra + inter_weight * c_inter, the ranking score) of the epoch's prompts under the "
-        "policy after the epoch (NULL for uniform)",
+        "policy after the epoch (NULL for uniform, learnability and pool)",
         finite=True,
     ),
-    Column("mu_next", "DOUBLE", "mu after the controller update (NULL for uniform)", finite=True),
+    Column("mu_next", "DOUBLE", "mu after the controller update (NULL for uniform, learnability and pool)", finite=True),
     Column("seconds", "DOUBLE", "wall time of training since its start, feedback included, held-out evaluation excluded"),
     Column("feedback_seconds", "DOUBLE", "seconds of this epoch spent measuring feedback_angle and prompt_score"),
     Column("checkpoint_path", "VARCHAR", "checkpoint saved after the epoch, if any"),
@@ -262,9 +266,24 @@ SELECTIONS = (
     Column(
         "rank", "BIGINT",
         "rank of the prompt in the run's order, 1 first: the angle curriculum (1 = highest angle score) for gainrl "
-        "and uniform, fewest question tokens for length, lowest difficulty for difficulty",
+        "and uniform, fewest question tokens for length, lowest difficulty for difficulty (pool draws with "
+        "replacement: a prompt drawn twice has two rows)",
     ),
     ID,
+)
+ROLLOUTS = (
+    RUN,
+    EPOCH,
+    Column(
+        "checkpoint", "VARCHAR",
+        "content fingerprint of the checkpoint the epoch started from (the base for epoch 0; NULL when the "
+        "previous epoch saved none); the policy moves during the epoch",
+    ),
+    ID,
+    Column("n", "INTEGER", "completions of the prompt in the epoch (num_generations per time it was drawn)", nullable=False),
+    Column("mean_reward", "DOUBLE", "mean correctness reward of those completions", nullable=False),
+    Column("reward_std", "DOUBLE", "their sample standard deviation (ddof 1, as TRL scales advantages by)", finite=True),
+    Column("all_equal", "BOOLEAN", "every reward the same: GRPO's advantages are all 0, the group teaches nothing", nullable=False),
 )
 
 # Greedy answers of held-out problems, per checkpoint.

@@ -24,7 +24,7 @@ are staging or temporary and never read as published):
       reports/{dataset}/{version}/{prompt_fingerprint}/{checkpoint}/{plot}.png curriculum report plots
       exports/{dataset}/{version}/{checkpoint}/curriculum.{verl.parquet,jsonl,pt}, hf/   for other trainers
       rankings/{dataset}/{version}/{name}.parquet            rankings imported from elsewhere (.pt)
-      runs/{run}/epochs.parquet, selections.parquet, state.json, curve.png
+      runs/{run}/epochs.parquet, selections.parquet, rollouts.parquet, state.json, curve.png
       runs/{run}/resume/checkpoint-{step}/                   TRL checkpoint + gainrl_resume.json while a run is unfinished
       runs/{run}/launch/                                     a multi-process run's inputs and its `accelerate launch` log
       evaluations/{dataset}/{version}/{checkpoint}.parquet   held-out answers of a checkpoint
@@ -158,6 +158,7 @@ EXPORT_FILE = Template("exports/{dataset}/{version}/{checkpoint}/{rest}")
 IMPORTED_RANKING = Template("rankings/{dataset}/{version}/{name}.parquet")
 EPOCHS = Template("runs/{run}/epochs.parquet")
 SELECTIONS = Template("runs/{run}/selections.parquet")
+ROLLOUTS = Template("runs/{run}/rollouts.parquet")
 RUN_STATE = Template("runs/{run}/state.json")
 RUN_CURVE = Template("runs/{run}/curve.png")
 RUN_RESUME = Template("runs/{run}/resume/{rest}")
@@ -174,7 +175,7 @@ SCREENSHOT = Template("screenshots/{rest}")
 
 TREE: tuple[Template, ...] = (
     CATALOG, CATALOG_STATE, DATASET_LABEL, LOADED_LABEL, GENERATED, PROMPTS, REJECTS, PROVENANCE, CURRENT_SHARDS, SHARD, SHARD_MANIFEST, SCORES, SCORE_PART, SCORE_SUMMARY,
-    PASS_RATES, PASS_RATES_SUMMARY, PASS_RATES_PLOT, RANKING, REPORT_PLOT, EXPORT_FILE, IMPORTED_RANKING, EPOCHS, SELECTIONS, RUN_STATE, RUN_CURVE, RUN_RESUME, RUN_LAUNCH, EVALUATION, DIAGNOSTICS,
+    PASS_RATES, PASS_RATES_SUMMARY, PASS_RATES_PLOT, RANKING, REPORT_PLOT, EXPORT_FILE, IMPORTED_RANKING, EPOCHS, SELECTIONS, ROLLOUTS, RUN_STATE, RUN_CURVE, RUN_RESUME, RUN_LAUNCH, EVALUATION, DIAGNOSTICS,
     DIAGNOSTICS_SUMMARY, DIAGNOSTICS_PLOT, CHECKPOINT_RECORD, CHECKPOINT_FILE, MODEL_FILE, DAGSTER_FILE, SCREENSHOT,
 )
 
@@ -262,6 +263,9 @@ class Layout:
 
     def selections(self, run: str) -> Path:
         return self.path(SELECTIONS, run=run)
+
+    def rollouts(self, run: str) -> Path:
+        return self.path(ROLLOUTS, run=run)
 
     def run_state(self, run: str) -> Path:
         return self.path(RUN_STATE, run=run)

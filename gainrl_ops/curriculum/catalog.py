@@ -21,6 +21,7 @@ pass_rates    sampled prompt's pass rate and learnability under a checkpoint
 rankings      prompt in each ranking: angle, pass_rate, learnability, external
 epochs        epoch of a training run
 selections    prompt selected for an epoch of a training run
+rollouts      prompt trained on in an epoch of a training run: its group's rewards
 evaluations   held-out problem answered by a checkpoint
 diagnostics   sampled prompt's gradient norm under a checkpoint
 ============  ==========================================================
@@ -194,6 +195,13 @@ SOURCES: tuple[Source, ...] = (
     ),
     Source("epochs", "One row per epoch of a training run.", tree.EPOCHS, _PARQUET, registry.EPOCHS),
     Source("selections", "One row per prompt selected for an epoch of a training run.", tree.SELECTIONS, _PARQUET, registry.SELECTIONS),
+    Source(
+        "rollouts",
+        "One row per prompt trained on in an epoch of a training run: n, mean and std of its group's rewards.",
+        tree.ROLLOUTS,
+        _PARQUET,
+        registry.ROLLOUTS,
+    ),
     Source(
         "evaluations",
         "One row per held-out problem and checkpoint.",

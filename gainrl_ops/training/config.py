@@ -7,9 +7,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 
 from gainrl_ops.scoring.config import DEFAULT_INTER_WEIGHT
+from gainrl_ops.training.learnability import LearnabilitySampler
+from gainrl_ops.training.pools import PoolSampler
 from gainrl_ops.training.sampling import (
     EpochSampler,
     GainRLConfig,
@@ -17,7 +20,11 @@ from gainrl_ops.training.sampling import (
     UniformSampler,
 )
 
-SAMPLERS = ("gainrl", "uniform", "length", "difficulty")
+SAMPLERS = ("gainrl", "uniform", "length", "difficulty", "learnability", "pool")
+# The samplers GAIN-RL's controller moves with the feedback angle; the others ignore it.
+WINDOW_SAMPLERS = ("gainrl", "length", "difficulty")
+# The column of the ranked prompts that carries the base checkpoint's pass rates (learnability).
+PASS_RATE = "pass_rate"
 FEEDBACK = ("rollout", "prompt")
 # TRL GRPOConfig fields we set unless a run overrides them; any other GRPOConfig field may be
 # given too. On CPU, bf16 and vLLM stay off whatever is given (see trainer.grpo_config).
@@ -40,7 +47,11 @@ class TrainingRunConfig:
         sampler: "gainrl" (Gaussian window over the angle ranking, moved by feedback),
             "uniform" (the baseline), or the same window and controller over a control order
             read from the catalog, no model run: "length" (shortest question first, in
-            tokens) or "difficulty" (easiest first; the dataset needs a difficulty column).
+            tokens) or "difficulty" (easiest first; the dataset needs a difficulty column);
+            or a reward-based sampler over the same prompts, moved by each prompt's mean group
+            reward (the `rollouts` records): "learnability" (LILO: in proportion to p(1 - p)
+            of the pass rate p, starting from the base checkpoint's pass rates) or "pool"
+            (prime-rl's difficulty pools, with replacement).
         feedback: the angle the controller gets after an epoch: "rollout" (mean pairwise
             cosine of the last MLP's input over the epoch's rollout sequences, in [-1, 1],
             as GAIN-RL does) or "prompt" (mean angle score of the epoch's prompts; it is
@@ -63,7 +74,7 @@ class TrainingRunConfig:
     """
 
     name: str
-    sampler: Literal["gainrl", "uniform", "length", "difficulty"] = "gainrl"
+    sampler: Literal["gainrl", "uniform", "length", "difficulty", "learnability", "pool"] = "gainrl"
     feedback: Literal["rollout", "prompt"] = "rollout"
     seed: int = 0
     epochs: int = 3
@@ -120,17 +131,31 @@ class TrainingRunConfig:
     @property
     def ordering(self) -> str:
         """What the sampler's ranks index: "angle" (the base checkpoint's curriculum; uniform
-        ignores the order), "length" or "difficulty" (`curriculum.ranking.ordered_prompts`)."""
+        ignores the order, and so do learnability and pool), "length" or "difficulty"
+        (`curriculum.ranking.ordered_prompts`)."""
         return self.sampler if self.sampler in ("length", "difficulty") else "angle"
 
     @property
     def uses_feedback(self) -> bool:
-        """Whether the sampler moves with the epoch feedback (all but the uniform baseline)."""
-        return self.sampler != "uniform"
+        """Whether the sampler moves with the epoch's feedback angle (GAIN-RL's window, over any
+        order), so that the trainer measures it; every sampler gets the rollout rewards."""
+        return self.sampler in WINDOW_SAMPLERS
 
-    def make_sampler(self, n_prompts: int) -> EpochSampler:
+    def make_sampler(self, n_prompts: int, pass_rates: np.ndarray | None = None) -> EpochSampler:
+        """The run's sampler over `n_prompts` ranks. `pass_rates` (aligned with the ranks, NaN
+        where unknown) is the base checkpoint's pass rate of each prompt, which the
+        learnability sampler starts from and needs."""
         if self.sampler == "uniform":
             return UniformSampler(self.subset_size, n_prompts, seed=self.seed)
+        if self.sampler == "pool":
+            return PoolSampler(self.subset_size, n_prompts, seed=self.seed)
+        if self.sampler == "learnability":
+            if pass_rates is None:
+                raise ValueError(
+                    f"training run {self.name!r}: the learnability sampler needs the base checkpoint's pass rates; "
+                    "materialize `pass_rates` for the base checkpoint first (job estimate_difficulty)"
+                )
+            return LearnabilitySampler(pass_rates, self.subset_size, seed=self.seed)
         config = GainRLConfig.scale_free(
             n_prompts, n=self.n_frac, sigma=self.sigma_frac, adj_max=self.adj_max_frac,
             alpha=self.alpha, beta=self.beta, subset_size=self.subset_size,

@@ -7,24 +7,30 @@ The epoch's angle is the mean over its rollouts, a number in [-1, 1]. The prompt
 score c_intra + 8 * c_inter (about 4-8) would instead pin tanh(alpha * angle) at 1 in the
 controller and turn it into a fixed-speed sweep.
 
+Each prompt's group of rewards is kept too (`group_rewards`): the `rollouts` records, and what
+the reward-based samplers observe.
+
 No TRL import here: the trainer calls `RolloutAngles.measure` on each generation batch, and
 `rollout_feedback` reduces an epoch's angles and rewards over all processes.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
 import torch
 from transformers import PreTrainedModel
 
 from gainrl_ops.scoring.angles import angle_concentration
 from gainrl_ops.scoring.capture import last_mlp_input
 from gainrl_ops.scoring.models import eval_mode
-from gainrl_ops.training.ranks import sum_over_processes
+from gainrl_ops.training.ranks import gather_from_processes, sum_over_processes
 
 
 def mean_pairwise_cosine(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -115,3 +121,33 @@ def rollout_feedback(rewards: Sequence[float], angles: RolloutAngles) -> Rollout
         angle=angle_sum / angle_count if angle_count else float("nan"),
         seconds=seconds,
     )
+
+
+def group_rewards(ids: Sequence[str], rewards: Sequence[float]) -> pl.DataFrame:
+    """One row per prompt id, sorted by id: n (its completions), mean_reward, reward_std (sample
+    std, ddof 1, as TRL scales advantages by; NaN for one completion) and all_equal (every
+    reward the same, so GRPO's advantages are all 0).
+
+    The sums are exactly rounded (`math.fsum`), so the values do not depend on the order the
+    rewards came in, e.g. from how many processes."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for prompt_id, reward in zip(ids, rewards, strict=True):
+        groups[prompt_id].append(float(reward))
+    rows = []
+    for prompt_id in sorted(groups):
+        values = groups[prompt_id]
+        n = len(values)
+        mean = math.fsum(values) / n
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
+        rows.append((prompt_id, n, mean, std, min(values) == max(values)))
+    return pl.DataFrame(
+        rows, orient="row",
+        schema={"id": pl.String, "n": pl.Int32, "mean_reward": pl.Float64, "reward_std": pl.Float64, "all_equal": pl.Boolean},
+    )
+
+
+def gathered_groups(ids: Sequence[str], rewards: Sequence[float]) -> pl.DataFrame:
+    """`group_rewards` over the rollouts of every process (each scored only its slice), the
+    same table on every process."""
+    pairs = gather_from_processes(list(zip(ids, rewards, strict=True)))
+    return group_rewards([i for i, _ in pairs], [r for _, r in pairs])

@@ -61,7 +61,7 @@ def read_result(run: TrainingRunConfig, layout: Layout):
 
     epochs, selections = pl.read_parquet(layout.epochs(run.name)), pl.read_parquet(layout.selections(run.name))
     checkpoints = [p for p in epochs["checkpoint_path"].to_list() if p]
-    return TrainingResult(epochs, selections, checkpoints, layout.run_dir(run.name)), layout.run_curve(run.name)
+    return TrainingResult(epochs, selections, pl.read_parquet(layout.rollouts(run.name)), checkpoints, layout.run_dir(run.name)), layout.run_curve(run.name)
 
 
 def train_on_processes(

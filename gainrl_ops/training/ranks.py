@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import PartialState
-from accelerate.utils import broadcast_object_list, reduce
+from accelerate.utils import broadcast_object_list, gather_object, reduce
 
 
 def is_main_process() -> bool:
@@ -35,6 +35,13 @@ def sum_over_processes(values: Sequence[float]) -> list[float]:
     if state.num_processes == 1:
         return [float(v) for v in values]
     return reduce(torch.tensor(values, dtype=torch.float64, device=state.device), reduction="sum").cpu().tolist()
+
+
+def gather_from_processes(values: list[Any]) -> list[Any]:
+    """Every process's `values`, concatenated in process order, on every process."""
+    if PartialState().num_processes == 1:
+        return list(values)
+    return gather_object(list(values))
 
 
 def from_main_process(value: Any) -> Any:

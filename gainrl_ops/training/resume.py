@@ -3,7 +3,7 @@
 After every epoch the trainer saves TRL's checkpoint folder (`checkpoint-<step>`: weights,
 optimizer, scheduler, RNG states, trainer state) under the run's resume folder, and then,
 atomically inside it, `gainrl_resume.json`: the sampler state (mu, history, RNG) and the
-epoch rows so far. The JSON is written last, so a folder without it is a save that was cut
+epoch, selection and rollout rows so far. The JSON is written last, so a folder without it is a save that was cut
 short and never counts. TRL keeps the last two folders, so a kill during a save still
 leaves the previous complete one.
 """
@@ -11,6 +11,7 @@ leaves the previous complete one.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from collections.abc import Sequence
@@ -26,10 +27,14 @@ STATE_FILE = "gainrl_resume.json"
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
-def resume_key(run: TrainingRunConfig, model_path: str, ids: Sequence[str]) -> str:
+def resume_key(run: TrainingRunConfig, model_path: str, ids: Sequence[str], pass_rates: Sequence[float] | None = None) -> str:
     """What a resume point must have been made from: the same run settings, starting
-    checkpoint and prompts in the same order. Anything else starts over."""
-    return fingerprint_json({"run": asdict(run), "model": str(model_path), "ids": list(ids)})
+    checkpoint, prompts in the same order and, where given, the same initial pass rates.
+    Anything else starts over."""
+    inputs = {"run": asdict(run), "model": str(model_path), "ids": list(ids)}
+    if pass_rates is not None:
+        inputs["pass_rates"] = [None if math.isnan(p) else p for p in pass_rates]
+    return fingerprint_json(inputs)
 
 
 @dataclass(frozen=True)

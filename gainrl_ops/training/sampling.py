@@ -1,9 +1,11 @@
-"""Which prompts each epoch trains on: GAIN-RL's Gaussian curriculum and the uniform baseline.
+"""Which prompts each epoch trains on: the `EpochSampler` protocol, GAIN-RL's Gaussian
+curriculum and the uniform baseline (the reward-based samplers: `learnability.py`, `pools.py`).
 
-Both work on ranks of an ordering: position 0 is the prompt with the highest angle score
+All work on ranks of an ordering: position 0 is the prompt with the highest angle score
 for GAIN-RL, or the first of a control order (shortest question for the `length` sampler,
 easiest for `difficulty`: the same `GainRLSampler` over another order). Each epoch draws
-`subset_size` distinct ranks; `update` takes the epoch's feedback.
+`subset_size` ranks; after it, `observe` takes each prompt's mean group reward and `update`
+the epoch's accuracy and feedback angle.
 """
 
 from __future__ import annotations
@@ -80,7 +82,13 @@ def gaussian_weights(n_prompts: int, mu: float, sigma: float) -> np.ndarray:
 
 
 class EpochSampler(Protocol):
-    """What a trainer needs: the ranks of an epoch, feedback after it, and a resumable state."""
+    """What a trainer needs: the ranks of an epoch, feedback after it, and a resumable state.
+
+    After an epoch the trainer calls `observe(ranks, mean_rewards)` with each trained prompt's
+    mean group reward (the epoch's `rollouts` rows), then `update(accuracy, angle)`. The
+    reward-based samplers keep no copy of what they observed in `state_dict()`: a resumed run
+    loads the state and replays the rollout records of its finished epochs through `observe`.
+    """
 
     @property
     def mu(self) -> float: ...
@@ -89,6 +97,8 @@ class EpochSampler(Protocol):
     def sigma(self) -> float: ...
 
     def select(self, epoch: int) -> np.ndarray: ...
+
+    def observe(self, ranks: np.ndarray, mean_rewards: np.ndarray) -> None: ...
 
     def update(self, accuracy: float, angle: float) -> None: ...
 
@@ -146,6 +156,9 @@ class GainRLSampler:
             self._state.epoch = epoch
         return self._drawn[epoch]
 
+    def observe(self, ranks: np.ndarray, mean_rewards: np.ndarray) -> None:
+        """Per-prompt rewards do not move the window (the controller takes the epoch's accuracy)."""
+
     def update(self, accuracy: float, angle: float) -> None:
         adjustment = mu_adjustment(self.config, accuracy, angle)
         before = self._state.mu
@@ -170,12 +183,14 @@ class GainRLSampler:
         self._rng.bit_generator.state = state["rng"]
 
 
-class UniformSampler:
-    """The baseline: `subset_size` ranks uniformly at random each epoch; feedback is ignored."""
+class WindowlessSampler:
+    """What the samplers without GAIN-RL's window share (uniform, learnability, pool): a seeded
+    draw per epoch (`_draw`, from `self._rng`), the feedback kept as history, no mu or sigma.
+    `select(epoch)` for the epoch already drawn returns the same ranks."""
+
+    kind = ""
 
     def __init__(self, subset_size: int, n_prompts: int, seed: int = 0):
-        if subset_size > n_prompts:
-            raise ValueError(f"subset_size {subset_size} exceeds the {n_prompts} prompts")
         self.subset_size = subset_size
         self.n_prompts = n_prompts
         self._rng = np.random.default_rng(seed)
@@ -184,24 +199,30 @@ class UniformSampler:
 
     @property
     def mu(self) -> float:
-        """No window: the baseline has no mu (nor sigma)."""
+        """No window: no mu (nor sigma)."""
         return float("nan")
 
     @property
     def sigma(self) -> float:
         return float("nan")
 
+    def _draw(self) -> np.ndarray:
+        raise NotImplementedError
+
     def select(self, epoch: int) -> np.ndarray:
         if epoch not in self._drawn:
-            self._drawn = {epoch: self._rng.choice(self.n_prompts, size=self.subset_size, replace=False)}
+            self._drawn = {epoch: self._draw()}
         return self._drawn[epoch]
+
+    def observe(self, ranks: np.ndarray, mean_rewards: np.ndarray) -> None:
+        """Rewards are ignored unless a subclass uses them."""
 
     def update(self, accuracy: float, angle: float) -> None:
         self.history.append({"accuracy": accuracy, "angle": angle})
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "kind": "uniform",
+            "kind": self.kind,
             "subset_size": self.subset_size,
             "n_prompts": self.n_prompts,
             "drawn": {str(k): v.tolist() for k, v in self._drawn.items()},
@@ -215,3 +236,30 @@ class UniformSampler:
         self._drawn = {int(k): np.asarray(v, dtype=np.int64) for k, v in state["drawn"].items()}
         self.history = state["history"]
         self._rng.bit_generator.state = state["rng"]
+
+
+class RewardSampler(WindowlessSampler):
+    """A windowless sampler moved by each prompt's latest mean group reward (`latest`, NaN for
+    a prompt never trained on). The rewards are not in `state_dict()`: they are the run's
+    rollout records, which a resumed run replays through `observe`."""
+
+    def __init__(self, subset_size: int, n_prompts: int, seed: int = 0):
+        super().__init__(subset_size, n_prompts, seed)
+        self.latest = np.full(n_prompts, np.nan)
+
+    def observe(self, ranks: np.ndarray, mean_rewards: np.ndarray) -> None:
+        self.latest[np.asarray(ranks, dtype=np.int64)] = mean_rewards
+
+
+class UniformSampler(WindowlessSampler):
+    """The baseline: `subset_size` ranks uniformly at random each epoch; feedback is ignored."""
+
+    kind = "uniform"
+
+    def __init__(self, subset_size: int, n_prompts: int, seed: int = 0):
+        if subset_size > n_prompts:
+            raise ValueError(f"subset_size {subset_size} exceeds the {n_prompts} prompts")
+        super().__init__(subset_size, n_prompts, seed)
+
+    def _draw(self) -> np.ndarray:
+        return self._rng.choice(self.n_prompts, size=self.subset_size, replace=False)

@@ -5,9 +5,10 @@
 process) and a constant length per epoch, and draws a new subset at `set_epoch`. It also
 measures the feedback angle of each generation batch's rollouts (a prefill of the generated
 sequences under the current policy, see `feedback.py`; no second generation). After each
-epoch, callbacks that each do one job close the loop: `CurriculumFeedback` (accuracy and mean
-feedback angle over the rollouts of all processes, the controller update), `StoreCheckpoints`,
-`HeldOutEvaluation`, `EpochRecorder` (the epoch and selection rows) and `ResumePoints`. Under
+epoch, callbacks that each do one job close the loop: `CurriculumFeedback` (accuracy, mean
+feedback angle and each prompt's group rewards over the rollouts of all processes, the
+sampler update), `StoreCheckpoints`, `HeldOutEvaluation`, `EpochRecorder` (the epoch,
+selection and rollout rows) and `ResumePoints`. Under
 `accelerate launch` every process runs them; only the main process writes (see `ranks.py`).
 `from trl import ...` costs seconds, so nothing imports this module at Dagster load time.
 """
@@ -49,12 +50,12 @@ from gainrl_ops.core.storage import (
     write_text_atomic,
 )
 from gainrl_ops.data.prompts import PromptConfig, chat_messages, render_prompt
-from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore
+from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore, checkpoint_fingerprint
 from gainrl_ops.scoring.models import eval_mode
 from gainrl_ops.scoring.scorer import score_batch
-from gainrl_ops.training.config import TrainingRunConfig
+from gainrl_ops.training.config import PASS_RATE, TrainingRunConfig
 from gainrl_ops.training.evaluation import greedy_accuracy
-from gainrl_ops.training.feedback import RolloutAngles, rollout_feedback
+from gainrl_ops.training.feedback import RolloutAngles, gathered_groups, rollout_feedback
 from gainrl_ops.training.plots import plot_runs
 from gainrl_ops.training.ranks import check_same_selection, from_main_process, is_main_process, wait_for_everyone
 from gainrl_ops.training.resume import ResumePoint, find_resume_point, prepare_resume, resume_key, write_resume_state
@@ -64,26 +65,32 @@ from gainrl_ops.training.sampling import EpochSampler
 log = logging.getLogger(__name__)
 
 EPOCHS_SCHEMA = pl.from_arrow(arrow_schema(columns.EPOCHS).empty_table()).schema
+ROLLOUTS_SCHEMA = pl.from_arrow(arrow_schema(columns.ROLLOUTS).empty_table()).schema
 
 
 class CorrectnessReward:
-    """TRL reward function: 1 for a correct final answer. Keeps the epoch's rewards so the
-    curriculum can read the epoch accuracy (instance state, not a module-level list)."""
+    """TRL reward function: 1 for a correct final answer. Keeps the epoch's rewards and the
+    prompt id of each (TRL passes the dataset's `id` column), so the curriculum can read the
+    epoch accuracy and each prompt's group (instance state, not a module-level list)."""
 
     __name__ = "correctness"
 
     def __init__(self) -> None:
+        self.ids: list[str] = []
         self.rewards: list[float] = []
 
-    def __call__(self, prompts: list, completions: list, answer: list[str], **_: Any) -> list[float]:
+    def __call__(self, prompts: list, completions: list, answer: list[str], id: list[str], **_: Any) -> list[float]:
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
         rewards = [correctness_reward(text, ref) for text, ref in zip(texts, answer)]
+        self.ids += id
         self.rewards += rewards
         return rewards
 
-    def take(self) -> list[float]:
-        rewards, self.rewards = self.rewards, []
-        return rewards
+    def take(self) -> tuple[list[str], list[float]]:
+        """The prompt ids and rewards since the last take, then reset."""
+        taken = self.ids, self.rewards
+        self.ids, self.rewards = [], []
+        return taken
 
 
 class CurriculumSampler(Sampler[int]):
@@ -149,15 +156,25 @@ class SamplerUpdate:
     prompt_score: float
     mu_next: float
     seconds: float  # this process's feedback measurements (rollout prefills, prompt score)
+    rollouts: pl.DataFrame  # one row per prompt trained on: id, n, mean_reward, reward_std, all_equal
+
+
+def observe_rollouts(sampler: EpochSampler, rollouts: pl.DataFrame, positions: dict[str, int]) -> None:
+    """Give the sampler each prompt's mean group reward, at the prompt's rank; the live epoch
+    and a resumed run's replay of its records go through here alike."""
+    ranks = np.asarray([positions[i] for i in rollouts["id"].to_list()], dtype=np.int64)
+    sampler.observe(ranks, rollouts["mean_reward"].to_numpy())
 
 
 @dataclass
 class CurriculumFeedback(TrainerCallback):
-    """The GAIN-RL loop, also for your own TRL script: after each epoch the sampler gets the
-    rollout accuracy (from `reward`) and mean feedback angle (from `angles`, the
-    `RolloutAngles` the trainer was given as `rollout_angles`), both over the rollouts of all
-    processes, so every rank moves mu alike. Before each epoch, every rank checks that it
-    selected what rank 0 selected.
+    """The GAIN-RL loop, also for your own TRL script: after each epoch the sampler observes
+    each prompt's mean group reward (from `reward`) and gets the rollout accuracy and mean
+    feedback angle (from `angles`, the `RolloutAngles` the trainer was given as
+    `rollout_angles`), all over the rollouts of all processes, so every rank's sampler moves
+    alike. Before each epoch, every rank checks that it selected what rank 0 selected.
+    `positions` maps a prompt id to its rank (dataset index); by default it is read from the
+    train dataset's `id` column when training begins.
 
     `prompt_score(model, ranks)`, if given, is measured after each epoch (the mean angle score
     of its prompts); with `from_prompts` the sampler gets it instead of the rollout angle.
@@ -168,7 +185,13 @@ class CurriculumFeedback(TrainerCallback):
     angles: RolloutAngles
     prompt_score: Callable[[PreTrainedModel, np.ndarray], float] | None = None
     from_prompts: bool = False
+    positions: dict[str, int] | None = None
     last: SamplerUpdate | None = None
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs: Any):
+        if self.positions is None:
+            self.positions = {prompt_id: rank for rank, prompt_id in enumerate(train_dataloader.dataset["id"])}
+        return control
 
     def on_epoch_begin(self, args, state, control, **kwargs: Any):
         epoch = round(state.epoch)
@@ -178,7 +201,9 @@ class CurriculumFeedback(TrainerCallback):
     def on_epoch_end(self, args, state, control, model: PreTrainedModel | None = None, **kwargs: Any):
         epoch = round(state.epoch) - 1
         ranks = self.sampler.select(epoch)
-        rollouts = rollout_feedback(self.reward.take(), self.angles)
+        ids, rewards = self.reward.take()
+        groups = gathered_groups(ids, rewards)
+        rollouts = rollout_feedback(rewards, self.angles)
         seconds, prompt_score = rollouts.seconds, float("nan")
         if self.prompt_score is not None:
             started = time.perf_counter()
@@ -186,8 +211,9 @@ class CurriculumFeedback(TrainerCallback):
             prompt_score = from_main_process(self.prompt_score(model, ranks))
             seconds += time.perf_counter() - started
         mu = self.sampler.mu
+        observe_rollouts(self.sampler, groups, self.positions)
         self.sampler.update(rollouts.accuracy, prompt_score if self.from_prompts else rollouts.angle)
-        self.last = SamplerUpdate(epoch, ranks, mu, rollouts.accuracy, rollouts.angle, prompt_score, self.sampler.mu, seconds)
+        self.last = SamplerUpdate(epoch, ranks, mu, rollouts.accuracy, rollouts.angle, prompt_score, self.sampler.mu, seconds, groups)
         return control
 
 
@@ -195,18 +221,23 @@ class CurriculumFeedback(TrainerCallback):
 class StoreCheckpoints(TrainerCallback):
     """A checkpoint every `run.checkpoint_every` epochs and after the last, saved by the main
     process with `save(model, epoch)`; the others wait until it is complete. `last` is where
-    the latest epoch's went (None when not saved, and on the other processes)."""
+    the latest epoch's went (None when not saved, and on the other processes), `fingerprint`
+    its content fingerprint, on every process (None when not saved or not a folder)."""
 
     run: TrainingRunConfig
     save: Callable[[PreTrainedModel, int], str]
     last: str | None = None
+    fingerprint: str | None = None
 
     def on_epoch_end(self, args, state, control, model: PreTrainedModel | None = None, **kwargs: Any):
         epoch = round(state.epoch) - 1
         due = epoch + 1 == self.run.epochs or (epoch + 1) % self.run.checkpoint_every == 0
         self.last = str(self.save(model, epoch)) if due and is_main_process() else None
+        self.fingerprint = None
         if due:
             wait_for_everyone()
+            saved = bool(self.last) and Path(self.last).is_dir()
+            self.fingerprint = from_main_process(checkpoint_fingerprint(self.last) if saved else None)
         return control
 
 
@@ -232,9 +263,11 @@ class HeldOutEvaluation(TrainerCallback):
 
 @dataclass
 class EpochRecorder(TrainerCallback):
-    """One row per epoch and per selected prompt, and one log line, from what the feedback,
-    checkpoint and evaluation callbacks did this epoch (they run before it). The main
-    process's rows are every process's, so each holds the same tables."""
+    """One row per epoch, per selected prompt and per prompt trained on (its group's rewards),
+    and one log line, from what the feedback, checkpoint and evaluation callbacks did this
+    epoch (they run before it). The main process's rows are every process's, so each holds the
+    same tables. `start_checkpoint` is the fingerprint of the checkpoint the next epoch starts
+    from: the base's (None if unknown) until an epoch saves one."""
 
     run: TrainingRunConfig
     ranked: pl.DataFrame
@@ -242,8 +275,10 @@ class EpochRecorder(TrainerCallback):
     feedback: CurriculumFeedback
     checkpoints: StoreCheckpoints
     evaluation: HeldOutEvaluation | None = None
+    start_checkpoint: str | None = None
     epochs: list[dict[str, Any]] = field(default_factory=list)
     selected: list[list[int]] = field(default_factory=list)
+    rollouts: list[dict[str, Any]] = field(default_factory=list)
     _started: float = field(default_factory=time.perf_counter)
 
     def seconds(self) -> float:
@@ -251,11 +286,15 @@ class EpochRecorder(TrainerCallback):
         return time.perf_counter() - self._started - (self.evaluation.seconds if self.evaluation else 0.0)
 
     def state(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "selected": self.selected, "seconds": self.seconds()}
+        return {
+            "epochs": self.epochs, "selected": self.selected, "rollouts": self.rollouts,
+            "start_checkpoint": self.start_checkpoint, "seconds": self.seconds(),
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a resume point: the rows so far, and the clock."""
-        self.epochs, self.selected = state["epochs"], state["selected"]
+        self.epochs, self.selected, self.rollouts = state["epochs"], state["selected"], state["rollouts"]
+        self.start_checkpoint = state["start_checkpoint"]
         self._started = time.perf_counter() - state["seconds"]
 
     def on_epoch_end(self, args, state, control, **kwargs: Any):
@@ -270,6 +309,8 @@ class EpochRecorder(TrainerCallback):
         })
         self.epochs.append(row)
         self.selected.append([int(r) for r in fed.ranks])
+        self.rollouts += [{"run": self.run.name, "epoch": fed.epoch, "checkpoint": self.start_checkpoint, **group} for group in fed.rollouts.iter_rows(named=True)]
+        self.start_checkpoint = self.checkpoints.fingerprint
         if is_main_process():
             held = "" if held_out is None else f", held-out accuracy {held_out:.3f}"
             log.info(
@@ -279,14 +320,15 @@ class EpochRecorder(TrainerCallback):
             )
         return control
 
-    def tables(self) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """The epoch rows, and one row per selected prompt: run, epoch, rank (1-based), id."""
+    def tables(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """The epoch rows, one row per selected prompt (run, epoch, rank (1-based), id), and one
+        per prompt trained on in an epoch (`columns.ROLLOUTS`)."""
         epochs = [e for e, ranks in enumerate(self.selected) for _ in ranks]
         ranks = np.asarray([r for ranks in self.selected for r in ranks], dtype=np.int64)
         return pl.DataFrame(self.epochs, schema=EPOCHS_SCHEMA), pl.DataFrame({
             "run": [self.run.name] * len(ranks), "epoch": pl.Series(epochs, dtype=pl.Int32), "rank": ranks + 1,
             "id": self.ranked["id"].gather(ranks),
-        })
+        }), pl.DataFrame(self.rollouts, schema=ROLLOUTS_SCHEMA)
 
 
 @dataclass
@@ -298,11 +340,17 @@ class ResumePoints(TrainerCallback):
     key: str
     sampler: EpochSampler
     recorder: EpochRecorder
+    positions: dict[str, int]
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Continue from a resume point: the sampler where it was (mu, history, RNG), the rows and the clock."""
+        """Continue from a resume point: the sampler where it was (mu, history, RNG), the rows and
+        the clock; the per-prompt rewards of the reward-based samplers are rebuilt by replaying
+        the rollout records, epoch by epoch."""
         self.sampler.load_state_dict(state["sampler"])
         self.recorder.restore(state)
+        rollouts = pl.DataFrame(self.recorder.rollouts, schema=ROLLOUTS_SCHEMA)
+        for (_,), epoch in rollouts.group_by("epoch", maintain_order=True):
+            observe_rollouts(self.sampler, epoch, self.positions)
 
     def on_save(self, args, state, control, **kwargs: Any):
         if is_main_process():
@@ -324,11 +372,14 @@ def mean_prompt_score(
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """Per-epoch rows (run, epoch, mu, sigma, accuracy, feedback_angle, ...) and per-selection rows
-    (run, epoch, rank, id), as written to `epochs.parquet` and `selections.parquet`."""
+    """Per-epoch rows (run, epoch, mu, sigma, accuracy, feedback_angle, ...), per-selection rows
+    (run, epoch, rank, id) and per-rollout-group rows (run, epoch, checkpoint, id, n,
+    mean_reward, reward_std, all_equal), as written to `epochs.parquet`, `selections.parquet`
+    and `rollouts.parquet`."""
 
     epochs: pl.DataFrame
     selections: pl.DataFrame
+    rollouts: pl.DataFrame
     checkpoints: list[str]
     directory: Path
 
@@ -382,43 +433,51 @@ def train_run(
     save_checkpoint: Callable[[PreTrainedModel, PreTrainedTokenizerBase, int], str],
     evaluate: Callable[[PreTrainedModel, PreTrainedTokenizerBase], float] | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    base_checkpoint: str | None = None,
 ) -> TrainingResult:
     """Train `run` from the checkpoint at `model_path` on the `ranked` prompts (columns id,
-    problem, answer, in curriculum order) and write the epoch and selection tables.
+    problem, answer, in curriculum order; `pass_rate` too for the learnability sampler: the
+    base checkpoint's pass rate of each prompt, null where it has none) and write the epoch,
+    selection and rollout tables.
 
     `save_checkpoint(model, tokenizer, epoch)` stores a checkpoint and returns where it went;
     `evaluate(model, tokenizer)`, if given, is the held-out accuracy recorded after each epoch;
-    `callbacks` are more TRL callbacks.
+    `callbacks` are more TRL callbacks; `base_checkpoint` is the fingerprint of the checkpoint
+    at `model_path`, recorded as the checkpoint epoch 0's rollouts started from.
 
     A run that was killed resumes from its last complete epoch when called again with the same
     settings, checkpoint and prompts: weights, optimizer, scheduler and RNG states from TRL's
-    checkpoint, the sampler (mu, history, RNG) and the rows so far from the state beside it,
-    so the remaining epochs select the same prompts as an uninterrupted run. Resume points
-    live in `layout.run_resume(run.name)` until the run finishes.
+    checkpoint, the sampler (mu, history, RNG) and the rows so far from the state beside it
+    (a reward-based sampler's per-prompt rewards replayed from the rollout rows), so the
+    remaining epochs select the same prompts as an uninterrupted run. Resume points live in
+    `layout.run_resume(run.name)` until the run finishes.
     """
     from transformers import AutoModelForCausalLM
 
     from gainrl_ops.scoring.models import load_tokenizer
 
     resume_dir = layout.run_resume(run.name)
-    key = resume_key(run, model_path, ranked["id"].to_list())
+    pass_rates = ranked[PASS_RATE].cast(pl.Float64).fill_null(float("nan")).to_numpy() if PASS_RATE in ranked.columns else None
+    key = resume_key(run, model_path, ranked["id"].to_list(), None if pass_rates is None else pass_rates.tolist())
+    sampler = run.make_sampler(ranked.height, pass_rates)
     torch.manual_seed(run.seed)
     tokenizer = load_tokenizer(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    sampler = run.make_sampler(ranked.height)
     reward = CorrectnessReward()
     angles = RolloutAngles()
     problems = ranked["problem"].to_list()
+    positions = {prompt_id: rank for rank, prompt_id in enumerate(ranked["id"].to_list())}
     feedback = CurriculumFeedback(
         sampler, reward, angles,
         prompt_score=(lambda m, ranks: mean_prompt_score(m, tokenizer, prompt, [problems[r] for r in ranks], run.inter_weight))
         if run.uses_feedback else None,
         from_prompts=run.feedback == "prompt",
+        positions=positions,
     )
     checkpoints = StoreCheckpoints(run, lambda m, epoch: save_checkpoint(m, tokenizer, epoch))
     evaluation = HeldOutEvaluation(lambda m: evaluate(m, tokenizer)) if evaluate else None
-    recorder = EpochRecorder(run, ranked, sampler, feedback, checkpoints, evaluation)
-    resume = ResumePoints(key, sampler, recorder)
+    recorder = EpochRecorder(run, ranked, sampler, feedback, checkpoints, evaluation, start_checkpoint=base_checkpoint)
+    resume = ResumePoints(key, sampler, recorder, positions)
     parts = [feedback, checkpoints, *([evaluation] if evaluation else []), recorder, resume]
     # TRL still calls transformers' gradient-checkpointing names that v5 deprecates: several
     # FutureWarnings per run about TRL's code, nothing a user of this function can act on.
@@ -443,14 +502,15 @@ def train_run(
             resume.restore(point.state)
             log.info("run %s: resuming after epoch %d of %d from %s", run.name, point.epochs_done, run.epochs, point.folder)
         trainer.train(resume_from_checkpoint=str(point.folder) if point else None)
-    epochs, selections = recorder.tables()
+    epochs, selections, rollouts = recorder.tables()
     if is_main_process():
         write_parquet_atomic(epochs.to_arrow(), layout.epochs(run.name))
         write_parquet_atomic(selections.to_arrow(), layout.selections(run.name))
+        write_parquet_atomic(rollouts.to_arrow(), layout.rollouts(run.name))
         write_text_atomic(json.dumps({"run": asdict(run), "sampler": sampler.state_dict()}, default=float), layout.run_state(run.name))
         shutil.rmtree(resume_dir, ignore_errors=True)  # finished: nothing to resume
     wait_for_everyone()
-    return TrainingResult(epochs, selections, [p for p in epochs["checkpoint_path"].to_list() if p], layout.run_dir(run.name))
+    return TrainingResult(epochs, selections, rollouts, [p for p in epochs["checkpoint_path"].to_list() if p], layout.run_dir(run.name))
 
 
 def _resume_point(directory: Path, key: str) -> ResumePoint | None:
@@ -498,6 +558,7 @@ def train_from_store(
     result = train_run(
         run, base.path, ranked, prompt, layout, save_and_register,
         evaluate=lambda model, tokenizer: greedy_accuracy(model, tokenizer, held_out, prompt),
+        base_checkpoint=base.fingerprint,
     )
     curve = layout.run_curve(run.name)
     if is_main_process():

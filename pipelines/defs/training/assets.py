@@ -20,18 +20,19 @@ GROUP = "training"
     group_name=GROUP,
     partitions_def=partitions.training_runs,
     kinds={"pytorch", "parquet"},
-    code_version="2",
+    code_version="3",
     deps=[dg.AssetDep("curriculum", partition_mapping=dg.AllPartitionMapping())],
     hooks={refresh_catalog_hook},
     op_tags=MODEL_STEP_TAGS,
 )
 def training_run(context: AssetExecutionContext, targets: TargetsResource, training: TrainingResource, held_out: HeldOutResource) -> MaterializeResult:
     """A GRPO run (TRL) with the run's sampler: GAIN-RL or uniform on the base checkpoint's
-    curriculum, or GAIN-RL's window over a control order from the catalog (length,
-    difficulty). Per-epoch table, per-selection table, curves, and checkpoints saved into the
-    checkpoint store, where the rescoring sensor picks them up. A killed run resumes after
-    its last complete epoch when materialized again. With `num_processes` in the run config,
-    the run is data-parallel under `accelerate launch`."""
+    curriculum, GAIN-RL's window over a control order from the catalog (length, difficulty),
+    or a reward-based sampler (learnability, pool). Per-epoch, per-selection and per-rollout-
+    group tables, curves, and checkpoints saved into the checkpoint store, where the
+    rescoring sensor picks them up. A killed run resumes after its last complete epoch when
+    materialized again. With `num_processes` in the run config, the run is data-parallel
+    under `accelerate launch`."""
     from gainrl_ops.training.launch import train_on_processes
 
     run = training.run(context.partition_key)
@@ -50,6 +51,7 @@ def training_run(context: AssetExecutionContext, targets: TargetsResource, train
         "epochs": result.epochs.height,
         "final_rollout_accuracy": last["accuracy"],
         "final_held_out_accuracy": last["held_out_accuracy"],
+        "groups_all_equal": float(result.rollouts["all_equal"].mean()),
         "checkpoints": dg.MetadataValue.json(result.checkpoints),
         "epoch_table": preview(result.epochs.drop("checkpoint_path")),
         "curve": image(curve),
