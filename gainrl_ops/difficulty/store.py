@@ -134,3 +134,15 @@ def _glob(layout: Layout, **values: str) -> list[str]:
     import glob
 
     return glob.glob(layout.glob(tree.PASS_RATES, **values))
+
+
+def with_pass_rates(ranked: pl.DataFrame, layout: Layout, dataset: str, checkpoint: str, version: str | None = None) -> pl.DataFrame:
+    """`ranked` (one row per prompt, column id) with the column the learnability sampler starts
+    from: each prompt's published pass rate under `checkpoint`, null where the estimate sampled
+    other prompts (the sampler's prior then applies)."""
+    import polars as pl
+
+    from gainrl_ops.training.config import PASS_RATE
+
+    rates = read_pass_rates(layout, dataset, checkpoint, version)
+    return ranked.with_columns(pl.col("id").replace_strict(rates, default=None, return_dtype=pl.Float64).alias(PASS_RATE))

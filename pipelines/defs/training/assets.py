@@ -6,6 +6,7 @@ from dagster import AssetExecutionContext, MaterializeResult
 from gainrl_ops.core.storage import write_parquet_atomic
 from gainrl_ops.curriculum.ranking import existing_ranking, ordered_prompts, ranked_prompts
 from gainrl_ops.data.sources import held_out_for
+from gainrl_ops.difficulty.store import with_pass_rates
 
 from ... import partitions
 from ...executors import MODEL_STEP_TAGS
@@ -41,6 +42,8 @@ def training_run(context: AssetExecutionContext, targets: TargetsResource, train
         ranked = ranked_prompts(target.layout, target.dataset, target.version, existing_ranking(target.layout, target.key))
     else:
         ranked = ordered_prompts(target.layout, target.dataset, target.version, target.shards.prompt_fingerprint, run.ordering)
+    if run.sampler == "learnability":
+        ranked = with_pass_rates(ranked, target.layout, target.dataset, target.key.checkpoint, target.version)
     problems = list(held_out_for(target.source, target.version, held_out.config, target.layout).select("problem", "answer").iter_rows())
     result, curve = train_on_processes(run, targets.store, target.record, ranked, target.prompt, target.layout, problems)
     last = result.epochs.row(-1, named=True)
