@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_training import area, half_of, paired_difference, summarise, to_target  # noqa: E402
+from bench_training import area, half_of, summarise, to_target  # noqa: E402
 
 
 def _run(arm: str, seed: int, area_: float, final: float, cpu: float = 100.0) -> dict:
