@@ -51,7 +51,7 @@ import polars as pl
 import torch
 from gainrl_ops.difficulty.config import PassRateConfig
 from gainrl_ops.difficulty.pass_rates import rate_checkpoint
-from gainrl_ops.difficulty.store import read_pass_rates
+from gainrl_ops.difficulty.store import with_pass_rates
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -121,14 +121,12 @@ def prepare(model_path: str, source: DatasetSource, layout: Layout, prompt: Prom
         length = ordered_prompts(layout, source.name, label.version, target.key.prompt_fingerprint, "length")
     with Stopwatch() as pass_rate_cost:
         rate_checkpoint(target, pass_rates)
-        rates = pl.DataFrame(
-            list(read_pass_rates(layout, target.key).items()), schema={"id": pl.String, "pass_rate": pl.Float64}, orient="row",
-        )
+        angle = with_pass_rates(angle, layout, source.name, target.key.checkpoint, label.version)
     cost = {"angle": angle_cost.seconds, "length": length_cost.seconds, "pass_rate": pass_rate_cost.seconds}
     return {
-        "angle": angle.join(rates, on="id", how="left", maintain_order="left"), "length": length,
+        "angle": angle, "length": length,
         "signal_seconds": {k: wall for k, (wall, _) in cost.items()}, "signal_cpu_seconds": {k: cpu for k, (_, cpu) in cost.items()},
-        "mean_pass_rate": float(rates["pass_rate"].mean()),
+        "mean_pass_rate": float(angle["pass_rate"].mean()),
     }
 
 
