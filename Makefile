@@ -52,8 +52,8 @@ bench-scale: $(STAMP)
 BENCH_TRAINING := $(GAINRL_HOME)/bench-training
 bench-training: $(STAMP)
 	mkdir -p $(BENCH_TRAINING)
-	$(BIN)/python benchmarks/bench_training.py --seeds 0 1 2 --out $(BENCH_TRAINING)/a.json > $(BENCH_TRAINING)/a.log 2>&1 & a=$$!; \
-	$(BIN)/python benchmarks/bench_training.py --seeds 3 4 5 --out $(BENCH_TRAINING)/b.json; b=$$?; \
+	$(BIN)/python benchmarks/bench_training.py --seeds 0 1 2 3 4 --out $(BENCH_TRAINING)/a.json > $(BENCH_TRAINING)/a.log 2>&1 & a=$$!; \
+	$(BIN)/python benchmarks/bench_training.py --seeds 5 6 7 8 9 --out $(BENCH_TRAINING)/b.json; b=$$?; \
 	wait $$a || { tail -20 $(BENCH_TRAINING)/a.log; exit 1; }; test $$b -eq 0
 	$(BIN)/python benchmarks/bench_training.py --combine $(BENCH_TRAINING)/a.json $(BENCH_TRAINING)/b.json
 

@@ -1,18 +1,25 @@
-"""GAIN-RL against uniform GRPO and a shortest-question-first control, on an embedded task.
+"""GRPO curricula side by side on an embedded task: GAIN-RL's angle against uniform sampling,
+a shortest-question-first control and the reward-based samplers users would otherwise pick.
 
-Every sampler trains from the same base checkpoint on the same prompts with the same budget
+Every arm trains from the same base checkpoint on the same prompts with the same budget
 (epochs x prompts per epoch x generations), over several seeds, and is evaluated after every
-epoch by greedy decoding of held-out problems. GAIN-RL uses the base checkpoint's angle
-ranking (scored here with the library scorer: its time counts as GAIN-RL overhead) and the
-rollout feedback angle; `length` is the same window and controller over the order by
-question tokens read from the catalog; `uniform` draws uniformly.
+epoch by greedy decoding of held-out problems. The arms:
+- `gainrl`: the Gaussian window over the base checkpoint's angle ranking (scored here with the
+  library scorer), moved by the rollout feedback angle;
+- `uniform`: uniform draws, the baseline every difference is taken against;
+- `length`: the same window and controller over the order by question tokens (a query);
+- `learnability`: LILO, prompts drawn in proportion to p(1 - p), starting from the base
+  checkpoint's pass rates (k sampled completions per prompt) and updated from the rollouts;
+- `pool`: prime-rl's difficulty pools (its defaults), learned from the rollouts alone;
+- `gainrl-half`: GAIN-RL on a seeded half of the prompts (the paper's data-efficiency claim).
 
-Reported per sampler, with 95% percentile-bootstrap intervals over seeds: epochs to the
-target, wall seconds to the target (training with feedback, plus the ranking's scoring;
-held-out evaluation excluded), the area under the held-out curve (mean accuracy over epochs
-0..E, trapezoids), and final accuracy; and the ratios uniform/GAIN-RL and length/GAIN-RL.
-A run that never reaches the target counts as E + 1 epochs and its seconds times (E + 1) / E,
-so a sampler that never gets there cannot look faster.
+Primary metric: the area under the held-out curve (mean accuracy over epochs 0..E,
+trapezoids), and each arm's difference to uniform paired by seed, with a 95% percentile
+bootstrap over seeds. Secondary: epochs and wall seconds to the target (training with feedback
+plus the arm's signal; held-out evaluation excluded). A run that never reaches the target counts
+as E + 1 epochs and its seconds times (E + 1) / E, so an arm that never gets there cannot look
+faster. Cost: CPU seconds of training plus the arm's signal (evaluation excluded), and final
+accuracy gained over the base per CPU-hour.
 
 The benchmark has its own model and task (`BENCH_MODEL`, built through the same embedded
 code path as the default and cached by its configuration), so that the default model can
@@ -20,9 +27,9 @@ change without moving these numbers, and so that uniform GRPO itself gains clear
 the budget: a benchmark in which nothing learns cannot rank curricula.
 
     .venv/bin/python benchmarks/bench_training.py                                  # the full benchmark
-    .venv/bin/python benchmarks/bench_training.py --seeds 0 --epochs 2 --held-out 200  # smoke test
+    .venv/bin/python benchmarks/bench_training.py --seeds 0 --epochs 2 --held-out 200 --n-prompts 200  # smoke test
     # one process per core, then one report:
-    .venv/bin/python benchmarks/bench_training.py --seeds 0 1 2 --out a.json & .venv/bin/python benchmarks/bench_training.py --seeds 3 4 --out b.json; wait
+    .venv/bin/python benchmarks/bench_training.py --seeds 0 1 2 3 4 --out a.json & .venv/bin/python benchmarks/bench_training.py --seeds 5 6 7 8 9 --out b.json; wait
     .venv/bin/python benchmarks/bench_training.py --combine a.json b.json
 """
 
@@ -37,10 +44,14 @@ import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import polars as pl
 import torch
+from gainrl_ops.difficulty.config import PassRateConfig
+from gainrl_ops.difficulty.pass_rates import rate_checkpoint
+from gainrl_ops.difficulty.store import with_pass_rates
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -57,13 +68,18 @@ from gainrl_ops.scoring.checkpoints import unregistered
 from gainrl_ops.scoring.models import ModelSpec, load_model, load_tokenizer
 from gainrl_ops.scoring.scorer import score_and_publish
 from gainrl_ops.scoring.target import CheckpointTarget
-from gainrl_ops.training.embedded import EmbeddedModelConfig, embedded_model_path
 from gainrl_ops.training.config import TrainingRunConfig
+from gainrl_ops.training.embedded import EmbeddedModelConfig, embedded_model_path
 from gainrl_ops.training.evaluation import greedy_accuracy
 from gainrl_ops.training.trainer import train_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SAMPLERS = ("gainrl", "uniform", "length")
+SAMPLERS = ("gainrl", "uniform", "length", "learnability", "pool")
+# GAIN-RL on a seeded half of the prompts, against uniform on all of them: the paper's claim.
+HALF = "gainrl-half"
+ARMS = (*SAMPLERS, HALF)
+# The signal each arm pays for before training (the pool sampler learns from rollouts alone).
+SIGNAL = {"gainrl": "angle", HALF: "angle", "length": "length", "learnability": "pass_rate"}
 # The task: word problems of 1-2 operations on single digits. The model: a small Qwen2 warmed
 # up on their worked solutions.
 TASK = ArithmeticConfig(n_problems=20000, seed=4321, max_steps=2, max_digits=1)
@@ -87,24 +103,48 @@ BENCH_MODEL = EmbeddedModelConfig(
 )
 
 
-def prepare(model_path: str, source: DatasetSource, layout: Layout, prompt: PromptConfig) -> dict[str, object]:
-    """The training prompts in each sampler's order, and the seconds each order cost:
-    the angle ranking needs a prefill of every prompt (scoring), the length order a query."""
+def prepare(model_path: str, source: DatasetSource, layout: Layout, prompt: PromptConfig, pass_rates: PassRateConfig) -> dict[str, object]:
+    """The training prompts in each order the samplers read, and what each signal cost in
+    wall and CPU seconds: the angle needs a prefill of every prompt (scoring), the length
+    order a query, the pass rates k sampled completions of every prompt."""
     loaded, label = prepare_dataset(source, layout)
     tokenizer = load_tokenizer(model_path)
     tokenize_to_shards(loaded.table, tokenizer, prompt, layout, source.name, label.version)
     answers = pl.from_arrow(loaded.table).select("id", "answer")
-    started = time.perf_counter()
     target = CheckpointTarget(layout, source, label.version, unregistered(model_path, name="bench"), prompt, requested_dtype="float32")
-    score_and_publish(target.load_model(), target.plan())
-    refresh_catalog(layout.root)
-    ranking = pl.read_parquet(export_ranking(layout, target.key))
-    angle = ranking.select("id", "rank", "problem", "difficulty").join(answers, on="id", how="left", maintain_order="left")
-    scoring_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    length = ordered_prompts(layout, source.name, label.version, target.key.prompt_fingerprint, "length")
-    length_seconds = time.perf_counter() - started
-    return {"angle": angle, "length": length, "order_seconds": {"gainrl": scoring_seconds, "uniform": 0.0, "length": length_seconds}}
+    with Stopwatch() as angle_cost:
+        score_and_publish(target.load_model(), target.plan())
+        refresh_catalog(layout.root)
+        ranking = pl.read_parquet(export_ranking(layout, target.key))
+        angle = ranking.select("id", "rank", "problem", "difficulty").join(answers, on="id", how="left", maintain_order="left")
+    with Stopwatch() as length_cost:
+        length = ordered_prompts(layout, source.name, label.version, target.key.prompt_fingerprint, "length")
+    with Stopwatch() as pass_rate_cost:
+        rate_checkpoint(target, pass_rates)
+        angle = with_pass_rates(angle, layout, source.name, target.key.checkpoint, label.version)
+    cost = {"angle": angle_cost.seconds, "length": length_cost.seconds, "pass_rate": pass_rate_cost.seconds}
+    return {
+        "angle": angle, "length": length,
+        "signal_seconds": {k: wall for k, (wall, _) in cost.items()}, "signal_cpu_seconds": {k: cpu for k, (_, cpu) in cost.items()},
+        "mean_pass_rate": float(angle["pass_rate"].mean()),
+    }
+
+
+class Stopwatch:
+    """Wall and CPU (this process) seconds of a block, as `seconds` = (wall, cpu)."""
+
+    def __enter__(self) -> Self:
+        self._start = (time.perf_counter(), time.process_time())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.seconds = (time.perf_counter() - self._start[0], time.process_time() - self._start[1])
+
+
+def half_of(ranked: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """A seeded half of the prompts, in their ranked order: the paper's data-efficiency arm."""
+    rows = np.sort(np.random.default_rng(seed).choice(ranked.height, size=ranked.height // 2, replace=False))
+    return ranked[rows]
 
 
 def area(curve: list[float], base: float) -> float:
@@ -128,67 +168,73 @@ def interval(values: list[float], n_boot: int) -> dict[str, float]:
     return {"mean": mean, "low": low, "high": high}
 
 
-def ratio(numerator: list[float], denominator: list[float], n_boot: int) -> dict[str, float]:
-    """mean(numerator) / mean(denominator), seeds resampled together (the same seeds ran both)."""
-    estimate, low, high = bootstrap_ci(
-        lambda a, b: float(np.mean(a) / np.mean(b)), np.asarray(numerator, float), np.asarray(denominator, float), n_boot=n_boot
-    )
-    return {"ratio": estimate, "low": low, "high": high}
+def paired_difference(values: list[float], baseline: list[float], n_boot: int) -> dict[str, float]:
+    """mean(values - baseline) over seeds, with a percentile-bootstrap interval that resamples
+    seeds (each seed ran both arms from the same base, so the pairs share their luck)."""
+    diff = np.asarray(values, float) - np.asarray(baseline, float)
+    estimate, low, high = bootstrap_ci(np.mean, diff, n_boot=n_boot)
+    return {"difference": estimate, "low": low, "high": high}
 
 
-def summarise(rows: list[dict], samplers: list[str], n_boot: int) -> dict[str, object]:
-    metrics = ("epochs_to_target", "seconds_to_target", "area", "final")
-    per = {s: {m: [r[m] for r in rows if r["sampler"] == s] for m in metrics} for s in samplers}
+def summarise(rows: list[dict], arms: list[str], n_boot: int) -> dict[str, object]:
+    """Per arm: intervals of each metric over seeds, runs that reached the target, CPU cost and
+    accuracy gained per CPU-hour; then each arm's paired difference to uniform."""
+    metrics = ("area", "final", "epochs_to_target", "seconds_to_target", "cpu_seconds", "gain_per_cpu_hour")
+    per = {a: {m: [r[m] for r in sorted(rows, key=lambda r: r["seed"]) if r["arm"] == a] for m in metrics} for a in arms}
     summary: dict[str, object] = {
-        s: {**{m: interval(per[s][m], n_boot) for m in metrics},
-            "reached": sum(r["reached"] for r in rows if r["sampler"] == s), "seeds": len(per[s]["final"])}
-        for s in samplers
+        a: {**{m: interval(per[a][m], n_boot) for m in metrics},
+            "reached": sum(r["reached"] for r in rows if r["arm"] == a), "seeds": len(per[a]["final"])}
+        for a in arms
     }
-    if "gainrl" in samplers:
-        summary["ratios"] = {
-            f"{s}/gainrl": {m: ratio(per[s][m], per["gainrl"][m], n_boot) for m in ("epochs_to_target", "seconds_to_target")}
-            for s in samplers if s != "gainrl"
+    if "uniform" in arms:
+        seeds = {a: [r["seed"] for r in sorted(rows, key=lambda r: r["seed"]) if r["arm"] == a] for a in arms}
+        summary["vs_uniform"] = {
+            a: {m: paired_difference(per[a][m], per["uniform"][m], n_boot) for m in ("area", "final", "epochs_to_target", "seconds_to_target")}
+            for a in arms if a != "uniform" and seeds[a] == seeds["uniform"]
         }
     return summary
 
 
-def plot(rows: list[dict], samplers: list[str], base: float, target: float, path: Path) -> Path:
-    fig = Figure(figsize=(7.5, 4.5), dpi=100, layout="constrained")
+def plot(rows: list[dict], arms: list[str], base: float, target: float, path: Path) -> Path:
+    fig = Figure(figsize=(8, 5), dpi=100, layout="constrained")
     ax = fig.subplots()
-    for sampler in samplers:
-        curves = np.asarray([[base, *r["curve"]] for r in rows if r["sampler"] == sampler])
+    for arm in arms:
+        curves = np.asarray([[base, *r["curve"]] for r in rows if r["arm"] == arm])
         epochs = np.arange(curves.shape[1])
-        mean = curves.mean(axis=0)
-        line, = ax.plot(epochs, mean, marker="o", label=f"{sampler} (mean of {len(curves)} seeds)")
-        ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.15)
+        line, = ax.plot(epochs, curves.mean(axis=0), marker="o", label=f"{arm} (mean of {len(curves)} seeds)")
+        ax.fill_between(epochs, np.quantile(curves, 0.25, axis=0), np.quantile(curves, 0.75, axis=0), color=line.get_color(), alpha=0.12)
     ax.axhline(target, color="grey", linestyle="--", label=f"target {target:.3f}")
-    ax.set(xlabel="epoch", ylabel="held-out greedy accuracy", title="GAIN-RL vs uniform vs shortest-first GRPO (min-max band over seeds)")
+    ax.set(xlabel="epoch", ylabel="held-out greedy accuracy", title="GRPO curricula from one base checkpoint (band: inter-quartile range over seeds)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend()
+    ax.legend(fontsize="small")
     return save_png(fig, path)
 
 
-def _fmt(stat: dict[str, float], digits: int = 2) -> str:
-    return f"{stat['mean']:.{digits}f} [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
+def _fmt(stat: dict[str, float], digits: int = 2, key: str = "mean") -> str:
+    return f"{stat[key]:+.{digits}f} [{stat['low']:+.{digits}f}, {stat['high']:+.{digits}f}]" if key == "difference" \
+        else f"{stat[key]:.{digits}f} [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
 
 
-def report(results: dict, samplers: list[str], n_boot: int, out: Path) -> None:
+def report(results: dict, arms: list[str], n_boot: int, out: Path) -> None:
     """Summary, table, plot and JSON of a finished benchmark (`results` holds `runs`)."""
     rows, base, target = results["runs"], results["base_accuracy"], results["target"]
-    summary = summarise(rows, samplers, n_boot)
-    print(f"\n{'sampler':8} {'epochs to target':22} {'seconds to target':24} {'area under curve':24} {'final accuracy':24} reached")
-    for s in samplers:
-        m = summary[s]
-        print(f"{s:8} {_fmt(m['epochs_to_target'], 1):22} {_fmt(m['seconds_to_target'], 0):24} {_fmt(m['area'], 3):24} "
-              f"{_fmt(m['final'], 3):24} {m['reached']}/{m['seeds']}")
-    for name, by_metric in summary.get("ratios", {}).items():
-        print(f"{name}: " + "; ".join(f"{metric} {r['ratio']:.2f} [{r['low']:.2f}, {r['high']:.2f}]" for metric, r in by_metric.items()))
-    uniform_gain = [r["final"] - base for r in rows if r["sampler"] == "uniform"]
+    summary = summarise(rows, arms, n_boot)
+    paired = summary.get("vs_uniform", {})
+    print(f"\n{'arm':13} {'area under curve':21} {'area - uniform (paired)':25} {'final accuracy':21} {'epochs to target':18} "
+          f"{'reached':8} {'CPU s':>7} {'gain/CPU-h':>10}")
+    for arm in arms:
+        m = summary[arm]
+        difference = _fmt(paired[arm]["area"], 3, "difference") if arm in paired else "-"
+        print(f"{arm:13} {_fmt(m['area'], 3):21} {difference:25} {_fmt(m['final'], 3):21} {_fmt(m['epochs_to_target'], 1):18} "
+              f"{m['reached']:>2}/{m['seeds']:<5} {m['cpu_seconds']['mean']:7.0f} {m['gain_per_cpu_hour']['mean']:10.2f}")
+    print(f"A run that never reaches the target counts as {results['args']['epochs'] + 1} epochs, and its seconds as its "
+          f"training seconds x {results['args']['epochs'] + 1}/{results['args']['epochs']}.")
+    uniform_gain = [r["final"] - base for r in rows if r["arm"] == "uniform"]
     if uniform_gain:
         gain = statistics.mean(uniform_gain)
         print(f"uniform GRPO final gain over base: {gain:+.3f} ({gain / results['base_standard_error']:.1f} base SE)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure = plot(rows, samplers, base, target, out.with_suffix(".png"))
+    figure = plot(rows, arms, base, target, out.with_suffix(".png"))
     out.write_text(json.dumps({**results, "summary": summary}, indent=2, default=float))
     print(f"plot: {figure}\njson: {out}")
 
@@ -215,13 +261,14 @@ def combine(paths: list[Path], n_boot: int, out: Path) -> None:
         "parts": [{"path": str(p), "seeds": part["args"]["seeds"], "seconds": part["seconds"]} for p, part in zip(paths, parts)],
         "seconds": max(part["seconds"] for part in parts), "cpu_seconds": sum(part["cpu_seconds"] for part in parts),
     }
-    report(results, first["args"]["samplers"], n_boot, out)
+    report(results, first["args"]["arms"], n_boot, out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help=f"samplers, and {HALF} (GAIN-RL on a seeded half of the prompts)")
+    parser.add_argument("--pass-rate-k", type=int, default=8, help="completions per prompt of the base pass rates (learnability's start)")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--subset-size", type=int, default=64, help="prompts per epoch")
     parser.add_argument("--n-prompts", type=int, default=1000, help="training prompts")
@@ -271,15 +318,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-training-") as scratch:
         layout = Layout(Path(scratch))
         source = DatasetSource(generator=replace(TASK, n_problems=args.n_prompts, seed=77, max_steps=args.max_steps))
-        orders = prepare(model_path, source, layout, prompt)
+        pass_rates = PassRateConfig(k=args.pass_rate_k, max_new_tokens=args.max_completion_length, seed=0)
+        orders = prepare(model_path, source, layout, prompt, pass_rates)
         exclude = set(orders["angle"]["id"].to_list())
         held_out = held_out_problems("embedded", args.held_out, 78, exclude, source.generator)
         problems = list(held_out.select("problem", "answer").iter_rows())
         if len(problems) < args.held_out:
             raise SystemExit(f"only {len(problems)} distinct held-out problems for --held-out {args.held_out}")
 
+        evaluation_cpu: list[float] = []  # held-out evaluation is the benchmark's cost, not the sampler's
+
         def evaluate(model, tokenizer) -> float:
-            return greedy_accuracy(model, tokenizer, problems, prompt, batch_size=args.eval_batch, max_new_tokens=args.max_completion_length)
+            with Stopwatch() as watch:
+                accuracy = greedy_accuracy(model, tokenizer, problems, prompt, batch_size=args.eval_batch, max_new_tokens=args.max_completion_length)
+            evaluation_cpu.append(watch.seconds[1])
+            return accuracy
 
         t0 = time.perf_counter()
         base = evaluate(load_model(ModelSpec(model_path, dtype="float32")), load_tokenizer(model_path))
@@ -287,40 +340,47 @@ def main() -> None:
         target = base + args.target_gain
         standard_error = math.sqrt(base * (1 - base) / len(problems))
         print(f"base held-out accuracy {base:.3f} (SE {standard_error:.3f}) on {len(problems)} problems; target {target:.3f}; "
-              f"{orders['angle'].height} training prompts; one evaluation {eval_seconds:.1f} s")
+              f"{orders['angle'].height} training prompts; one evaluation {eval_seconds:.1f} s; signals (CPU s) "
+              + ", ".join(f"{k} {v:.1f}" for k, v in orders["signal_cpu_seconds"].items()) + f"; mean base pass rate {orders['mean_pass_rate']:.3f}")
 
         rows = []
         for seed in args.seeds:
-            for sampler in args.samplers:
-                run = replace(template, name=f"{sampler}-s{seed}", sampler=sampler, seed=seed)
+            for arm in args.arms:
+                sampler = "gainrl" if arm == HALF else arm
+                run = replace(template, name=f"{arm}-s{seed}", sampler=sampler, seed=seed)
                 ranked = orders["length"] if run.ordering == "length" else orders["angle"]
+                if arm == HALF:
+                    ranked = half_of(ranked, seed)
+                evaluation_cpu.clear()
                 t0, cpu0 = time.perf_counter(), time.process_time()
                 result = train_run(run, model_path, ranked, prompt, layout, lambda *_: "", evaluate)
+                run_seconds, run_cpu = time.perf_counter() - t0, time.process_time() - cpu0
                 epochs = result.epochs
                 curve, seconds = epochs["held_out_accuracy"].to_list(), epochs["seconds"].to_list()
-                overhead = orders["order_seconds"][sampler]
+                signal = SIGNAL.get(arm)
+                overhead = orders["signal_seconds"][signal] if signal else 0.0
+                cpu = run_cpu - sum(evaluation_cpu) + (orders["signal_cpu_seconds"][signal] if signal else 0.0)
                 n_epochs, wall, reached = to_target(curve, seconds, target, overhead)
                 rows.append({
-                    "sampler": sampler, "seed": seed, "curve": curve, "seconds": seconds,
+                    "arm": arm, "sampler": sampler, "seed": seed, "prompts": ranked.height, "curve": curve, "seconds": seconds,
                     "rollout_accuracy": epochs["accuracy"].to_list(), "mu": epochs["mu"].to_list(),
-                    "feedback_angle": epochs["feedback_angle"].to_list(), "prompt_score": epochs["prompt_score"].to_list(),
-                    "feedback_seconds": epochs["feedback_seconds"].to_list(), "order_seconds": overhead,
-                    "epochs_to_target": n_epochs, "seconds_to_target": wall, "reached": reached,
-                    "area": area(curve, base), "final": curve[-1], "run_seconds": time.perf_counter() - t0,
-                    "run_cpu_seconds": time.process_time() - cpu0,
+                    "feedback_angle": epochs["feedback_angle"].to_list(), "feedback_seconds": epochs["feedback_seconds"].to_list(),
+                    "signal": signal, "signal_seconds": overhead, "epochs_to_target": n_epochs, "seconds_to_target": wall, "reached": reached,
+                    "area": area(curve, base), "final": curve[-1], "run_seconds": run_seconds, "run_cpu_seconds": run_cpu,
+                    "evaluation_cpu_seconds": sum(evaluation_cpu), "cpu_seconds": cpu, "gain_per_cpu_hour": (curve[-1] - base) / (cpu / 3600),
                 })
                 print(f"{run.name}: held-out {' '.join(f'{a:.3f}' for a in curve)}; to target {n_epochs if reached else '-'} epochs, "
-                      f"{wall:.0f} s; feedback angle {' '.join(f'{a:.3f}' for a in epochs['feedback_angle'].to_list())} "
-                      f"({rows[-1]['run_seconds']:.0f} s with evaluation)")
+                      f"{wall:.0f} s; {cpu:.0f} CPU s without evaluation ({run_seconds:.0f} s with it)")
 
     results = {
         "args": {**vars(args), "out": str(args.out), "combine": None}, "model": asdict(model_config), "model_build_seconds": build_seconds,
         "task": asdict(source.generator), "prompt": asdict(prompt), "run_config": asdict(template), "base_accuracy": base,
         "base_standard_error": standard_error, "target": target, "evaluation_seconds": eval_seconds,
-        "order_seconds": orders["order_seconds"], "runs": rows,
+        "signal_seconds": orders["signal_seconds"], "signal_cpu_seconds": orders["signal_cpu_seconds"],
+        "pass_rates": asdict(pass_rates), "mean_base_pass_rate": orders["mean_pass_rate"], "runs": rows,
         "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time(),
     }
-    report(results, args.samplers, args.n_boot, args.out)
+    report(results, args.arms, args.n_boot, args.out)
     print(f"total {time.perf_counter() - started:.0f} s")
 
 
