@@ -75,6 +75,8 @@ from gainrl_ops.core.stats import spearman  # noqa: E402
 if TYPE_CHECKING:
     import torch
 
+    from gainrl_ops.scoring.config import ScoreConfig
+
 RESULTS = HERE / "results" / "bench_gpu.json"
 QWEN25_05B = Shape("qwen2.5-0.5b", vocab_size=151936, tokenizer_vocab=32000, hidden_size=896, intermediate_size=4864,
                    num_layers=24, num_heads=14, num_kv_heads=2, n_prompts=2000)
@@ -198,7 +200,7 @@ class _BackoffCounter(logging.Handler):
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "memory" in record.getMessage():
+        if "memory on" in record.getMessage():
             self.lines.append(record.getMessage())
 
 
@@ -209,7 +211,7 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_gainrl(model_dir: Path, prompts: Path, root: Path, device: str, config: object, reps: int) -> dict[str, object]:
+def run_gainrl(model_dir: Path, prompts: Path, root: Path, device: str, config: ScoreConfig, reps: int) -> dict[str, object]:
     """The `gainrl score` path in this process: load, tokenize into shards, then score and
     publish, once untimed and `reps` times timed (the published folder removed before each)."""
     import published_data_processor as published
@@ -377,9 +379,11 @@ def device_info(device: str) -> dict[str, object]:
     return info
 
 
-def peak_entry(info: dict[str, object]) -> dict[str, object]:
+def peak_entry(info: dict[str, object], dtype: str) -> dict[str, object]:
     if not str(info["device"]).startswith("cuda"):
         return {"tflops": None, "entry": None, "why_none": "a CPU: no dense bf16 tensor peak in the table"}
+    if dtype != "bfloat16":
+        return {"tflops": None, "entry": None, "why_none": f"ran in {dtype}; the table holds bf16 peaks"}
     found = dense_bf16_peak(str(info["name"]))
     if found is None:
         return {"tflops": None, "entry": None, "why_none": f"{info['name']} is not in DENSE_BF16_TFLOPS"}
@@ -409,7 +413,7 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
     config = ScoreConfig(max_batch_tokens=args.batch_tokens or (GPU_BATCH_TOKENS if on_gpu else ScoreConfig.max_batch_tokens),
                          max_batch_size=args.batch_size or (GPU_BATCH_SIZE if on_gpu else ScoreConfig.max_batch_size))
     info = device_info(device)
-    peak = peak_entry(info)
+    peak = peak_entry(info, dtype)
     print(f"== {info['name']} ({device}), {dtype}; shape {shape.name}, {shape.n_prompts} prompts", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_gpu.") as tmp:
         root = Path(tmp)

@@ -216,7 +216,7 @@ def _score_shard(model: PreTrainedModel, table: pa.Table, config: ScoreConfig, b
     run_batches([length - start for length in columns["n_tokens"]], config, run, model.device, where)
     if done:
         rows = [index for batch, _ in done for index in batch]
-        values = torch.cat([scores for _, scores in done], dim=1).double().cpu().numpy()
+        values = torch.cat([scores for _, scores in done], dim=1).cpu().double().numpy()  # MPS has no float64
         for name, column in zip(_SCORE_NAMES, values, strict=True):
             out[name][rows] = column
     return out, start, note
