@@ -64,6 +64,7 @@ class _OutOfMemoryAbove:
             raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate for {ids.numel()} tokens")
 
 
+@pytest.mark.numerics
 def test_out_of_memory_halves_the_budget_retries_and_gives_the_same_scores(
     tiny, tiny_model_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
