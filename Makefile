@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export GAINRL_HOME ?= $(CURDIR)/data/.gainrl
 export DAGSTER_HOME ?= $(GAINRL_HOME)/dagster
 
-.PHONY: demo test bench bench-scale bench-training ui clean
+.PHONY: demo test bench bench-scale bench-gpu bench-training ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -47,6 +47,12 @@ bench: $(STAMP)
 # 100k and 1M prompts x 3 checkpoints against the floor (about 15 minutes on 2 cores).
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/bench_scale.py
+
+# On a CUDA GPU (a CUDA build of torch): a Qwen2.5-0.5B-shaped model, 2,000 prompts, gainrl against
+# the published one-prompt-per-forward procedure; sized for 4 minutes on one H100. `make test` runs its
+# CPU smoke (--smoke) through tests/test_bench_gpu.py.
+bench-gpu: $(STAMP)
+	$(BIN)/python benchmarks/bench_gpu.py
 
 # One process per core (each on one torch thread, seeds split between them), then one report.
 BENCH_TRAINING := $(GAINRL_HOME)/bench-training

@@ -49,7 +49,11 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 
 
 def load_model(spec: ModelSpec) -> PreTrainedModel:
-    """The model in eval mode on the spec's device and dtype."""
+    """The model in eval mode on the spec's device and dtype.
+
+    Attention is transformers' default: SDPA (fused kernels on CUDA) where the architecture has
+    it, eager otherwise. Scoring reads only the input of the last layer's MLP, never attention
+    weights, so nothing here needs eager attention."""
     model = AutoModelForCausalLM.from_pretrained(
         str(resolve_local(spec.name_or_path)), dtype=spec.torch_dtype()
     )

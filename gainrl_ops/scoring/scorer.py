@@ -16,8 +16,8 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _OTHER_INPUTS = "made from other shards, settings or scoring code"
+_SCORE_NAMES = ("c_intra", "c_inter", "angle_score")
 
 
 def code_version() -> str:
@@ -149,14 +150,58 @@ def shard_prefix(model: PreTrainedModel, input_ids: Sequence[Sequence[int]], que
     return prefix, ""
 
 
-def _score_shard(model: PreTrainedModel, table: pa.Table, config: ScoreConfig, bar: tqdm) -> tuple[dict[str, np.ndarray], int, str]:
+def run_batches(
+    lengths: Sequence[int], config: ScoreConfig, run: Callable[[list[int]], None], device: torch.device, where: str,
+) -> None:
+    """Call `run` on each batch of `length_batches` (lengths: the tokens each prompt runs).
+
+    On out-of-memory, the token budget is halved (below the failed batch's padded tokens, so
+    the batch shrinks), the allocator's cache is emptied, and the failed batch and the rest are
+    split again under the new budget; the log says so. A prompt that fails alone is a one-line
+    error naming `where`."""
+    pending = length_batches(lengths, config)
+    budget = config.max_batch_tokens
+    while pending:
+        batch = pending[0]
+        if _fits(run, batch):
+            pending.pop(0)
+            continue
+        # Here, not in the except clause, whose traceback still holds the failed batch's tensors.
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        width = max(lengths[i] for i in batch)
+        if len(batch) == 1:
+            raise ValueError(
+                f"{where}: a single prompt ({width} tokens to run) does not fit in {device} memory; "
+                "lower max_tokens or use a device with more memory"
+            )
+        budget = max(1, min(budget, width * len(batch)) // 2)
+        rest = [index for group in pending for index in group]
+        smaller = length_batches([lengths[i] for i in rest], replace(config, max_batch_tokens=budget))
+        pending = [[rest[i] for i in group] for group in smaller]
+        log.warning("%s: out of %s memory on %d prompts of up to %d tokens; token budget halved to %d, retrying",
+                    where, device, len(batch), width, budget)
+
+
+def _fits(run: Callable[[list[int]], None], batch: list[int]) -> bool:
+    try:
+        run(batch)
+    except torch.OutOfMemoryError:  # torch.cuda.OutOfMemoryError is the same class
+        return False
+    return True
+
+
+def _score_shard(model: PreTrainedModel, table: pa.Table, config: ScoreConfig, bar: tqdm, where: str) -> tuple[dict[str, np.ndarray], int, str]:
     """Scores of a shard's rows, the number of prefix tokens run once, and why none were."""
     columns = table.to_pydict()
     n = table.num_rows
-    out = {name: np.full(n, np.nan) for name in ("c_intra", "c_inter", "angle_score")}
+    out = {name: np.full(n, np.nan) for name in _SCORE_NAMES}
     prefix, note = shard_prefix(model, columns["input_ids"], columns["question_start"], config)
     start = 0 if prefix is None else len(prefix.input_ids)
-    for batch in length_batches([length - start for length in columns["n_tokens"]], config):
+    # Scores stay on the model's device until the shard is done: no host round trip per batch.
+    done: list[tuple[list[int], torch.Tensor]] = []
+
+    def run(batch: list[int]) -> None:
         scores = score_batch(
             model,
             [columns["input_ids"][i] for i in batch],
@@ -165,9 +210,15 @@ def _score_shard(model: PreTrainedModel, table: pa.Table, config: ScoreConfig, b
             config.inter_weight,
             prefix,
         )
-        for name in out:
-            out[name][batch] = getattr(scores, name).double().cpu().numpy()
+        done.append((batch, torch.stack([getattr(scores, name) for name in _SCORE_NAMES])))
         bar.update(len(batch))
+
+    run_batches([length - start for length in columns["n_tokens"]], config, run, model.device, where)
+    if done:
+        rows = [index for batch, _ in done for index in batch]
+        values = torch.cat([scores for _, scores in done], dim=1).cpu().double().numpy()  # MPS has no float64
+        for name, column in zip(_SCORE_NAMES, values, strict=True):
+            out[name][rows] = column
     return out, start, note
 
 
@@ -234,7 +285,7 @@ def score_shard(
         _log_problem(previous, reuse_problem)
     _log_problem(path, problem)
     table = pq.read_table(shard.path)
-    scores, prefix_tokens, prefix_note = _score_shard(model, table, config, bar)
+    scores, prefix_tokens, prefix_note = _score_shard(model, table, config, bar, str(shard.path))
     n = table.num_rows
     part = pa.table({
         "id": table.column("id"),
