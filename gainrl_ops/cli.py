@@ -77,12 +77,16 @@ def _score(args: argparse.Namespace) -> int:
     # One transaction: the name serves the new version only once its scores are published and
     # the catalog is refreshed; a failure anywhere puts both labels back (see data/versions.py).
     with labels_restored_on_error(layout, source.name):
+        started = time.perf_counter()
         loaded, label = prepare_dataset(source, layout)
-        print(f"dataset {source.name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, {loaded.duplicates} duplicates")
+        print(f"dataset {source.name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, "
+              f"{loaded.duplicates} duplicates in {time.perf_counter() - started:.1f} s")
 
         model_path = resolve_model(args.model, layout)
         prompt = PromptConfig(system_prompt=args.system_prompt, few_shot=few_shot, max_tokens=args.max_tokens)
-        tokenize_to_shards(loaded.table, load_tokenizer(model_path), prompt, layout, source.name, label.version, shard_size=args.shard_size)
+        started = time.perf_counter()
+        shards = tokenize_to_shards(loaded.table, load_tokenizer(model_path), prompt, layout, source.name, label.version, shard_size=args.shard_size)
+        print(f"tokenized {shards.rows} prompts into {len(shards.shards)} shards in {time.perf_counter() - started:.1f} s -> {shards.directory}")
         target = CheckpointTarget(layout, source, label.version, unregistered(model_path, name=model_path), prompt, args.dtype, args.device)
         model = target.load_model()
         started = time.perf_counter()

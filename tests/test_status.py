@@ -121,7 +121,7 @@ def test_status_of_a_populated_store(store: Path) -> None:
 
     (problem,) = status.problems
     assert problem["view"] == "evaluations" and problem["path"].endswith(f"{CK_TUNED}.parquet")
-    assert status.next.command == "make ui" and "cut was cut short after epoch 2" in status.next.why
+    assert status.next.command == "make ui" and "run cut stopped after epoch 2" in status.next.why
 
 
 def test_cli_status_prints_the_screen_and_the_same_as_json(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -171,7 +171,7 @@ def _run(resumable: bool) -> RunStatus:
     ([_dataset()], [_checkpoint("base", 0)], [], "gainrl score --data /data/gsm8k.jsonl --name gsm8k --model /store/base",
      "gsm8k has no scores yet"),
     ([_dataset()], [_checkpoint("base", 100), _checkpoint("tune", 0, "basebasebasebase")], [_run(True)], "make ui",
-     "r1 was cut short after epoch 3"),
+     "r1 stopped after epoch 3"),
     ([_dataset()], [_checkpoint("base", 100), _checkpoint("tune", 0, "basebasebasebase")], [_run(False)],
      "gainrl score --data /data/gsm8k.jsonl --name gsm8k --model /store/tune", "tune has not scored gsm8k"),
     ([_dataset()], [_checkpoint("base", 100)], [], "make ui", "launch the train job"),

@@ -25,7 +25,7 @@ The JSON object's keys:
   the last epoch), `held_out_accuracy` (the last one measured), `mu` (the window's centre for
   the next epoch; null for uniform), `checkpoints` (saved so far), `finished`, `resumable`
   (a complete resume point exists: rerunning the run with the same settings continues after
-  `epochs_done`).
+  `epochs_done`; a run in progress has one too).
 - `problems`: files the catalog left out because they could not be read (`view`, `path`, `error`).
 - `next`: the one command that makes sense now (`command`) and why (`why`).
 """
@@ -157,7 +157,7 @@ def _datasets(con: duckdb.DuckDBPyConnection) -> list[DatasetStatus]:
     return out
 
 
-def _checkpoints(con: duckdb.DuckDBPyConnection, layout: Layout) -> list[CheckpointStatus]:
+def _checkpoints(con: duckdb.DuckDBPyConnection, layout: Layout, datasets: list[DatasetStatus]) -> list[CheckpointStatus]:
     registered = _rows(con, "SELECT fingerprint, name, path, CAST(registered_at AS VARCHAR) AS registered_at, parent "
                             "FROM checkpoints ORDER BY registered_at, name")
     scored = _rows(con, "SELECT checkpoint, any_value(model) AS model, dataset, dataset_version, prompt_fingerprint, count(*) AS n "
@@ -165,7 +165,7 @@ def _checkpoints(con: duckdb.DuckDBPyConnection, layout: Layout) -> list[Checkpo
     evaluated = {(r["checkpoint"], r["dataset"]): r for r in _rows(
         con, "SELECT checkpoint, dataset, count(*) AS n, avg(correct::INT) AS accuracy FROM evaluations GROUP BY ALL")}
     diagnosed = {(c, d): n for c, d, n in con.execute("SELECT checkpoint, dataset, count(*) FROM diagnostics GROUP BY ALL").fetchall()}
-    served = dict(con.execute("SELECT dataset, version FROM dataset_labels WHERE version IS NOT NULL").fetchall())
+    served = {d.name: d.version for d in datasets if d.version}
 
     # Each checkpoint's datasets, in the order a user meets them: what it scored, evaluated, diagnosed.
     used: dict[str, dict[str, None]] = {}
@@ -267,8 +267,8 @@ def next_step(datasets: list[DatasetStatus], checkpoints: list[CheckpointStatus]
         run = resumable[0]
         return NextStep(
             "make ui",
-            f"run {run.name} was cut short after epoch {run.epochs_done}: materialize training_run, partition {run.name}, "
-            "with the same settings to resume it",
+            f"run {run.name} stopped after epoch {run.epochs_done} (unless it is running now): materialize training_run, "
+            f"partition {run.name}, with the same settings to resume it",
         )
     for checkpoint in checkpoints:
         if checkpoint.path and not checkpoint.scored:
@@ -300,7 +300,7 @@ def store_status(root: Path, refresh: bool = True) -> StoreStatus:
         problems = catalog_problems(layout.root)
     with connect_readonly(layout.root) as con:
         datasets = _datasets(con)
-        checkpoints = _checkpoints(con, layout)
+        checkpoints = _checkpoints(con, layout, datasets)
         runs = _runs(con, layout)
     return StoreStatus(str(layout.root), datasets, checkpoints, runs, problems, next_step(datasets, checkpoints, runs))
 
