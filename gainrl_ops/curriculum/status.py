@@ -179,8 +179,8 @@ def _checkpoints(con: duckdb.DuckDBPyConnection, layout: Layout, datasets: list[
     for fingerprint in order:
         record = records.get(fingerprint, {})
         for dataset in used.get(fingerprint) or [None]:
-            keys = [ScoresKey(dataset, r["dataset_version"], r["prompt_fingerprint"], fingerprint)
-                    for r in scored if r["checkpoint"] == fingerprint and r["dataset"] == dataset]
+            mine = [r for r in scored if r["checkpoint"] == fingerprint and r["dataset"] == dataset]  # one row per prompt fingerprint
+            keys = [ScoresKey(dataset, r["dataset_version"], r["prompt_fingerprint"], fingerprint) for r in mine]
             evaluation = evaluated.get((fingerprint, dataset), {})
             out.append(CheckpointStatus(
                 fingerprint=fingerprint,
@@ -189,7 +189,7 @@ def _checkpoints(con: duckdb.DuckDBPyConnection, layout: Layout, datasets: list[
                 parent=record.get("parent"),
                 path=record.get("path"),
                 dataset=dataset,
-                scored=max((r["n"] for r in scored if r["checkpoint"] == fingerprint and r["dataset"] == dataset), default=0),
+                scored=max((r["n"] for r in mine), default=0),
                 ranked=any(layout.ranking(key).exists() for key in keys),
                 reported=any(glob.glob(os.path.join(glob.escape(str(layout.report_dir(key))), "*.png")) for key in keys),
                 evaluated=evaluation.get("n", 0),
