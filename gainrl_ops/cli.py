@@ -1,10 +1,12 @@
-"""`gainrl` command line: score a dataset with a checkpoint, and query the catalog, without Dagster.
+"""`gainrl` command line: score a dataset with a checkpoint, see and query what is stored, without Dagster.
 
 Errors a user can fix (a bad file, a bad name, a bad query) are one line on stderr,
 `gainrl <command>: <file>[, row N][, field F]: <reason>`, with exit code 2; `--debug`
 shows the traceback. torch and transformers are imported only by the commands that run a model,
 and polars, pyarrow and the dataset loaders only by those that load data: `gainrl sql` starts
-about as fast as a bare DuckDB query.
+about as fast as a bare DuckDB query, and so does `gainrl status`. A long `gainrl score` shows a
+progress bar when stderr is a terminal; otherwise each step prints one summary line with its counts
+and seconds.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import argparse
 import json
 import logging
 import sys
+import time
 import traceback
-from numbers import Number
+from importlib import metadata
 from pathlib import Path
 
 import duckdb
 
 from gainrl_ops.core.layout import Layout
+from gainrl_ops.core.tables import format_table
 from gainrl_ops.curriculum.catalog import (
     EXAMPLE_QUERIES,
     ReadOnlyError,
@@ -38,7 +42,6 @@ from gainrl_ops.scoring.hardware import AUTO, DTYPES
 
 # What a user can fix: these end in one line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (DatasetError, ReadOnlyError, OSError, ValueError, json.JSONDecodeError, duckdb.Error)
-MAX_CELL_CHARS = 80
 
 
 def _user_error(error: BaseException) -> bool:
@@ -74,17 +77,25 @@ def _score(args: argparse.Namespace) -> int:
     # One transaction: the name serves the new version only once its scores are published and
     # the catalog is refreshed; a failure anywhere puts both labels back (see data/versions.py).
     with labels_restored_on_error(layout, source.name):
+        started = time.perf_counter()
         loaded, label = prepare_dataset(source, layout)
-        print(f"dataset {source.name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, {loaded.duplicates} duplicates")
+        print(f"dataset {source.name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, "
+              f"{loaded.duplicates} duplicates in {time.perf_counter() - started:.1f} s")
 
         model_path = resolve_model(args.model, layout)
         prompt = PromptConfig(system_prompt=args.system_prompt, few_shot=few_shot, max_tokens=args.max_tokens)
-        tokenize_to_shards(loaded.table, load_tokenizer(model_path), prompt, layout, source.name, label.version, shard_size=args.shard_size)
+        started = time.perf_counter()
+        shards = tokenize_to_shards(loaded.table, load_tokenizer(model_path), prompt, layout, source.name, label.version, shard_size=args.shard_size)
+        print(f"tokenized {shards.rows} prompts into {len(shards.shards)} shards in {time.perf_counter() - started:.1f} s -> {shards.directory}")
         target = CheckpointTarget(layout, source, label.version, unregistered(model_path, name=model_path), prompt, args.dtype, args.device)
-        summary = score_and_publish(target.load_model(), target.plan(), ScoreConfig(inter_weight=args.inter_weight))
+        model = target.load_model()
+        started = time.perf_counter()
+        summary = score_and_publish(model, target.plan(), ScoreConfig(inter_weight=args.inter_weight), progress=sys.stderr.isatty())
+        seconds = time.perf_counter() - started
         settle(layout, source.name)
         refresh_catalog(layout.root)
-    print(f"scored {summary.rows} prompts in {target.dtype} ({summary.parts_written} parts written, {summary.parts_reused} reused) -> {target.scores}")
+    print(f"scored {summary.rows} prompts in {seconds:.1f} s ({target.dtype}; {summary.parts_written} parts written, "
+          f"{summary.parts_reused} reused) -> {target.scores}")
     top = (
         pl.read_parquet(target.ranked_scores, n_rows=5)
         .join(pl.from_arrow(loaded.table).select("id", "problem"), on="id", how="left", maintain_order="left")
@@ -93,26 +104,6 @@ def _score(args: argparse.Namespace) -> int:
     with pl.Config(fmt_str_lengths=60, tbl_width_chars=160):
         print(top.head(5))
     return 0
-
-
-def _cell(value: object) -> str:
-    text = "null" if value is None else format(value, ".6g") if isinstance(value, float) else str(value)
-    text = text.replace("\n", "\\n")
-    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
-
-
-def format_table(columns: list[str], types: list[str], rows: list[tuple]) -> str:
-    """Rows as an aligned text table: names, types, a rule, then the rows (numbers right-aligned,
-    long values cut at MAX_CELL_CHARS)."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    numeric = [any(isinstance(row[i], Number) and not isinstance(row[i], bool) for row in rows) for i in range(len(columns))]
-    widths = [max(len(c), len(t), *(len(row[i]) for row in cells)) for i, (c, t) in enumerate(zip(columns, types))]
-
-    def line(values: list[str], right: list[bool]) -> str:
-        return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)).rstrip()
-
-    left = [False] * len(columns)
-    return "\n".join([line(columns, left), line(types, left), line(["-" * w for w in widths], left), *(line(row, numeric) for row in cells)])
 
 
 def _sql(args: argparse.Namespace) -> int:
@@ -141,10 +132,18 @@ def _sql(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from gainrl_ops.curriculum.exports import export_curriculum, read_curriculum, served_ranking
 
-    out, layout = Path(args.out), Layout.default()
+    out, layout, started = Path(args.out), Layout.default(), time.perf_counter()
     info = export_curriculum(read_curriculum(layout, served_ranking(layout, args.dataset, args.checkpoint)), args.format, out)
-    print(f"exported {info.rows} prompts of {info.dataset} (version {info.dataset_version}), ranked by checkpoint "
-          f"{info.checkpoint} (scoring code {info.code_version}), as {info.format} -> {out}")
+    print(f"exported {info.rows} prompts of {info.dataset} (version {info.dataset_version}) in {time.perf_counter() - started:.1f} s, "
+          f"ranked by checkpoint {info.checkpoint} (scoring code {info.code_version}), as {info.format} -> {out}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from gainrl_ops.curriculum.status import render, store_status
+
+    status = store_status(Layout.default().root, refresh=args.refresh)
+    print(json.dumps(status.to_json(), indent=2) if args.json else render(status))
     return 0
 
 
@@ -167,11 +166,48 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def _version() -> str:
+    try:
+        return metadata.version("gainrl")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed: pip install -e .)"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, read from the installed package's metadata only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the installed gainrl version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(f"gainrl {_version()}")
+        parser.exit()
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _command(commands: argparse._SubParsersAction, name: str, help: str, examples: tuple[str, ...], about: str = "") -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with `examples` (after `about`, if any), printed as written."""
+    return commands.add_parser(
+        name, help=help, description=help, epilog="\n\n".join(filter(None, [about, _examples(*examples)])),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gainrl", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="gainrl", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("gainrl status", "gainrl score --data train.jsonl --model Qwen/Qwen2.5-0.5B-Instruct"),
+    )
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
-    score = commands.add_parser("score", help="load, tokenize and score a dataset with one checkpoint")
+    score = _command(commands, "score", "load, tokenize and score a dataset with one checkpoint", (
+        "gainrl score                      # the embedded arithmetic data and model",
+        "gainrl score --data /data/train.jsonl --model Qwen/Qwen2.5-0.5B-Instruct --problem-field question",
+    ))
     score.add_argument("--data", default=EMBEDDED, help="JSON, JSONL, Parquet or saved HF dataset; 'embedded' generates arithmetic")
     score.add_argument("--model", default=EMBEDDED, help="HF model id or local path; 'embedded' builds the tiny default")
     score.add_argument("--name", help="dataset name in the storage root (default: file stem); letters, digits, '.', '_', '-'")
@@ -190,24 +226,35 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--dtype", default=AUTO, choices=(AUTO, *DTYPES), help="auto: bfloat16 where the hardware runs it natively, else float32")
     score.add_argument("--device", default="auto")
     score.set_defaults(run=_score)
-    sql = commands.add_parser(
-        "sql",
-        help="query the curriculum catalog (DuckDB views over the stored artifacts), read-only",
-        epilog="views: checkpoints, prompts, rejects, tokens, scores, curriculum, dataset_versions, epochs, selections, "
+    status = _command(commands, "status", "what is in the store: datasets, checkpoints, training runs, and the next command to run", (
+        "gainrl status",
+        "gainrl status --json | jq '.checkpoints[] | {name, accuracy}'",
+    ), about="--json prints one object: root, datasets, checkpoints, runs, problems, next\n"
+             "(each key is described in gainrl_ops/curriculum/status.py).")
+    status.add_argument("--json", action="store_true", help="print one JSON object, for scripts")
+    status.add_argument("--no-refresh", dest="refresh", action="store_false", help="read the catalog as last refreshed")
+    status.set_defaults(run=_status)
+    sql = _command(
+        commands, "sql", "query the curriculum catalog (DuckDB views over the stored artifacts), read-only", (
+            "gainrl sql \"SELECT * FROM dataset_versions\"",
+            "gainrl sql --max-rows 100 \"SELECT * FROM curriculum WHERE rank <= 100 ORDER BY rank\"",
+        ),
+        about="views: checkpoints, prompts, rejects, tokens, scores, curriculum, dataset_versions, epochs, selections, "
         "evaluations, diagnostics, rankings, catalog_problems; macro: rerank(w, ck := NULL). Only SELECT-like statements run, and only files "
-        "under the storage root can be read (duckdb -readonly <root>/gainrl.duckdb has full power). Examples:\n\n"
+        "under the storage root can be read (duckdb -readonly <root>/gainrl.duckdb has full power). Queries to start from:\n\n"
         + "\n\n".join(EXAMPLE_QUERIES),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sql.add_argument("query", help="SQL, e.g. \"SELECT * FROM curriculum WHERE rank <= 10\"")
     sql.add_argument("--max-rows", type=int, default=40, help="rows to print at most")
     sql.add_argument("--no-refresh", dest="refresh", action="store_false", help="query the catalog as last refreshed")
     sql.set_defaults(run=_sql)
-    export = commands.add_parser(
-        "export",
-        help="write a dataset's ranked curriculum for another trainer (verl, hf, jsonl, pt), best first",
-        epilog="verl: Parquet in verl's RL layout; hf: a datasets folder (load_from_disk, e.g. for TRL); jsonl: one object "
-        "per line (OpenRLHF, prime-rl); pt: a 1-D int64 tensor of input-file row indices, the reference's "
+    export = _command(
+        commands, "export", "write a dataset's ranked curriculum for another trainer (verl, hf, jsonl, pt), best first", (
+            "gainrl export --dataset gsm8k --format verl --out gsm8k_curriculum.parquet",
+            "gainrl export --dataset gsm8k --checkpoint 0123456789abcdef --format pt --out gsm8k.pt",
+        ),
+        about="verl: Parquet in verl's RL layout; hf: a datasets folder (load_from_disk, e.g. for TRL); jsonl: one object\n"
+        "per line (OpenRLHF, prime-rl); pt: a 1-D int64 tensor of input-file row indices, the reference's\n"
         "angle_sorted_data layout (rejected and duplicate rows are left out).",
     )
     export.add_argument("--dataset", required=True, help="dataset name")
@@ -215,7 +262,9 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=("verl", "hf", "jsonl", "pt"))
     export.add_argument("--out", required=True, help="file (a folder for hf) to write")
     export.set_defaults(run=_export)
-    ranking = commands.add_parser("import-ranking", help="read a ranking made elsewhere (.pt row indices) to compare in SQL")
+    ranking = _command(commands, "import-ranking", "read a ranking made elsewhere (.pt row indices) to compare in SQL", (
+        "gainrl import-ranking --dataset gsm8k --ranking angle_sorted_data/gsm8k.pt --label reference",
+    ))
     ranking.add_argument("--dataset", required=True, help="dataset name (its input file's row order is what the indices count)")
     ranking.add_argument("--ranking", required=True, help="a .pt file holding a 1-D integer tensor, best row first")
     ranking.add_argument("--label", help="name in the rankings view (default: the file stem)")

@@ -15,6 +15,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from gainrl_ops import cli
+from gainrl_ops.core import tables
 from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.storage import write_parquet_atomic, write_text_atomic
@@ -362,7 +363,7 @@ def test_cli_sql_prints_a_table(root: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_format_table_aligns_numbers_and_cuts_long_text() -> None:
-    table = cli.format_table(
+    table = tables.format_table(
         ["id", "score", "note"], ["VARCHAR", "DOUBLE", "VARCHAR"],
         [("a", 1.5, None), ("bb", 12.25, "line one\nline two"), ("c", None, "x" * 200)],
     ).splitlines()
@@ -370,7 +371,7 @@ def test_format_table_aligns_numbers_and_cuts_long_text() -> None:
     rows = table[3:]
     assert [row.index("1.5") + 3 for row in rows[:1]] == [rows[1].index("12.25") + 5], "numbers end in one column"
     assert rows[0].endswith("null") and "line one\\nline two" in rows[1], "null shown, one line per row"
-    assert rows[2].endswith("x" * (cli.MAX_CELL_CHARS - 1) + "…")
+    assert rows[2].endswith("x" * (tables.MAX_CELL_CHARS - 1) + "…")
 
 
 def test_cli_sql_error_is_one_line(root: Path, capsys: pytest.CaptureFixture[str]) -> None:

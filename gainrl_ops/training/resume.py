@@ -14,14 +14,16 @@ import json
 import math
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gainrl_ops.core.fingerprint import fingerprint_json
 from gainrl_ops.core.storage import write_text_atomic
-from gainrl_ops.training.config import TrainingRunConfig
+
+if TYPE_CHECKING:  # `gainrl status` reads resume points without the samplers' numpy
+    from gainrl_ops.training.config import TrainingRunConfig
 
 STATE_FILE = "gainrl_resume.json"
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
@@ -58,16 +60,25 @@ def _saved(directory: Path) -> list[tuple[int, Path]]:
     return sorted((int(m.group(1)), p) for m, p in found if m)
 
 
-def find_resume_point(directory: Path, key: str) -> ResumePoint | None:
-    """The latest complete resume point in `directory` made with `key`, if any."""
+def _complete(directory: Path) -> Iterator[ResumePoint]:
+    """The complete resume points in `directory`, latest first."""
     for _, folder in reversed(_saved(Path(directory))):
         try:
             state = json.loads((folder / STATE_FILE).read_text())
         except (OSError, ValueError):
             continue  # a save that was cut short, or not ours
-        if state.get("key") == key:
-            return ResumePoint(folder, state)
-    return None
+        yield ResumePoint(folder, state)
+
+
+def find_resume_point(directory: Path, key: str) -> ResumePoint | None:
+    """The latest complete resume point in `directory` made with `key`, if any."""
+    return next((point for point in _complete(directory) if point.state.get("key") == key), None)
+
+
+def latest_resume_point(directory: Path) -> ResumePoint | None:
+    """The latest complete resume point in `directory` whatever settings made it: the run was cut
+    short there, and rerunning it with the same settings resumes from it."""
+    return next(_complete(directory), None)
 
 
 def prepare_resume(directory: Path, key: str) -> ResumePoint | None:
