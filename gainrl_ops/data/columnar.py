@@ -17,11 +17,9 @@ reads its indices through buffers instead, so a regular file never pays for it.
 from __future__ import annotations
 
 import codecs
-import hashlib
 import json
 import os
 import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ import pyarrow.parquet as pq
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
 from gainrl_ops.data.answers import MARKERS
 from gainrl_ops.data.errors import DatasetError
+from gainrl_ops.data.ids import problem_ids
 from gainrl_ops.data.records import (
     ANSWER_FIELDS,
     CANONICAL_SCHEMA,
@@ -54,9 +53,6 @@ from gainrl_ops.data.records import (
     warn_dropped,
 )
 
-# Text whose problem id needs more than hashing: Python's str.split() whitespace other than
-# single inner spaces (problem ids collapse it), found in bulk by RE2.
-_IRREGULAR_SPACE = r"^[\t\n\x0b\x0c\r\x1c-\x1f ]|[\t\n\x0b\x0c\r\x1c-\x1f ]$|[\t\n\x0b\x0c\r\x1c-\x1f]|  "
 # Every character for which str.isspace() is true: text made only of these is empty to the
 # per-row loader (`not text.strip()`).
 PYTHON_WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -66,7 +62,6 @@ _BOM = b"\xef\xbb\xbf"
 _SCAN_BYTES = 1 << 24  # the JSON Lines file is checked in blocks this big, never held whole
 # Arrow's JSON blocks: at its default of 1 MiB, parsing a large file costs about twice the CPU.
 _JSON_BLOCK = pa_json.ReadOptions(block_size=1 << 24)
-_HASH_ROWS = 1 << 16  # problems turned into Python bytes at a time, to hash them
 # json.dumps (ensure_ascii=False) escapes a backslash, a quote and the control characters.
 _JSON_CONTROL = {chr(c): json.dumps(chr(c))[1:-1] for c in range(0x20)}
 
@@ -216,39 +211,6 @@ def _chosen(columns: list[str], named: str | None, candidates: tuple[str, ...]) 
     return next((c for c in candidates if c in columns), None)
 
 
-def problem_ids(problems: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
-    """`datasets.problem_id` of each problem. Most problems are ASCII with single spaces, so
-    their normal form is the text itself; only the others are normalised one by one. The hex
-    digits are written by numpy, not one Python string per row."""
-    chunks = problems.chunks if isinstance(problems, pa.ChunkedArray) else [problems]
-    empty = hashlib.blake2b(digest_size=32)  # copied per problem: cheaper than a new hash with its parameters
-    out = []
-    for chunk in chunks:
-        for start in range(0, len(chunk), _HASH_ROWS):
-            part = chunk.slice(start, _HASH_ROWS)
-            texts = part.cast(pa.binary()).to_pylist()
-            irregular = pc.or_(pc.invert(pc.string_is_ascii(part)), pc.match_substring_regex(part, _IRREGULAR_SPACE))
-            for i in _numpy(pc.indices_nonzero(irregular)).tolist():
-                texts[i] = " ".join(unicodedata.normalize("NFC", texts[i].decode("utf-8")).split()).encode("utf-8")
-            digests = []
-            for text in texts:
-                digest = empty.copy()
-                digest.update(text)
-                digests.append(digest.digest())
-            out.append(_hex_prefixes(b"".join(digests), len(texts)))
-    return pa.chunked_array(out, pa.string())
-
-
-def _hex_prefixes(digests: bytes, n: int) -> pa.Array:
-    """The first DIGEST_CHARS hex digits of each of the `n` concatenated 32-byte digests."""
-    raw = np.frombuffer(digests, dtype=np.uint8).reshape(n, 32)[:, : (DIGEST_CHARS + 1) // 2]
-    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    text = np.empty((n, 2 * raw.shape[1]), dtype=np.uint8)
-    text[:, 0::2], text[:, 1::2] = digits[raw >> 4], digits[raw & 15]
-    offsets = np.arange(0, (n + 1) * DIGEST_CHARS, DIGEST_CHARS, dtype=np.int32)
-    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(text[:, :DIGEST_CHARS]))])
-
-
 def _json_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """Each string as json.dumps(ensure_ascii=False) writes it; nulls stay null."""
     text = column.cast(pa.large_string())
@@ -328,7 +290,8 @@ def _roles(schema: pa.Schema, fields: FieldMap, source: str | None, default_sour
 
 def _canonical_part(part: pa.Table, first_row: int, roles: _Roles, absent_keys: bool) -> tuple[pa.Table, np.ndarray]:
     """The canonical rows of `part` (rows `first_row`... of the file) that need no per-row
-    handling, and the file rows of those that do. `absent_keys`: a null may be a missing key."""
+    handling, without their id (`_load` hashes the whole file at once), and the file rows of
+    those that do. `absent_keys`: a null may be a missing key."""
     n = part.num_rows
     problems = part.column(roles.problem).cast(pa.string())
     answers = part.column(roles.answer).cast(pa.string())
@@ -355,7 +318,7 @@ def _canonical_part(part: pa.Table, first_row: int, roles: _Roles, absent_keys: 
     ], names=CANONICAL_SCHEMA.names[1:])
     if len(slow_rows):
         canonical = canonical.filter(pc.invert(per_row))
-    return canonical.add_column(0, "id", problem_ids(canonical.column("problem"))).cast(CANONICAL_SCHEMA), slow_rows
+    return canonical, slow_rows
 
 
 def load_columnar(
@@ -393,6 +356,7 @@ def _load(
     if n_read == 0 or (opened.lines is not None and n_read != opened.lines.count):
         return None
     canonical = pa.concat_tables(canonical_parts)
+    canonical = canonical.add_column(0, "id", problem_ids(canonical.column("problem"))).cast(CANONICAL_SCHEMA)
     slow_rows = np.concatenate(slow_parts).tolist()
 
     converter.choose("problem", roles.problem)
@@ -423,15 +387,31 @@ def _records(opened: _Source, which: list[int]) -> list[Any]:
 
 
 def _first_positions(ids: pa.ChunkedArray) -> np.ndarray:
-    """For each position, the first position that holds the same id."""
-    distinct = pc.unique(ids)
-    if len(distinct) == len(ids):  # the usual case, found at a third of the cost of what follows
-        return np.arange(len(ids))
-    codes = _numpy(pc.index_in(ids, value_set=distinct))
-    positions = np.arange(len(codes))
-    first = np.full(int(codes.max(initial=-1)) + 1, len(codes))
-    np.minimum.at(first, codes, positions)
-    return first[codes]
+    """For each position, the first position that holds the same id. An id is 16 hex digits,
+    so it is one uint64: sorting those is exact and costs a fraction of hashing the strings."""
+    keys = _id_numbers(ids)
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    if len(starts) == len(keys):  # the usual case: every id distinct
+        return np.arange(len(keys))
+    first = np.empty(len(keys), dtype=np.int64)
+    first[order] = np.repeat(order[starts], np.diff(np.r_[starts, len(keys)]))
+    return first
+
+
+def _id_numbers(ids: pa.ChunkedArray) -> np.ndarray:
+    """Each id's 16 hex digits as the uint64 they spell, read from the Arrow buffers."""
+    digits = np.concatenate([_fixed_width_bytes(chunk, DIGEST_CHARS) for chunk in ids.chunks]) if ids.num_chunks else np.empty((0, DIGEST_CHARS), np.uint8)
+    values = np.where(digits >= ord("a"), digits - (ord("a") - 10), digits - ord("0")).astype(np.uint64)
+    return (values << (4 * np.arange(DIGEST_CHARS - 1, -1, -1, dtype=np.uint64))).sum(axis=1, dtype=np.uint64)
+
+
+def _fixed_width_bytes(strings: pa.Array, width: int) -> np.ndarray:
+    """The bytes of strings that are all `width` long, one row each."""
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[strings.offset : strings.offset + len(strings) + 1]
+    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return data.reshape(len(strings), width)
 
 
 def _finish(path: Path, opened: _Source, n_read: int, canonical: pa.Table, rejects: dict[str, list[Any]]) -> LoadedDataset:

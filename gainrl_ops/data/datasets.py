@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from gainrl_ops.core.storage import write_parquet_atomic
 from gainrl_ops.data.answers import final_answer
 from gainrl_ops.data.columnar import load_columnar
 from gainrl_ops.data.errors import DatasetError
+from gainrl_ops.data.ids import problem_id
 from gainrl_ops.data.records import (
     ANSWER_FIELDS,
     CANONICAL_SCHEMA,
@@ -51,20 +51,8 @@ from gainrl_ops.data.records import (
 )
 
 _BATCH_ROWS = 8192  # Arrow rows converted to Python at a time: bounds memory on large files.
-_DIGEST_ROWS = 1 << 16  # values put into one buffer at a time for `dataset_version`
 _MISSING = object()  # `_lookup` result for an absent field (None means a present null).
 _LEVEL_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
-
-
-def problem_id(problem: str) -> str:
-    """Stable id of a problem, from its content, so that the same problem keeps its id
-    across formats, re-exports and whitespace/Unicode-normalisation differences.
-
-    blake2b-256 of the UTF-8 bytes of the NFC text with whitespace runs collapsed to one
-    space and stripped, as the first 16 hex characters (easy to reproduce elsewhere).
-    """
-    normalised = " ".join(unicodedata.normalize("NFC", problem).split())
-    return hashlib.blake2b(normalised.encode("utf-8"), digest_size=32).hexdigest()[:DIGEST_CHARS]
 
 
 def load_dataset(
@@ -143,28 +131,28 @@ def load_rows(path: Path, fields: FieldMap, on_error: str, source: str | None, d
 
 def dataset_version(table: pa.Table) -> str:
     """Digest of a canonical table's content (each row's id, problem and answer, in order):
-    the key of everything derived from it, so an edited file never reuses stale artifacts."""
-    digest = hashlib.blake2b(digest_size=32)
+    the key of everything derived from it, so an edited file never reuses stale artifacts.
+
+    SHA-256, per column: the UTF-8 byte length of every value as little-endian int64, then all the
+    values' bytes end to end, then a 0x01 byte, read straight from the Arrow buffers (no copy of the text)."""
+    digest = hashlib.sha256()
     for column in ("id", "problem", "answer"):
-        for chunk in table.column(column).chunks:
-            for start in range(0, len(chunk), _DIGEST_ROWS):
-                digest.update(_terminated(chunk.slice(start, _DIGEST_ROWS)))
+        parts = [_lengths_and_bytes(chunk) for chunk in table.column(column).chunks]
+        for lengths, _ in parts:
+            digest.update(lengths)
+        for _, data in parts:
+            digest.update(data)
         digest.update(b"\x01")
     return digest.hexdigest()[:DIGEST_CHARS]
 
 
-def _terminated(strings: pa.Array) -> np.ndarray:
-    """The UTF-8 bytes of each (non-null) string followed by a zero byte, in one buffer: what
-    `dataset_version` digests, built from the Arrow buffers instead of one value at a time."""
+def _lengths_and_bytes(strings: pa.Array) -> tuple[np.ndarray, memoryview]:
+    """The byte length of each (non-null) string, as int64, and their bytes end to end."""
     _, offsets, data = strings.buffers()
     width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
     ends = np.frombuffer(offsets, dtype=width)[strings.offset : strings.offset + len(strings) + 1].astype(np.int64)
-    values = np.frombuffer(data, dtype=np.uint8)[ends[0] : ends[-1]] if data is not None else np.empty(0, np.uint8)
-    out = np.zeros(len(values) + len(strings), dtype=np.uint8)
-    is_value = np.ones(len(out), dtype=bool)
-    is_value[ends[1:] - ends[0] + np.arange(len(strings))] = False  # where each terminator goes
-    out[is_value] = values
-    return out
+    values = memoryview(data)[int(ends[0]) : int(ends[-1])] if data is not None else memoryview(b"")
+    return np.diff(ends).astype("<i8"), values
 
 
 def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path) -> dict[str, Path]:
