@@ -18,6 +18,7 @@ import pytest
 from gainrl_ops.data import columnar
 from gainrl_ops.data.columnar import PYTHON_WHITESPACE, load_columnar
 from gainrl_ops.data.datasets import FieldMap, LoadedDataset, RowConverter, dataset_version, load_rows
+from gainrl_ops.data.streams import stem
 
 # Text that JSON escapes, that Python strips but other libraries may not, or that normalises.
 AWKWARD = ['say "hi"', "back\\slash", "tab\there", "nul\x00end", "unit\x1fsep", "é", "e\u0301", "line\u2028sep", "日本",
@@ -40,8 +41,8 @@ def awkward_rows() -> list[dict]:
 
 
 def both(path: Path) -> tuple[LoadedDataset | None, LoadedDataset]:
-    converter = RowConverter(str(path), FieldMap(), path.stem, explicit_source=False)
-    return load_columnar(path, FieldMap(), "skip", None, path.stem, converter), load_rows(path, FieldMap(), "skip", None, path.stem)
+    converter = RowConverter(str(path), FieldMap(), stem(path), explicit_source=False)
+    return load_columnar(path, FieldMap(), "skip", None, stem(path), converter), load_rows(path, FieldMap(), "skip", None, stem(path))
 
 
 def test_python_whitespace_is_what_str_isspace_says() -> None:
@@ -87,6 +88,23 @@ def test_json_lines_read_block_by_block_load_as_row_by_row(tmp_path: Path, small
     assert small_blocks == [False] and fast is not None
     assert fast.table.equals(slow.table) and fast.rejects.equals(slow.rejects)
     assert fast.duplicates == slow.duplicates == 51
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst"])
+def test_files_are_checked_and_read_in_blocks_compressed_or_not(
+    tmp_path: Path, small_blocks: list[bool], monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    """Blocks of 7 bytes cut characters, lines and escapes apart: the result is still the per-row one."""
+    monkeypatch.setattr(columnar, "_SCAN_BYTES", 7)
+    rows = plain_rows(0, 50) + awkward_rows() + plain_rows(30, 50)
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    path = tmp_path / f"blocks{suffix}"
+    with pa.output_stream(str(path), compression={".gz": "gzip", ".zst": "zstd"}.get(path.suffix)) as out:
+        out.write(data)
+    fast, slow = both(path)
+    assert small_blocks == [False] and fast is not None
+    assert fast.table.equals(slow.table) and fast.rejects.equals(slow.rejects)
+    assert fast.duplicates == 21 and fast.table.column("source").unique().to_pylist() == ["blocks"]
 
 
 @pytest.mark.parametrize(("first", "rest"), [

@@ -16,7 +16,6 @@ reads its indices through buffers instead, so a regular file never pays for it.
 
 from __future__ import annotations
 
-import codecs
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from gainrl_ops.core.fingerprint import DIGEST_CHARS
 from gainrl_ops.data.answers import MARKERS
 from gainrl_ops.data.errors import DatasetError
 from gainrl_ops.data.ids import problem_ids
+from gainrl_ops.data.streams import codec, format_suffix, open_binary, open_native
 from gainrl_ops.data.records import (
     ANSWER_FIELDS,
     CANONICAL_SCHEMA,
@@ -111,14 +111,19 @@ class _Lines:
         stat = self.path.stat()
         if (stat.st_size, stat.st_mtime_ns) != self._stat:
             raise DatasetError(str(self.path), "the file changed while it was being loaded; load it again")
+        if codec(self.path) is not None:  # no seeking in a compressed stream: one pass picks the lines
+            wanted = set(rows)
+            with open_binary(self.path) as f:
+                found = {row: line.rstrip(b"\n") for row, line in enumerate(f) if row in wanted}
+            return [found[row] for row in rows]
         with self.path.open("rb") as f:
             if self._ends is None:
                 ends, offset = [], 0
                 while block := f.read(_SCAN_BYTES):
                     ends.append(np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n")) + offset)
                     offset += len(block)
-                found = np.concatenate(ends) if ends else np.empty(0, np.int64)
-                self._ends = found if len(found) == self.count else np.append(found, offset)
+                found_ends = np.concatenate(ends) if ends else np.empty(0, np.int64)
+                self._ends = found_ends if len(found_ends) == self.count else np.append(found_ends, offset)
             out = []
             for row in rows:
                 start = 0 if row == 0 else int(self._ends[row - 1]) + 1
@@ -130,29 +135,40 @@ class _Lines:
 def _scan_jsonl(path: Path) -> _Lines | None:
     """The file's lines, or None where Arrow's reader would not see what the per-row reader sees:
     a BOM, bytes that are not UTF-8 (Arrow keeps them) or an escaped lone surrogate (Arrow
-    replaces it). Read in blocks, so the file is never in memory whole."""
+    replaces it). Read (and decompressed) in blocks, so the file is never in memory whole."""
     stat = path.stat()
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    count, tail, last = 0, b"", b"\n"
-    with path.open("rb") as f:
-        while block := f.read(_SCAN_BYTES):
-            if not tail and block.startswith(_BOM):
-                return None
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError:
-                return None
-            # An escape cut in two by the block boundary is seen in the junction.
-            for text in (block, tail + block[:5]):
-                if b"\\" in text and _SURROGATE_ESCAPE.search(text):  # a backslash is found at memchr speed
-                    return None
-            count += block.count(b"\n")
-            tail, last = block[-5:], block[-1:]
+    count, tail, last, partial = 0, b"", b"\n", b""
     try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
+        with open_binary(path) as f:
+            while block := f.read(_SCAN_BYTES):
+                if not tail and block.startswith(_BOM):
+                    return None
+                # Checked in whole lines (a newline is never inside a character), without copying the block.
+                first, cut = block.find(b"\n") + 1, block.rfind(b"\n") + 1
+                if cut and not (_is_utf8(partial + block[:first]) and _is_utf8(memoryview(block)[first:cut])):
+                    return None
+                partial = block[cut:] if cut else partial + block
+                # An escape cut in two by the block boundary is seen in the junction.
+                for text in (block, tail + block[:5]):
+                    if b"\\" in text and _SURROGATE_ESCAPE.search(text):  # a backslash is found at memchr speed
+                        return None
+                count += block.count(b"\n")
+                tail, last = block[-5:], block[-1:]
+    except (OSError, pa.ArrowException):  # a damaged compressed file: the per-row reader says where
+        return None
+    if partial and not _is_utf8(partial):
         return None
     return _Lines(path, stat, count + (0 if last == b"\n" else 1))
+
+
+def _is_utf8(data: bytes | memoryview) -> bool:
+    """Whether `data` is valid UTF-8, checked at Arrow's (vectorised) speed."""
+    text = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(np.array([0, len(data)], dtype=np.int32)), pa.py_buffer(data)])
+    try:
+        text.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 class _Unfit(Exception):
@@ -183,9 +199,9 @@ def _open(path: Path, lines: _Lines | None, whole: bool) -> _Source | None:
         # Arrow's reader, not polars': it refuses a column whose JSON type changes between rows
         # (polars would coerce a number or a list into text), so such a file goes row by row.
         if whole:
-            table = pa_json.read_json(str(path), read_options=_JSON_BLOCK)
+            table = pa_json.read_json(open_native(path), read_options=_JSON_BLOCK)
             return _Source(table.schema, iter([table]), lines)
-        reader = pa_json.open_json(str(path), read_options=_JSON_BLOCK)
+        reader = pa_json.open_json(open_native(path), read_options=_JSON_BLOCK)
     except Exception:  # noqa: BLE001 - whatever cannot be read this way, the per-row reader reports precisely
         return None
     if any(pa.types.is_null(field.type) for field in reader.schema):
@@ -326,8 +342,8 @@ def load_columnar(
 ) -> LoadedDataset | None:
     """The canonical table of `path` built column-wise, or None where only the per-row loader applies.
     `converter` (the per-row loader's, for the same arguments) converts the rows that need it."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
+    suffix = format_suffix(path)
+    if suffix == ".parquet" and codec(path) is None:
         return _load(path, _open(path, None, whole=True), fields, on_error, source, default_source, converter)
     if suffix not in (".jsonl", ".ndjson") or (lines := _scan_jsonl(path)) is None:
         return None

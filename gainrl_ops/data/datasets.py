@@ -27,6 +27,7 @@ from gainrl_ops.data.answers import final_answer
 from gainrl_ops.data.columnar import load_columnar
 from gainrl_ops.data.errors import DatasetError
 from gainrl_ops.data.ids import problem_id
+from gainrl_ops.data.streams import codec, format_suffix, open_binary, stem
 from gainrl_ops.data.records import (
     ANSWER_FIELDS,
     CANONICAL_SCHEMA,
@@ -62,8 +63,9 @@ def load_dataset(
     on_error: Literal["fail", "skip"] = "fail",
     source: str | None = None,
 ) -> LoadedDataset:
-    """Read a JSON, JSONL/NDJSON, Parquet file or a `datasets.save_to_disk` folder into
-    the canonical table.
+    """Read a JSON, JSONL/NDJSON (either one also gzip- or zstd-compressed: `.jsonl.gz`,
+    `.json.gz`, `.jsonl.zst`), Parquet file or a `datasets.save_to_disk` folder into the
+    canonical table.
 
     `on_error="fail"` raises the first bad row's DatasetError; `"skip"` records bad rows
     in `rejects` and goes on. Duplicated problems are always dropped (first one wins) and
@@ -79,7 +81,7 @@ def load_dataset(
     file = str(path)
     if not path.exists():
         raise DatasetError(file, "no such file or directory")
-    default_source = source or (path.resolve().name if path.is_dir() else path.stem)
+    default_source = source or (path.resolve().name if path.is_dir() else stem(path))
     converter = RowConverter(file, fields, default_source, explicit_source=source is not None)
     columnar = load_columnar(path, fields, on_error, source, default_source, converter)
     if columnar is not None:
@@ -380,37 +382,45 @@ def _read_records(path: Path, file: str) -> Iterator[tuple[int, Any]]:
     """(row index, record or Unreadable) for each row, by format."""
     if path.is_dir():
         return _iter_saved_dataset(path, file)
-    suffix = path.suffix.lower()
+    suffix = format_suffix(path)
+    compressed = codec(path) is not None
     if suffix == ".json":
         return _iter_json(path, file)
     if suffix in (".jsonl", ".ndjson"):
-        return _iter_jsonl(path)
-    if suffix == ".parquet":
+        return _iter_jsonl(path, file)
+    if suffix == ".parquet" and not compressed:
         return _iter_parquet(path, file)
     raise DatasetError(
         file,
-        f"unsupported format {path.suffix or '(no suffix)'!r}: expected .json, .jsonl, .ndjson, "
-        ".parquet or a folder written by datasets' save_to_disk",
+        f"unsupported format {''.join(path.suffixes[-2:]) if compressed else path.suffix or '(no suffix)'!r}: expected "
+        ".json, .jsonl, .ndjson (each also as .gz or .zst), .parquet or a folder written by datasets' save_to_disk",
     )
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+def _iter_jsonl(path: Path, file: str) -> Iterator[tuple[int, Any]]:
     """One record per line; the row index is the 0-based line number, so a user can find
     it in an editor. Bytes are decoded per line, so one bad line does not lose the file."""
-    with path.open("rb") as f:
-        for row, line in enumerate(f):
-            if line.strip():
-                yield row, parse_jsonl_line(row, line)
+    row = 0
+    try:
+        with open_binary(path) as f:
+            for row, line in enumerate(f):
+                if line.strip():
+                    yield row, parse_jsonl_line(row, line)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(file, f"unreadable from row {row} on: {exc}") from None
 
 
 def _iter_json(path: Path, file: str) -> Iterator[tuple[int, Any]]:
     """A JSON list of objects, or {"data": [...]}. A `.json` file whose first line is an
     object on its own is JSON Lines (what `datasets.Dataset.to_json` writes) and read as such."""
     if _looks_like_json_lines(path):
-        yield from _iter_jsonl(path)
+        yield from _iter_jsonl(path, file)
         return
     try:
-        document = json.loads(path.read_bytes())
+        with open_binary(path) as f:
+            document = json.loads(f.read())  # a JSON document is parsed whole, compressed or not
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(file, f"unreadable: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(file, f"not valid JSON: {exc}") from None
     except RecursionError:
@@ -426,7 +436,7 @@ def _iter_json(path: Path, file: str) -> Iterator[tuple[int, Any]]:
 def _looks_like_json_lines(path: Path) -> bool:
     """True if the first line is a complete JSON object and more lines follow
     (a one-line `{"data": [...]}` document is not JSON Lines)."""
-    with path.open("rb") as f:
+    with open_binary(path) as f:
         first = f.readline()
         try:
             if not isinstance(json.loads(first.decode("utf-8-sig")), dict):
