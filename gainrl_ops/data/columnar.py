@@ -59,6 +59,8 @@ PYTHON_WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u
 _BLANK = f"^[{PYTHON_WHITESPACE}]*$"
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _BOM = b"\xef\xbb\xbf"
+_HEX_VALUE = np.zeros(256, dtype=np.uint8)  # a hex digit's byte -> its value
+_HEX_VALUE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
 _SCAN_BYTES = 1 << 24  # the JSON Lines file is checked in blocks this big, never held whole
 # Arrow's JSON blocks: at its default of 1 MiB, parsing a large file costs about twice the CPU.
 _JSON_BLOCK = pa_json.ReadOptions(block_size=1 << 24)
@@ -406,11 +408,12 @@ def _first_positions(ids: pa.ChunkedArray) -> np.ndarray:
     """For each position, the first position that holds the same id. An id is 16 hex digits,
     so it is one uint64: sorting those is exact and costs a fraction of hashing the strings."""
     keys = _id_numbers(ids)
+    ordered = np.sort(keys)
+    if not (ordered[1:] == ordered[:-1]).any():  # the usual case: every id distinct
+        return np.arange(len(keys))
     order = np.argsort(keys, kind="stable")
     ordered = keys[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    if len(starts) == len(keys):  # the usual case: every id distinct
-        return np.arange(len(keys))
     first = np.empty(len(keys), dtype=np.int64)
     first[order] = np.repeat(order[starts], np.diff(np.r_[starts, len(keys)]))
     return first
@@ -419,8 +422,9 @@ def _first_positions(ids: pa.ChunkedArray) -> np.ndarray:
 def _id_numbers(ids: pa.ChunkedArray) -> np.ndarray:
     """Each id's 16 hex digits as the uint64 they spell, read from the Arrow buffers."""
     digits = np.concatenate([_fixed_width_bytes(chunk, DIGEST_CHARS) for chunk in ids.chunks]) if ids.num_chunks else np.empty((0, DIGEST_CHARS), np.uint8)
-    values = np.where(digits >= ord("a"), digits - (ord("a") - 10), digits - ord("0")).astype(np.uint64)
-    return (values << (4 * np.arange(DIGEST_CHARS - 1, -1, -1, dtype=np.uint64))).sum(axis=1, dtype=np.uint64)
+    nibbles = _HEX_VALUE[digits]
+    packed = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]  # 8 bytes a row, most significant first
+    return np.ascontiguousarray(packed).view(">u8").ravel()
 
 
 def _fixed_width_bytes(strings: pa.Array, width: int) -> np.ndarray:

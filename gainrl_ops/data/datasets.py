@@ -436,14 +436,13 @@ def _iter_json(path: Path, file: str) -> Iterator[tuple[int, Any]]:
 def _looks_like_json_lines(path: Path) -> bool:
     """True if the first line is a complete JSON object and more lines follow
     (a one-line `{"data": [...]}` document is not JSON Lines)."""
-    with open_binary(path) as f:
-        first = f.readline()
-        try:
-            if not isinstance(json.loads(first.decode("utf-8-sig")), dict):
+    try:
+        with open_binary(path) as f:
+            if not isinstance(json.loads(f.readline().decode("utf-8-sig")), dict):
                 return False
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            return False
-        return any(line.strip() for line in f)
+            return any(line.strip() for line in f)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, OSError, pa.ArrowException):
+        return False  # read as one document, which reports the error
 
 
 def _iter_parquet(path: Path, file: str) -> Iterator[tuple[int, Any]]:

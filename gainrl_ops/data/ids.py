@@ -19,14 +19,13 @@ import hashlib
 import unicodedata
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
 
-# Python's str.split() whitespace other than single inner spaces, found in bulk by RE2: the
-# ASCII whitespace characters (the non-ASCII ones are caught by the ASCII test).
-_IRREGULAR_SPACE = r"^[\t\n\x0b\x0c\r\x1c-\x1f ]|[\t\n\x0b\x0c\r\x1c-\x1f ]$|[\t\n\x0b\x0c\r\x1c-\x1f]|  "
+_SPACE = ord(" ")
 _HASH_SQL = f"SELECT left(md5(text), {DIGEST_CHARS}) AS id FROM texts"
 
 
@@ -51,9 +50,30 @@ def problem_ids(problems: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _normalised(problems: pa.Array) -> pa.Array:
     """`problems` with the texts that are not already normal replaced by `normalise_problem`'s."""
-    irregular = pc.or_(pc.invert(pc.string_is_ascii(problems)), pc.match_substring_regex(problems, _IRREGULAR_SPACE))
-    irregular = pc.and_kleene(irregular, pc.is_valid(irregular))  # a null problem is left null
-    if not pc.any(irregular).as_py():
+    rows = _irregular_rows(problems)
+    if not len(rows):
         return problems
-    normal = [normalise_problem(text) for text in problems.filter(irregular).to_pylist()]
-    return pc.replace_with_mask(problems, irregular, pa.array(normal, pa.string()))
+    mask = np.zeros(len(problems), dtype=bool)
+    mask[rows] = True
+    normal = [normalise_problem(text) for text in problems.take(pa.array(rows)).to_pylist()]
+    return pc.replace_with_mask(problems, pa.array(mask), pa.array(normal, pa.string()))
+
+
+def _irregular_rows(problems: pa.Array) -> np.ndarray:
+    """The rows whose text may change under `normalise_problem` (and a few that will not): a
+    non-ASCII byte or a control character (Python's ASCII whitespace other than the space is
+    among them), two spaces in a row, or a space at either end. Found in the Arrow buffers with
+    numpy comparisons: a regular expression over the text costs five times as much."""
+    _, offsets, data = problems.buffers()
+    if data is None or len(problems) == 0:
+        return np.empty(0, dtype=np.int64)
+    ends = np.frombuffer(offsets, dtype=np.int32)[problems.offset : problems.offset + len(problems) + 1]
+    text = np.frombuffer(data, dtype=np.uint8)[ends[0] : ends[-1]]
+    flagged = (text - np.uint8(0x20)) >= 0x60  # below 0x20 (wrapped around) or not ASCII
+    space = text == _SPACE
+    flagged[:-1] |= space[:-1] & space[1:]
+    rows = np.searchsorted(ends[1:] - ends[0], np.flatnonzero(flagged), side="right")
+    starts, stops = ends[:-1] - ends[0], ends[1:] - ends[0]
+    nonempty = np.flatnonzero(stops > starts)
+    padded = nonempty[(text[starts[nonempty]] == _SPACE) | (text[stops[nonempty] - 1] == _SPACE)]
+    return np.union1d(rows, padded)
