@@ -3,6 +3,7 @@ located by file/row/field, duplicates dropped, atomic writes, and the real bundl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -22,6 +23,7 @@ from gainrl_ops.data.datasets import (
     problem_id,
     write_dataset,
 )
+from gainrl_ops.data.ids import problem_ids
 
 GSM8K_VERL = SHARED_DATA / "gsm8k_test_verl.parquet"
 AMC = SHARED_DATA / "amc_eval.json"
@@ -121,6 +123,15 @@ def test_ids_are_stable_across_formats_and_whitespace(tmp_path: Path) -> None:
     assert problem_id("caf\u00e9") == problem_id("cafe\u0301")  # NFC
     assert problem_id("What is 2 + 3?") != problem_id("What is 2 + 4?")
     assert len(problem_id("x")) == 16 and int(problem_id("x"), 16) >= 0
+
+
+def test_an_id_is_the_md5_of_the_normalised_text_for_one_text_and_a_column() -> None:
+    """The documented rule, reproducible anywhere: md5 of the NFC text, whitespace collapsed."""
+    assert problem_id(" What is\t2 + 3? ") == hashlib.md5(b"What is 2 + 3?").hexdigest()[:16] == "105ac8fb5fb6444e"
+    assert problem_id("Caf\u00e9\u3000costs 4") == hashlib.md5("Caf\u00e9 costs 4".encode()).hexdigest()[:16]
+    texts = ["What is 2 + 3?", "  What  is\n2 +\t3?\n", "cafe\u0301", "a\u00a0b", "ok ", " ok", "a  b", "x\x1fy", "del\x7f", "", "\u65e5\u672c"]
+    column = pa.chunked_array([pa.array(texts[:4]), pa.array(texts[4:])])
+    assert problem_ids(column).to_pylist() == [problem_id(t) for t in texts]
 
 
 def test_verl_layout(tmp_path: Path) -> None:
