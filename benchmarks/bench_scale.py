@@ -9,6 +9,7 @@ checkpoint), and times, each in a fresh subprocess so that peak memory is its ow
 step               gainrl                                       floor
 =================  ===========================================  ======================================
 loading            load_dataset + write_dataset                 polars.read_ndjson of the same file
+loading .gz        the same, from the gzip-compressed file      polars.read_ndjson of the same .gz file
 tokenization       tokenize_to_shards (spans included)          the tokenizer's batch call, offsets on
 curriculum top100  curriculum view, one checkpoint, rank<=100   read_parquet of that checkpoint's file
 rerank             rerank(2.0, ck := one checkpoint), top 100   (same)
@@ -23,11 +24,13 @@ snapshot           export_ranking of one checkpoint (COPY)      (peak memory tar
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import platform
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,12 +44,14 @@ CHECKPOINTS = ("a1" * 8, "b2" * 8, "c3" * 8)
 SHARD = 1024
 TARGETS = {  # (kind, value): "ratio" to the floor, or "seconds" / "peak_mb" absolute
     "loading": ("ratio", 3.0), "loading_memory": ("peak_ratio", 1.5), "tokenization": ("ratio", 1.3),
+    "loading_gz": ("ratio", 3.0), "loading_gz_memory": ("peak_ratio", 1.5),
     "curriculum_top100": ("seconds", 0.3), "rerank_one_checkpoint": ("seconds", 0.5), "spearman_two_checkpoints": ("seconds", 2.0),
     "refresh_catalog": ("seconds", 0.5), "snapshot": ("peak_mb", 500.0),
 }
 
 
 def generate(path: Path, n: int) -> None:
+    """The JSON Lines file, and a gzip-compressed copy of it beside it (`path` + ".gz")."""
     rng = random.Random(0)
     with open(path, "w") as f:
         for i in range(n):
@@ -57,6 +62,8 @@ def generate(path: Path, n: int) -> None:
                 "answer": str((a - b) * w),
                 "difficulty": i % 5,
             }) + "\n")
+    with open(path, "rb") as plain, gzip.open(f"{path}.gz", "wb", compresslevel=6) as packed:
+        shutil.copyfileobj(plain, packed, 1 << 24)
 
 
 def peak_mb() -> float:
@@ -78,15 +85,18 @@ def step(name: str, root: Path, size: int) -> dict[str, float]:
     """One measurement, run in this (fresh) process; imports are part of what is timed."""
     started = time.perf_counter()
     data = root / f"scale-{size}.jsonl"
-    if name == "loading_floor":
+    packed = root / f"scale-{size}.jsonl.gz"
+    if name in ("loading_floor", "loading_gz_floor"):
         import polars as pl
 
-        result = _measure(lambda: pl.read_ndjson(data))
-    elif name == "loading":
+        result = _measure(lambda: pl.read_ndjson(data if name == "loading_floor" else packed))
+    elif name in ("loading", "loading_gz"):
         from gainrl_ops.core.layout import Layout
         from gainrl_ops.data.sources import DatasetSource, prepare_dataset
 
-        result = _measure(lambda: prepare_dataset(DatasetSource(path=str(data), name=f"scale{size}"), Layout(root)))
+        # The compressed copy loads under its own name, so the plain one stays the one the later steps read.
+        source = DatasetSource(path=str(data), name=f"scale{size}") if name == "loading" else DatasetSource(path=str(packed), name=f"scale{size}gz")
+        result = _measure(lambda: prepare_dataset(source, Layout(root)))
     elif name in ("tokenization", "tokenization_floor"):
         import pyarrow.parquet as pq
 
@@ -206,15 +216,19 @@ def main() -> int:
         root = Path(scratch)
         for size in args.sizes:
             generate(root / f"scale-{size}.jsonl", size)
-            measured = {name: run(name, root, size) for name in ("loading_floor", "loading", "tokenization_floor", "tokenization")}
+            steps = ("loading_floor", "loading", "loading_gz_floor", "loading_gz", "tokenization_floor", "tokenization")
+            measured = {name: run(name, root, size) for name in steps}
             write_scores(root, size)
             for name in ("refresh_catalog", "read_one_checkpoint_floor", "curriculum_top100", "curriculum_top100_order_limit",
                          "rerank_one_checkpoint", "spearman_two_checkpoints", "snapshot"):
                 measured[name] = run(name, root, size)
-            rows += table(size, measured)
-            for row in rows[-9:]:
+            size_rows = table(size, measured)
+            rows += size_rows
+            for row in size_rows:
                 print(json.dumps(row))
-    result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "sizes": args.sizes, "checkpoints": len(CHECKPOINTS), "rows": rows}
+    every_target_met = {str(size): all(row["met"] for row in rows if row["size"] == size) for size in args.sizes}
+    result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg()},
+              "sizes": args.sizes, "checkpoints": len(CHECKPOINTS), "every_target_met": every_target_met, "rows": rows}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
@@ -237,6 +251,8 @@ def table(size: int, m: dict[str, dict[str, float]]) -> list[dict[str, object]]:
     return [
         row("loading", m["loading"], m["loading_floor"], "loading"),
         row("loading (peak memory)", m["loading"], m["loading_floor"], "loading_memory"),
+        row("loading .jsonl.gz", m["loading_gz"], m["loading_gz_floor"], "loading_gz"),
+        row("loading .jsonl.gz (peak memory)", m["loading_gz"], m["loading_gz_floor"], "loading_gz_memory"),
         row("tokenization", m["tokenization"], m["tokenization_floor"], "tokenization"),
         row("curriculum top 100 (rank <= 100)", m["curriculum_top100"], floor, "curriculum_top100"),
         row("curriculum top 100 (ORDER BY rank LIMIT 100)", m["curriculum_top100_order_limit"], floor, "curriculum_top100"),

@@ -18,6 +18,7 @@ import pytest
 from gainrl_ops.data import columnar
 from gainrl_ops.data.columnar import PYTHON_WHITESPACE, load_columnar
 from gainrl_ops.data.datasets import FieldMap, LoadedDataset, RowConverter, dataset_version, load_rows
+from gainrl_ops.data.streams import stem
 
 # Text that JSON escapes, that Python strips but other libraries may not, or that normalises.
 AWKWARD = ['say "hi"', "back\\slash", "tab\there", "nul\x00end", "unit\x1fsep", "é", "e\u0301", "line\u2028sep", "日本",
@@ -40,8 +41,8 @@ def awkward_rows() -> list[dict]:
 
 
 def both(path: Path) -> tuple[LoadedDataset | None, LoadedDataset]:
-    converter = RowConverter(str(path), FieldMap(), path.stem, explicit_source=False)
-    return load_columnar(path, FieldMap(), "skip", None, path.stem, converter), load_rows(path, FieldMap(), "skip", None, path.stem)
+    converter = RowConverter(str(path), FieldMap(), stem(path), explicit_source=False)
+    return load_columnar(path, FieldMap(), "skip", None, stem(path), converter), load_rows(path, FieldMap(), "skip", None, stem(path))
 
 
 def test_python_whitespace_is_what_str_isspace_says() -> None:
@@ -89,6 +90,23 @@ def test_json_lines_read_block_by_block_load_as_row_by_row(tmp_path: Path, small
     assert fast.duplicates == slow.duplicates == 51
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst"])
+def test_files_are_checked_and_read_in_blocks_compressed_or_not(
+    tmp_path: Path, small_blocks: list[bool], monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    """Blocks of 7 bytes cut characters, lines and escapes apart: the result is still the per-row one."""
+    monkeypatch.setattr(columnar, "_SCAN_BYTES", 7)
+    rows = plain_rows(0, 50) + awkward_rows() + plain_rows(30, 50)
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    path = tmp_path / f"blocks{suffix}"
+    with pa.output_stream(str(path), compression={".gz": "gzip", ".zst": "zstd"}.get(path.suffix)) as out:
+        out.write(data)
+    fast, slow = both(path)
+    assert small_blocks == [False] and fast is not None
+    assert fast.table.equals(slow.table) and fast.rejects.equals(slow.rejects)
+    assert fast.duplicates == 21 and fast.table.column("source").unique().to_pylist() == ["blocks"]
+
+
 @pytest.mark.parametrize(("first", "rest"), [
     ({"note": None}, {}),  # a column null throughout the first block, text later
     ({}, {"late": "x"}),  # a column that the first block does not have
@@ -119,11 +137,10 @@ def test_dataset_version_digests_every_value_in_order() -> None:
         pa.record_batch({"id": ["a", ""], "problem": ["x", "é"], "answer": ["", "1"]}),
         pa.record_batch({"id": ["c"], "problem": ["日本"], "answer": ["2"]}),
     ])
-    reference = hashlib.blake2b(digest_size=32)
+    reference = hashlib.sha256()
     for column in ("id", "problem", "answer"):
-        for value in table.column(column).to_pylist():
-            reference.update(value.encode("utf-8") + b"\x00")
-        reference.update(b"\x01")
+        values = [value.encode("utf-8") for value in table.column(column).to_pylist()]
+        reference.update(b"".join(len(value).to_bytes(8, "little") for value in values) + b"".join(values) + b"\x01")
     assert dataset_version(table) == reference.hexdigest()[:16]
     assert dataset_version(table.slice(1)) != dataset_version(table)
     large = table.cast(pa.schema([(name, pa.large_string()) for name in table.column_names]))

@@ -3,6 +3,7 @@ located by file/row/field, duplicates dropped, atomic writes, and the real bundl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -22,6 +23,7 @@ from gainrl_ops.data.datasets import (
     problem_id,
     write_dataset,
 )
+from gainrl_ops.data.ids import problem_ids
 
 GSM8K_VERL = SHARED_DATA / "gsm8k_test_verl.parquet"
 AMC = SHARED_DATA / "amc_eval.json"
@@ -121,6 +123,15 @@ def test_ids_are_stable_across_formats_and_whitespace(tmp_path: Path) -> None:
     assert problem_id("caf\u00e9") == problem_id("cafe\u0301")  # NFC
     assert problem_id("What is 2 + 3?") != problem_id("What is 2 + 4?")
     assert len(problem_id("x")) == 16 and int(problem_id("x"), 16) >= 0
+
+
+def test_an_id_is_the_md5_of_the_normalised_text_for_one_text_and_a_column() -> None:
+    """The documented rule, reproducible anywhere: md5 of the NFC text, whitespace collapsed."""
+    assert problem_id(" What is\t2 + 3? ") == hashlib.md5(b"What is 2 + 3?").hexdigest()[:16] == "105ac8fb5fb6444e"
+    assert problem_id("Caf\u00e9\u3000costs 4") == hashlib.md5("Caf\u00e9 costs 4".encode()).hexdigest()[:16]
+    texts = ["What is 2 + 3?", "  What  is\n2 +\t3?\n", "cafe\u0301", "a\u00a0b", "ok ", " ok", "a  b", "x\x1fy", "del\x7f", "", "\u65e5\u672c"]
+    column = pa.chunked_array([pa.array(texts[:4]), pa.array(texts[4:])])
+    assert problem_ids(column).to_pylist() == [problem_id(t) for t in texts]
 
 
 def test_verl_layout(tmp_path: Path) -> None:
@@ -337,6 +348,60 @@ def test_unsupported_and_missing_files(tmp_path: Path) -> None:
         load_dataset(write_json(tmp_path / "obj.json", {"rows": []}))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="on_error"):
         load_dataset(csv, on_error="ignore")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- compressed inputs
+
+
+def compress(path: Path, data: bytes) -> Path:
+    """`data` written to `path`, compressed as its suffix says (.gz or .zst)."""
+    with pa.output_stream(str(path), compression="gzip" if path.suffix == ".gz" else "zstd") as out:
+        out.write(data)
+    return path
+
+
+JSONL_BYTES = b'{"problem": "What is 2 + 3?", "answer": 5}\n\n{"problem": "Caf\xc3\xa9 costs 4; two?", "answer": "8"}\n'
+JSON_BYTES = b'[{"problem": "What is 2 + 3?", "answer": 5}, {"problem": "Caf\xc3\xa9 costs 4; two?", "answer": "8"}]'
+
+
+@pytest.mark.parametrize(("name", "data"), [
+    ("rows.jsonl.gz", JSONL_BYTES), ("rows.jsonl.zst", JSONL_BYTES), ("rows.ndjson.gz", JSONL_BYTES),
+    ("rows.json.gz", JSON_BYTES), ("rows.json.zst", JSONL_BYTES),  # a .json file may hold JSON Lines
+])
+def test_compressed_files_load_as_their_plain_form(tmp_path: Path, name: str, data: bytes) -> None:
+    plain = tmp_path / "plain" / name.rsplit(".", 1)[0]
+    plain.parent.mkdir()
+    plain.write_bytes(data)
+    loaded = load_dataset(compress(tmp_path / name, data))
+    assert loaded.table.equals(load_dataset(plain).table)
+    assert loaded.table.column("problem").to_pylist() == ["What is 2 + 3?", "Caf\u00e9 costs 4; two?"]
+    assert loaded.table.column("source").to_pylist() == ["rows", "rows"]  # the stem, without .jsonl.gz
+    assert loaded.table.column("row").to_pylist() == ([0, 1] if data is JSON_BYTES else [0, 2])
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.zst", ".json.gz"])
+@pytest.mark.parametrize(("bad", "field", "reason"), [
+    (b'{"problem": "Second?", "answer": ', "<line>", "invalid JSON"),
+    (b'{"problem": "Second?", "answer": null}', "answer", "null value"),
+    (b'{"problem": "Sec\xff\xfend?", "answer": "2"}', "<line>", "undecodable bytes"),
+], ids=["unparsable", "null-answer", "undecodable"])
+def test_a_bad_row_inside_a_compressed_file_is_located_by_row_and_field(
+    tmp_path: Path, suffix: str, bad: bytes, field: str, reason: str
+) -> None:
+    lines = [json.dumps(GOOD[0]).encode(), bad, json.dumps(GOOD[1]).encode()]
+    path = compress(tmp_path / f"x{suffix}", b"\n".join(lines) + b"\n")
+    assert_bad_row(path, 1, field, reason, ["First?", "Third?"])
+
+
+def test_corrupt_or_unsupported_compressed_files_are_named(tmp_path: Path) -> None:
+    whole = compress(tmp_path / "whole.jsonl.gz", b"".join(json.dumps(r).encode() + b"\n" for r in GOOD * 50))
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) // 2])
+    with pytest.raises(DatasetError, match=r"cut\.jsonl\.gz: unreadable from row \d+ on: "):
+        load_dataset(cut)
+    parquet = compress(tmp_path / "x.parquet.gz", b"PAR1")
+    with pytest.raises(DatasetError, match=r"x\.parquet\.gz: unsupported format '\.parquet\.gz'"):
+        load_dataset(parquet)
 
 
 def test_error_pickles_with_its_fields() -> None:

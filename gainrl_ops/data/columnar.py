@@ -16,12 +16,9 @@ reads its indices through buffers instead, so a regular file never pays for it.
 
 from __future__ import annotations
 
-import codecs
-import hashlib
 import json
 import os
 import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +33,8 @@ import pyarrow.parquet as pq
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
 from gainrl_ops.data.answers import MARKERS
 from gainrl_ops.data.errors import DatasetError
+from gainrl_ops.data.ids import problem_ids
+from gainrl_ops.data.streams import codec, format_suffix, open_binary, open_native
 from gainrl_ops.data.records import (
     ANSWER_FIELDS,
     CANONICAL_SCHEMA,
@@ -54,19 +53,17 @@ from gainrl_ops.data.records import (
     warn_dropped,
 )
 
-# Text whose problem id needs more than hashing: Python's str.split() whitespace other than
-# single inner spaces (problem ids collapse it), found in bulk by RE2.
-_IRREGULAR_SPACE = r"^[\t\n\x0b\x0c\r\x1c-\x1f ]|[\t\n\x0b\x0c\r\x1c-\x1f ]$|[\t\n\x0b\x0c\r\x1c-\x1f]|  "
 # Every character for which str.isspace() is true: text made only of these is empty to the
 # per-row loader (`not text.strip()`).
 PYTHON_WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 _BLANK = f"^[{PYTHON_WHITESPACE}]*$"
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _BOM = b"\xef\xbb\xbf"
+_HEX_VALUE = np.zeros(256, dtype=np.uint8)  # a hex digit's byte -> its value
+_HEX_VALUE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
 _SCAN_BYTES = 1 << 24  # the JSON Lines file is checked in blocks this big, never held whole
 # Arrow's JSON blocks: at its default of 1 MiB, parsing a large file costs about twice the CPU.
 _JSON_BLOCK = pa_json.ReadOptions(block_size=1 << 24)
-_HASH_ROWS = 1 << 16  # problems turned into Python bytes at a time, to hash them
 # json.dumps (ensure_ascii=False) escapes a backslash, a quote and the control characters.
 _JSON_CONTROL = {chr(c): json.dumps(chr(c))[1:-1] for c in range(0x20)}
 
@@ -116,14 +113,19 @@ class _Lines:
         stat = self.path.stat()
         if (stat.st_size, stat.st_mtime_ns) != self._stat:
             raise DatasetError(str(self.path), "the file changed while it was being loaded; load it again")
+        if codec(self.path) is not None:  # no seeking in a compressed stream: one pass picks the lines
+            wanted = set(rows)
+            with open_binary(self.path) as f:
+                found = {row: line.rstrip(b"\n") for row, line in enumerate(f) if row in wanted}
+            return [found[row] for row in rows]
         with self.path.open("rb") as f:
             if self._ends is None:
                 ends, offset = [], 0
                 while block := f.read(_SCAN_BYTES):
                     ends.append(np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n")) + offset)
                     offset += len(block)
-                found = np.concatenate(ends) if ends else np.empty(0, np.int64)
-                self._ends = found if len(found) == self.count else np.append(found, offset)
+                found_ends = np.concatenate(ends) if ends else np.empty(0, np.int64)
+                self._ends = found_ends if len(found_ends) == self.count else np.append(found_ends, offset)
             out = []
             for row in rows:
                 start = 0 if row == 0 else int(self._ends[row - 1]) + 1
@@ -135,29 +137,40 @@ class _Lines:
 def _scan_jsonl(path: Path) -> _Lines | None:
     """The file's lines, or None where Arrow's reader would not see what the per-row reader sees:
     a BOM, bytes that are not UTF-8 (Arrow keeps them) or an escaped lone surrogate (Arrow
-    replaces it). Read in blocks, so the file is never in memory whole."""
+    replaces it). Read (and decompressed) in blocks, so the file is never in memory whole."""
     stat = path.stat()
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    count, tail, last = 0, b"", b"\n"
-    with path.open("rb") as f:
-        while block := f.read(_SCAN_BYTES):
-            if not tail and block.startswith(_BOM):
-                return None
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError:
-                return None
-            # An escape cut in two by the block boundary is seen in the junction.
-            for text in (block, tail + block[:5]):
-                if b"\\" in text and _SURROGATE_ESCAPE.search(text):  # a backslash is found at memchr speed
-                    return None
-            count += block.count(b"\n")
-            tail, last = block[-5:], block[-1:]
+    count, tail, last, partial = 0, b"", b"\n", b""
     try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
+        with open_binary(path) as f:
+            while block := f.read(_SCAN_BYTES):
+                if not tail and block.startswith(_BOM):
+                    return None
+                # Checked in whole lines (a newline is never inside a character), without copying the block.
+                first, cut = block.find(b"\n") + 1, block.rfind(b"\n") + 1
+                if cut and not (_is_utf8(partial + block[:first]) and _is_utf8(memoryview(block)[first:cut])):
+                    return None
+                partial = block[cut:] if cut else partial + block
+                # An escape cut in two by the block boundary is seen in the junction.
+                for text in (block, tail + block[:5]):
+                    if b"\\" in text and _SURROGATE_ESCAPE.search(text):  # a backslash is found at memchr speed
+                        return None
+                count += block.count(b"\n")
+                tail, last = block[-5:], block[-1:]
+    except (OSError, pa.ArrowException):  # a damaged compressed file: the per-row reader says where
+        return None
+    if partial and not _is_utf8(partial):
         return None
     return _Lines(path, stat, count + (0 if last == b"\n" else 1))
+
+
+def _is_utf8(data: bytes | memoryview) -> bool:
+    """Whether `data` is valid UTF-8, checked at Arrow's (vectorised) speed."""
+    text = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(np.array([0, len(data)], dtype=np.int32)), pa.py_buffer(data)])
+    try:
+        text.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 class _Unfit(Exception):
@@ -188,9 +201,9 @@ def _open(path: Path, lines: _Lines | None, whole: bool) -> _Source | None:
         # Arrow's reader, not polars': it refuses a column whose JSON type changes between rows
         # (polars would coerce a number or a list into text), so such a file goes row by row.
         if whole:
-            table = pa_json.read_json(str(path), read_options=_JSON_BLOCK)
+            table = pa_json.read_json(open_native(path), read_options=_JSON_BLOCK)
             return _Source(table.schema, iter([table]), lines)
-        reader = pa_json.open_json(str(path), read_options=_JSON_BLOCK)
+        reader = pa_json.open_json(open_native(path), read_options=_JSON_BLOCK)
     except Exception:  # noqa: BLE001 - whatever cannot be read this way, the per-row reader reports precisely
         return None
     if any(pa.types.is_null(field.type) for field in reader.schema):
@@ -214,39 +227,6 @@ def _chosen(columns: list[str], named: str | None, candidates: tuple[str, ...]) 
     if named is not None:
         return named if named in columns else None
     return next((c for c in candidates if c in columns), None)
-
-
-def problem_ids(problems: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
-    """`datasets.problem_id` of each problem. Most problems are ASCII with single spaces, so
-    their normal form is the text itself; only the others are normalised one by one. The hex
-    digits are written by numpy, not one Python string per row."""
-    chunks = problems.chunks if isinstance(problems, pa.ChunkedArray) else [problems]
-    empty = hashlib.blake2b(digest_size=32)  # copied per problem: cheaper than a new hash with its parameters
-    out = []
-    for chunk in chunks:
-        for start in range(0, len(chunk), _HASH_ROWS):
-            part = chunk.slice(start, _HASH_ROWS)
-            texts = part.cast(pa.binary()).to_pylist()
-            irregular = pc.or_(pc.invert(pc.string_is_ascii(part)), pc.match_substring_regex(part, _IRREGULAR_SPACE))
-            for i in _numpy(pc.indices_nonzero(irregular)).tolist():
-                texts[i] = " ".join(unicodedata.normalize("NFC", texts[i].decode("utf-8")).split()).encode("utf-8")
-            digests = []
-            for text in texts:
-                digest = empty.copy()
-                digest.update(text)
-                digests.append(digest.digest())
-            out.append(_hex_prefixes(b"".join(digests), len(texts)))
-    return pa.chunked_array(out, pa.string())
-
-
-def _hex_prefixes(digests: bytes, n: int) -> pa.Array:
-    """The first DIGEST_CHARS hex digits of each of the `n` concatenated 32-byte digests."""
-    raw = np.frombuffer(digests, dtype=np.uint8).reshape(n, 32)[:, : (DIGEST_CHARS + 1) // 2]
-    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    text = np.empty((n, 2 * raw.shape[1]), dtype=np.uint8)
-    text[:, 0::2], text[:, 1::2] = digits[raw >> 4], digits[raw & 15]
-    offsets = np.arange(0, (n + 1) * DIGEST_CHARS, DIGEST_CHARS, dtype=np.int32)
-    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(text[:, :DIGEST_CHARS]))])
 
 
 def _json_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -328,7 +308,8 @@ def _roles(schema: pa.Schema, fields: FieldMap, source: str | None, default_sour
 
 def _canonical_part(part: pa.Table, first_row: int, roles: _Roles, absent_keys: bool) -> tuple[pa.Table, np.ndarray]:
     """The canonical rows of `part` (rows `first_row`... of the file) that need no per-row
-    handling, and the file rows of those that do. `absent_keys`: a null may be a missing key."""
+    handling, without their id (`_load` hashes the whole file at once), and the file rows of
+    those that do. `absent_keys`: a null may be a missing key."""
     n = part.num_rows
     problems = part.column(roles.problem).cast(pa.string())
     answers = part.column(roles.answer).cast(pa.string())
@@ -355,7 +336,7 @@ def _canonical_part(part: pa.Table, first_row: int, roles: _Roles, absent_keys: 
     ], names=CANONICAL_SCHEMA.names[1:])
     if len(slow_rows):
         canonical = canonical.filter(pc.invert(per_row))
-    return canonical.add_column(0, "id", problem_ids(canonical.column("problem"))).cast(CANONICAL_SCHEMA), slow_rows
+    return canonical, slow_rows
 
 
 def load_columnar(
@@ -363,8 +344,8 @@ def load_columnar(
 ) -> LoadedDataset | None:
     """The canonical table of `path` built column-wise, or None where only the per-row loader applies.
     `converter` (the per-row loader's, for the same arguments) converts the rows that need it."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
+    suffix = format_suffix(path)
+    if suffix == ".parquet" and codec(path) is None:
         return _load(path, _open(path, None, whole=True), fields, on_error, source, default_source, converter)
     if suffix not in (".jsonl", ".ndjson") or (lines := _scan_jsonl(path)) is None:
         return None
@@ -393,6 +374,7 @@ def _load(
     if n_read == 0 or (opened.lines is not None and n_read != opened.lines.count):
         return None
     canonical = pa.concat_tables(canonical_parts)
+    canonical = canonical.add_column(0, "id", problem_ids(canonical.column("problem"))).cast(CANONICAL_SCHEMA)
     slow_rows = np.concatenate(slow_parts).tolist()
 
     converter.choose("problem", roles.problem)
@@ -423,15 +405,33 @@ def _records(opened: _Source, which: list[int]) -> list[Any]:
 
 
 def _first_positions(ids: pa.ChunkedArray) -> np.ndarray:
-    """For each position, the first position that holds the same id."""
-    distinct = pc.unique(ids)
-    if len(distinct) == len(ids):  # the usual case, found at a third of the cost of what follows
-        return np.arange(len(ids))
-    codes = _numpy(pc.index_in(ids, value_set=distinct))
-    positions = np.arange(len(codes))
-    first = np.full(int(codes.max(initial=-1)) + 1, len(codes))
-    np.minimum.at(first, codes, positions)
-    return first[codes]
+    """For each position, the first position that holds the same id. An id is 16 hex digits,
+    so it is one uint64: sorting those is exact and costs a fraction of hashing the strings."""
+    keys = _id_numbers(ids)
+    ordered = np.sort(keys)
+    if not (ordered[1:] == ordered[:-1]).any():  # the usual case: every id distinct
+        return np.arange(len(keys))
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    first = np.empty(len(keys), dtype=np.int64)
+    first[order] = np.repeat(order[starts], np.diff(np.r_[starts, len(keys)]))
+    return first
+
+
+def _id_numbers(ids: pa.ChunkedArray) -> np.ndarray:
+    """Each id's 16 hex digits as the uint64 they spell, read from the Arrow buffers."""
+    digits = np.concatenate([_fixed_width_bytes(chunk, DIGEST_CHARS) for chunk in ids.chunks]) if ids.num_chunks else np.empty((0, DIGEST_CHARS), np.uint8)
+    nibbles = _HEX_VALUE[digits]
+    packed = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]  # 8 bytes a row, most significant first
+    return np.ascontiguousarray(packed).view(">u8").ravel()
+
+
+def _fixed_width_bytes(strings: pa.Array, width: int) -> np.ndarray:
+    """The bytes of strings that are all `width` long, one row each."""
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[strings.offset : strings.offset + len(strings) + 1]
+    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return data.reshape(len(strings), width)
 
 
 def _finish(path: Path, opened: _Source, n_read: int, canonical: pa.Table, rejects: dict[str, list[Any]]) -> LoadedDataset:

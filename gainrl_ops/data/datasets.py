@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +26,8 @@ from gainrl_ops.core.storage import write_parquet_atomic
 from gainrl_ops.data.answers import final_answer
 from gainrl_ops.data.columnar import load_columnar
 from gainrl_ops.data.errors import DatasetError
+from gainrl_ops.data.ids import problem_id
+from gainrl_ops.data.streams import codec, format_suffix, open_binary, stem
 from gainrl_ops.data.records import (
     ANSWER_FIELDS,
     CANONICAL_SCHEMA,
@@ -51,20 +52,8 @@ from gainrl_ops.data.records import (
 )
 
 _BATCH_ROWS = 8192  # Arrow rows converted to Python at a time: bounds memory on large files.
-_DIGEST_ROWS = 1 << 16  # values put into one buffer at a time for `dataset_version`
 _MISSING = object()  # `_lookup` result for an absent field (None means a present null).
 _LEVEL_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
-
-
-def problem_id(problem: str) -> str:
-    """Stable id of a problem, from its content, so that the same problem keeps its id
-    across formats, re-exports and whitespace/Unicode-normalisation differences.
-
-    blake2b-256 of the UTF-8 bytes of the NFC text with whitespace runs collapsed to one
-    space and stripped, as the first 16 hex characters (easy to reproduce elsewhere).
-    """
-    normalised = " ".join(unicodedata.normalize("NFC", problem).split())
-    return hashlib.blake2b(normalised.encode("utf-8"), digest_size=32).hexdigest()[:DIGEST_CHARS]
 
 
 def load_dataset(
@@ -74,8 +63,9 @@ def load_dataset(
     on_error: Literal["fail", "skip"] = "fail",
     source: str | None = None,
 ) -> LoadedDataset:
-    """Read a JSON, JSONL/NDJSON, Parquet file or a `datasets.save_to_disk` folder into
-    the canonical table.
+    """Read a JSON, JSONL/NDJSON (either one also gzip- or zstd-compressed: `.jsonl.gz`,
+    `.json.gz`, `.jsonl.zst`), Parquet file or a `datasets.save_to_disk` folder into the
+    canonical table.
 
     `on_error="fail"` raises the first bad row's DatasetError; `"skip"` records bad rows
     in `rejects` and goes on. Duplicated problems are always dropped (first one wins) and
@@ -91,7 +81,7 @@ def load_dataset(
     file = str(path)
     if not path.exists():
         raise DatasetError(file, "no such file or directory")
-    default_source = source or (path.resolve().name if path.is_dir() else path.stem)
+    default_source = source or (path.resolve().name if path.is_dir() else stem(path))
     converter = RowConverter(file, fields, default_source, explicit_source=source is not None)
     columnar = load_columnar(path, fields, on_error, source, default_source, converter)
     if columnar is not None:
@@ -143,28 +133,28 @@ def load_rows(path: Path, fields: FieldMap, on_error: str, source: str | None, d
 
 def dataset_version(table: pa.Table) -> str:
     """Digest of a canonical table's content (each row's id, problem and answer, in order):
-    the key of everything derived from it, so an edited file never reuses stale artifacts."""
-    digest = hashlib.blake2b(digest_size=32)
+    the key of everything derived from it, so an edited file never reuses stale artifacts.
+
+    SHA-256, per column: the UTF-8 byte length of every value as little-endian int64, then all the
+    values' bytes end to end, then a 0x01 byte, read straight from the Arrow buffers (no copy of the text)."""
+    digest = hashlib.sha256()
     for column in ("id", "problem", "answer"):
-        for chunk in table.column(column).chunks:
-            for start in range(0, len(chunk), _DIGEST_ROWS):
-                digest.update(_terminated(chunk.slice(start, _DIGEST_ROWS)))
+        parts = [_lengths_and_bytes(chunk) for chunk in table.column(column).chunks]
+        for lengths, _ in parts:
+            digest.update(lengths)
+        for _, data in parts:
+            digest.update(data)
         digest.update(b"\x01")
     return digest.hexdigest()[:DIGEST_CHARS]
 
 
-def _terminated(strings: pa.Array) -> np.ndarray:
-    """The UTF-8 bytes of each (non-null) string followed by a zero byte, in one buffer: what
-    `dataset_version` digests, built from the Arrow buffers instead of one value at a time."""
+def _lengths_and_bytes(strings: pa.Array) -> tuple[np.ndarray, memoryview]:
+    """The byte length of each (non-null) string, as int64, and their bytes end to end."""
     _, offsets, data = strings.buffers()
     width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
     ends = np.frombuffer(offsets, dtype=width)[strings.offset : strings.offset + len(strings) + 1].astype(np.int64)
-    values = np.frombuffer(data, dtype=np.uint8)[ends[0] : ends[-1]] if data is not None else np.empty(0, np.uint8)
-    out = np.zeros(len(values) + len(strings), dtype=np.uint8)
-    is_value = np.ones(len(out), dtype=bool)
-    is_value[ends[1:] - ends[0] + np.arange(len(strings))] = False  # where each terminator goes
-    out[is_value] = values
-    return out
+    values = memoryview(data)[int(ends[0]) : int(ends[-1])] if data is not None else memoryview(b"")
+    return np.diff(ends).astype("<i8"), values
 
 
 def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path) -> dict[str, Path]:
@@ -392,37 +382,45 @@ def _read_records(path: Path, file: str) -> Iterator[tuple[int, Any]]:
     """(row index, record or Unreadable) for each row, by format."""
     if path.is_dir():
         return _iter_saved_dataset(path, file)
-    suffix = path.suffix.lower()
+    suffix = format_suffix(path)
+    compressed = codec(path) is not None
     if suffix == ".json":
         return _iter_json(path, file)
     if suffix in (".jsonl", ".ndjson"):
-        return _iter_jsonl(path)
-    if suffix == ".parquet":
+        return _iter_jsonl(path, file)
+    if suffix == ".parquet" and not compressed:
         return _iter_parquet(path, file)
     raise DatasetError(
         file,
-        f"unsupported format {path.suffix or '(no suffix)'!r}: expected .json, .jsonl, .ndjson, "
-        ".parquet or a folder written by datasets' save_to_disk",
+        f"unsupported format {''.join(path.suffixes[-2:]) if compressed else path.suffix or '(no suffix)'!r}: expected "
+        ".json, .jsonl, .ndjson (each also as .gz or .zst), .parquet or a folder written by datasets' save_to_disk",
     )
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+def _iter_jsonl(path: Path, file: str) -> Iterator[tuple[int, Any]]:
     """One record per line; the row index is the 0-based line number, so a user can find
     it in an editor. Bytes are decoded per line, so one bad line does not lose the file."""
-    with path.open("rb") as f:
-        for row, line in enumerate(f):
-            if line.strip():
-                yield row, parse_jsonl_line(row, line)
+    row = 0
+    try:
+        with open_binary(path) as f:
+            for row, line in enumerate(f):
+                if line.strip():
+                    yield row, parse_jsonl_line(row, line)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(file, f"unreadable from row {row} on: {exc}") from None
 
 
 def _iter_json(path: Path, file: str) -> Iterator[tuple[int, Any]]:
     """A JSON list of objects, or {"data": [...]}. A `.json` file whose first line is an
     object on its own is JSON Lines (what `datasets.Dataset.to_json` writes) and read as such."""
     if _looks_like_json_lines(path):
-        yield from _iter_jsonl(path)
+        yield from _iter_jsonl(path, file)
         return
     try:
-        document = json.loads(path.read_bytes())
+        with open_binary(path) as f:
+            document = json.loads(f.read())  # a JSON document is parsed whole, compressed or not
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(file, f"unreadable: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(file, f"not valid JSON: {exc}") from None
     except RecursionError:
@@ -438,14 +436,13 @@ def _iter_json(path: Path, file: str) -> Iterator[tuple[int, Any]]:
 def _looks_like_json_lines(path: Path) -> bool:
     """True if the first line is a complete JSON object and more lines follow
     (a one-line `{"data": [...]}` document is not JSON Lines)."""
-    with path.open("rb") as f:
-        first = f.readline()
-        try:
-            if not isinstance(json.loads(first.decode("utf-8-sig")), dict):
+    try:
+        with open_binary(path) as f:
+            if not isinstance(json.loads(f.readline().decode("utf-8-sig")), dict):
                 return False
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            return False
-        return any(line.strip() for line in f)
+            return any(line.strip() for line in f)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, OSError, pa.ArrowException):
+        return False  # read as one document, which reports the error
 
 
 def _iter_parquet(path: Path, file: str) -> Iterator[tuple[int, Any]]:

@@ -168,7 +168,7 @@ def render_prompt(
 def _rendered(text: str, ids: list[int], sys_span: tuple[int, int], q_span: tuple[int, int], max_tokens: int) -> RenderedPrompt:
     """The prompt cut to `max_tokens` (flagged `truncated`), its spans clipped with it."""
     if len(ids) <= max_tokens:
-        return RenderedPrompt(text, list(ids), sys_span, q_span, False)
+        return RenderedPrompt(text, ids if isinstance(ids, list) else list(ids), sys_span, q_span, False)
     n = max_tokens
     return RenderedPrompt(text, list(ids[:n]), (min(sys_span[0], n), min(sys_span[1], n)), (min(q_span[0], n), min(q_span[1], n)), True)
 
@@ -184,11 +184,16 @@ def _template_pieces(tokenizer: PreTrainedTokenizerBase, config: PromptConfig) -
     return (prefix, suffix) if render_text(tokenizer, probe, config) == prefix + probe + suffix else None
 
 
-def _span_of(starts: list[int], ends: list[int], chars: tuple[int, int]) -> tuple[int, int]:
-    """`_token_span` on sorted offsets: the tokens whose characters overlap `chars`."""
+def _span_of(starts: tuple[int, ...], ends: list[int], chars: tuple[int, int]) -> tuple[int, int]:
+    """`_token_span` on sorted offsets: the tokens whose characters overlap `chars`. Only the
+    first and the last non-empty token of the range are looked for, not every one in it."""
     a, b = chars
-    hits = [i for i in range(bisect.bisect_right(ends, a), bisect.bisect_left(starts, b)) if ends[i] > starts[i]]
-    return (hits[0], hits[-1] + 1) if hits else (0, 0)
+    low, high = bisect.bisect_right(ends, a), bisect.bisect_left(starts, b)
+    first = next((i for i in range(low, high) if ends[i] > starts[i]), None)
+    if first is None:
+        return (0, 0)
+    last = next(i for i in range(high - 1, first - 1, -1) if ends[i] > starts[i])
+    return (first, last + 1)
 
 
 def render_prompts(tokenizer: PreTrainedTokenizerBase, questions: list[str], config: PromptConfig) -> list[RenderedPrompt]:
@@ -206,7 +211,8 @@ def render_prompts(tokenizer: PreTrainedTokenizerBase, questions: list[str], con
     out = []
     for text, question, ids, offsets in zip(texts, questions, encoded["input_ids"], encoded["offset_mapping"], strict=True):
         # Offsets are sorted; a token's end can only grow, so both searches are bisections.
-        starts, ends = [s for s, _ in offsets], list(itertools.accumulate((e for _, e in offsets), max))
+        starts, raw_ends = zip(*offsets) if offsets else ((), ())
+        ends = list(itertools.accumulate(raw_ends, max))
         q_chars = (len(prefix), len(prefix) + len(question))
         out.append(_rendered(text, ids, _span_of(starts, ends, system), _span_of(starts, ends, q_chars), config.max_tokens))
     return out
