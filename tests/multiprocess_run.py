@@ -34,8 +34,8 @@ REWARDS: list[list[float]] = []
 def _observe() -> None:
     make_sampler, take = TrainingRunConfig.make_sampler, trainer.CorrectnessReward.take
 
-    def made(self, n_prompts):
-        SAMPLERS.append(sampler := make_sampler(self, n_prompts))
+    def made(self, n_prompts, pass_rates=None):
+        SAMPLERS.append(sampler := make_sampler(self, n_prompts, pass_rates))
         return sampler
 
     def taken(self):
