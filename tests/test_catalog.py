@@ -220,7 +220,7 @@ def root_types(tmp_path: Path) -> dict[str, list[tuple[str, str]]]:
     refresh_catalog(other)
     with connect_readonly(other) as con:
         types = views(con)
-    assert set(types) == {"checkpoints", "prompts", "rejects", "tokens", "scores", "curriculum", "epochs", "selections", "evaluations", "diagnostics", "dataset_labels", "dataset_versions", "catalog_problems", "rankings", "imported_rankings", "pass_rates"}
+    assert set(types) == {"checkpoints", "prompts", "rejects", "tokens", "scores", "curriculum", "epochs", "selections", "rollouts", "evaluations", "diagnostics", "dataset_labels", "dataset_versions", "catalog_problems", "rankings", "imported_rankings", "pass_rates"}
     return types
 
 
