@@ -239,8 +239,8 @@ def parser() -> argparse.ArgumentParser:
             "gainrl sql \"SELECT * FROM dataset_versions\"",
             "gainrl sql --max-rows 100 \"SELECT * FROM curriculum WHERE rank <= 100 ORDER BY rank\"",
         ),
-        about="views: checkpoints, prompts, rejects, tokens, scores, curriculum, dataset_versions, epochs, selections, "
-        "evaluations, diagnostics, rankings, catalog_problems; macro: rerank(w, ck := NULL). Only SELECT-like statements run, and only files "
+        about="views: checkpoints, prompts, rejects, tokens, scores, curriculum, dataset_versions, epochs, selections, rollouts, "
+        "evaluations, diagnostics, rankings, pass_rates, imported_rankings, catalog_problems; macro: rerank(w, ck := NULL). Only SELECT-like statements run, and only files "
         "under the storage root can be read (duckdb -readonly <root>/gainrl.duckdb has full power). Queries to start from:\n\n"
         + "\n\n".join(EXAMPLE_QUERIES),
     )
