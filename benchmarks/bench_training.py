@@ -18,8 +18,8 @@ The benchmark has its own model and task (`BENCH_MODEL`, built through the same 
 code path as the default and cached by its configuration), so that the default model can
 change without moving these numbers, and so that uniform GRPO itself gains clearly within
 the budget: a benchmark in which nothing learns cannot rank curricula. That build is
-reproducible (float64 warm-up on one thread, weights stored on a 16-bit grid), so every x86
-machine trains from the same weights; the JSON records their fingerprint (`model_fingerprint`),
+reproducible (float64 warm-up on one thread, weights kept on a 16-bit grid), so every x86
+machine should train from the same weights; the JSON records their fingerprint (`model_fingerprint`),
 and partial results combine only when it matches.
 
     .venv/bin/python benchmarks/bench_training.py                                  # the full benchmark
