@@ -24,7 +24,10 @@ accuracy gained over the base per CPU-hour.
 The benchmark has its own model and task (`BENCH_MODEL`, built through the same embedded
 code path as the default and cached by its configuration), so that the default model can
 change without moving these numbers, and so that uniform GRPO itself gains clearly within
-the budget: a benchmark in which nothing learns cannot rank curricula.
+the budget: a benchmark in which nothing learns cannot rank curricula. That build is
+reproducible (float64 warm-up on one thread, weights kept on a 16-bit grid), so every x86
+machine should train from the same weights; the JSON records their fingerprint (`model_fingerprint`),
+and partial results combine only when it matches.
 
     .venv/bin/python benchmarks/bench_training.py                                  # the full benchmark
     .venv/bin/python benchmarks/bench_training.py --seeds 0 --epochs 2 --held-out 200 --n-prompts 200  # smoke test
@@ -64,7 +67,7 @@ from gainrl_ops.data.arithmetic import ArithmeticConfig
 from gainrl_ops.data.prompts import PromptConfig
 from gainrl_ops.data.shards import tokenize_to_shards
 from gainrl_ops.data.sources import DatasetSource, held_out_problems, prepare_dataset
-from gainrl_ops.scoring.checkpoints import unregistered
+from gainrl_ops.scoring.checkpoints import checkpoint_fingerprint, unregistered
 from gainrl_ops.scoring.models import ModelSpec, load_model, load_tokenizer
 from gainrl_ops.scoring.scorer import score_and_publish
 from gainrl_ops.scoring.target import CheckpointTarget
@@ -246,11 +249,12 @@ def combine(paths: list[Path], n_boot: int, out: Path) -> None:
     first = parts[0]
 
     def setup(part: dict) -> dict:
-        return {k: v for k, v in part["args"].items() if k not in ("seeds", "out", "combine")} | {"base": part["base_accuracy"]}
+        return {k: v for k, v in part["args"].items() if k not in ("seeds", "out", "combine")} | {
+            "base": part["base_accuracy"], "model": part.get("model_fingerprint")}
 
     for path, part in zip(paths, parts):
         if setup(part) != setup(first):
-            raise SystemExit(f"{path}: not the same benchmark as {paths[0]} (arguments or base accuracy differ)")
+            raise SystemExit(f"{path}: not the same benchmark as {paths[0]} (arguments, model fingerprint or base accuracy differ)")
     rows = [row for part in parts for row in part["runs"]]
     keys = [(r["sampler"], r["seed"]) for r in rows]
     if len(set(keys)) != len(keys):
@@ -307,6 +311,7 @@ def main() -> None:
     model_config = replace(BENCH_MODEL, sft_steps=args.sft_steps)
     model_path = str(embedded_model_path(model_config, root=Layout.default().models_dir))
     build_seconds = time.perf_counter() - built
+    fingerprint = checkpoint_fingerprint(model_path)
     prompt = replace(model_config.prompt, system_prompt=args.system_prompt)
     grpo = {
         "learning_rate": args.learning_rate, "num_generations": args.num_generations,
@@ -339,7 +344,7 @@ def main() -> None:
         eval_seconds = time.perf_counter() - t0
         target = base + args.target_gain
         standard_error = math.sqrt(base * (1 - base) / len(problems))
-        print(f"base held-out accuracy {base:.3f} (SE {standard_error:.3f}) on {len(problems)} problems; target {target:.3f}; "
+        print(f"model {fingerprint}: base held-out accuracy {base:.3f} (SE {standard_error:.3f}) on {len(problems)} problems; target {target:.3f}; "
               f"{orders['angle'].height} training prompts; one evaluation {eval_seconds:.1f} s; signals (CPU s) "
               + ", ".join(f"{k} {v:.1f}" for k, v in orders["signal_cpu_seconds"].items()) + f"; mean base pass rate {orders['mean_pass_rate']:.3f}")
 
@@ -373,7 +378,8 @@ def main() -> None:
                       f"{wall:.0f} s; {cpu:.0f} CPU s without evaluation ({run_seconds:.0f} s with it)")
 
     results = {
-        "args": {**vars(args), "out": str(args.out), "combine": None}, "model": asdict(model_config), "model_build_seconds": build_seconds,
+        "args": {**vars(args), "out": str(args.out), "combine": None}, "model": asdict(model_config), "model_fingerprint": fingerprint,
+        "model_build_seconds": build_seconds,
         "task": asdict(source.generator), "prompt": asdict(prompt), "run_config": asdict(template), "base_accuracy": base,
         "base_standard_error": standard_error, "target": target, "evaluation_seconds": eval_seconds,
         "signal_seconds": orders["signal_seconds"], "signal_cpu_seconds": orders["signal_cpu_seconds"],

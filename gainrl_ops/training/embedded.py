@@ -10,6 +10,8 @@ import json
 import logging
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,8 +45,10 @@ from gainrl_ops.data.arithmetic import ArithmeticConfig, WordProblem, generate
 from gainrl_ops.data.prompts import PromptConfig, render_prompts
 from gainrl_ops.data.sources import EMBEDDED
 from gainrl_ops.scoring.capture import broadcast_cache
+from gainrl_ops.scoring.checkpoints import checkpoint_fingerprint
 from gainrl_ops.scoring.scorer import shared_prefix_length
 from gainrl_ops.training.evaluation import greedy_accuracy
+from gainrl_ops.training.float64 import causal_lm_loss_in_model_dtype, float64_model
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,13 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 # Bumped when the build recipe changes in a way the config does not capture.
-_RECIPE_VERSION = 2
+_RECIPE_VERSION = 4
+# Significant bits kept of each weight, after every warm-up step and in the stored float32
+# (which holds 24). Two CPUs' float64 updates differ at float64 rounding, and training grows
+# such differences: without the grid, a 450-step build under ATen's AVX-512 and portable
+# kernels ended at different models (final loss 0.228 and 0.201). On the grid the copies stay
+# equal unless an update lands within float64 rounding of a grid boundary.
+STORED_BITS = 16
 
 
 @dataclass(frozen=True)
@@ -207,6 +217,12 @@ def supervised_warmup(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        # Back on the stored grid after every step: two CPUs' updates differ at float64
+        # rounding, and training amplifies such differences to different models within a few
+        # hundred steps unless they are rounded away before the next step.
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.copy_(round_significand(parameter, STORED_BITS))
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     return losses
@@ -240,26 +256,74 @@ def qwen2_config(
     )
 
 
+@contextmanager
+def reproducible_numerics() -> Iterator[None]:
+    """One thread, deterministic algorithms and float64 as the default dtype, restored after.
+
+    With one thread a sum's order depends only on the kernel, not on how many cores split it;
+    in float64 the kernels of different CPUs (ATen's AVX-512, AVX2 and portable code, MKL's
+    paths) still sum in different orders, but the results differ only at float64 rounding.
+    """
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
+    deterministic, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_default_dtype(dtype)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def round_significand(values: torch.Tensor, bits: int) -> torch.Tensor:
+    """float64 `values` rounded to `bits` significant bits (half away from zero), in float32.
+
+    Integer arithmetic on the bit patterns, so the rounding is exact and the same on every CPU;
+    with at most 24 bits the cast to float32 is exact too.
+    """
+    if not 1 <= bits <= 24:
+        raise ValueError(f"bits must be 1..24 to fit float32, got {bits}")
+    drop = 53 - bits
+    raw = values.detach().to(torch.float64).contiguous().view(torch.int64)
+    rounded = (raw + (1 << (drop - 1))) & ~((1 << drop) - 1)
+    return rounded.view(torch.float64).to(torch.float32)
+
+
 def build_embedded_model(config: EmbeddedModelConfig, target: Path) -> dict[str, object]:
-    """Build tokenizer and model from scratch into `target`; returns the build report."""
+    """Build tokenizer and model from scratch into `target`; returns the build report.
+
+    The same weights on every x86 CPU: the warm-up runs in float64 on one thread
+    (`reproducible_numerics`, `float64_model`), with the weights rounded to `STORED_BITS`
+    significant bits after every step, a grid far coarser than the float64 differences between
+    CPUs, and stored in float32 on that grid. The held-out accuracy of the report is the stored weights' in float64, so it is
+    the same everywhere too.
+    """
     started = time.perf_counter()
-    torch.manual_seed(config.seed)
-    problems = generate(config.data)
-    # The chat markup is in the corpus so that role names and separators get tokens of their own.
-    corpus = [
-        f"{IM_START}system\n{config.prompt.system_prompt}{IM_END}\n{IM_START}user\n{p.problem}{IM_END}\n"
-        f"{IM_START}assistant\n{p.solution}{IM_END}\n"
-        for p in problems
-    ]
-    tokenizer = train_tokenizer(corpus, config.vocab_size)
-    model_config = qwen2_config(
-        tokenizer, config.hidden_size, config.intermediate_size, config.num_layers, config.num_heads, config.num_kv_heads,
-        max_positions=1024,
-    )
-    model = Qwen2ForCausalLM(model_config)
-    warmup_started = time.perf_counter()
-    losses = supervised_warmup(model, tokenizer, problems, config)
-    warmup_seconds = time.perf_counter() - warmup_started
+    with reproducible_numerics():
+        torch.manual_seed(config.seed)
+        problems = generate(config.data)
+        # The chat markup is in the corpus so that role names and separators get tokens of their own.
+        corpus = [
+            f"{IM_START}system\n{config.prompt.system_prompt}{IM_END}\n{IM_START}user\n{p.problem}{IM_END}\n"
+            f"{IM_START}assistant\n{p.solution}{IM_END}\n"
+            for p in problems
+        ]
+        tokenizer = train_tokenizer(corpus, config.vocab_size)
+        model_config = qwen2_config(
+            tokenizer, config.hidden_size, config.intermediate_size, config.num_layers, config.num_heads, config.num_kv_heads,
+            max_positions=1024,
+        )
+        model = float64_model(Qwen2ForCausalLM(model_config))
+        model.loss_function = causal_lm_loss_in_model_dtype
+        warmup_started = time.perf_counter()
+        losses = supervised_warmup(model, tokenizer, problems, config)
+        warmup_seconds = time.perf_counter() - warmup_started
+        stored = {name: round_significand(value, STORED_BITS) for name, value in model.state_dict().items()}
+    model_config.dtype = torch.float32
+    model = Qwen2ForCausalLM(model_config).to(torch.float32)
+    model.load_state_dict(stored)
     model.eval()
     model.generation_config = GenerationConfig(
         eos_token_id=[model_config.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)],
@@ -273,19 +337,25 @@ def build_embedded_model(config: EmbeddedModelConfig, target: Path) -> dict[str,
         max_steps=config.data.max_steps,
         max_digits=config.data.max_digits,
     ))
-    accuracy = greedy_accuracy(model, tokenizer, [(p.problem, p.answer) for p in held_out], config.prompt)
+    with reproducible_numerics():
+        checked = float64_model(Qwen2ForCausalLM(model_config)).eval()
+        checked.load_state_dict(stored)
+        checked.generation_config = model.generation_config
+        accuracy = greedy_accuracy(checked, tokenizer, [(p.problem, p.answer) for p in held_out], config.prompt)
     report = {
         "digest": config.digest(),
         "config": asdict(config),
         "parameters": sum(p.numel() for p in model.parameters()),
         "final_loss": sum(losses[-50:]) / len(losses[-50:]),
         "held_out_accuracy": accuracy,
+        "stored_bits": STORED_BITS,
         "warmup_seconds": round(warmup_seconds, 1),
         "warmup_steps_per_second": round(config.sft_steps / warmup_seconds, 2),
         "build_seconds": round(time.perf_counter() - started, 1),
     }
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
+    report["fingerprint"] = checkpoint_fingerprint(str(target))
     (target / "gainrl_build.json").write_text(json.dumps(report, indent=2, default=str))
     return report
 
