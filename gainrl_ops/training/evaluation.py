@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from gainrl_ops.core.progress import bar
 from gainrl_ops.data.answers import extract_answer
 from gainrl_ops.data.prompts import PromptConfig, render_text
 from gainrl_ops.training.rewards import correctness_reward
@@ -34,7 +34,7 @@ def greedy_completions(
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
-        for start in tqdm(range(0, len(order), batch_size), desc="greedy decoding", unit="batch", leave=False):
+        for start in bar(None, "greedy decoding", unit="batch", iterable=range(0, len(order), batch_size)):
             rows = order[start : start + batch_size]
             enc = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, padding=True, return_tensors="pt").to(model.device)
             generated = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens)
