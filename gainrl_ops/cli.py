@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from gainrl_ops.core.layout import Layout
+from gainrl_ops.core.progress import quiet_library_bars
 from gainrl_ops.curriculum.catalog import (
     EXAMPLE_QUERIES,
     ReadOnlyError,
@@ -225,6 +226,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    quiet_library_bars()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)

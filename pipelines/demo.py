@@ -21,7 +21,6 @@ import dagster as dg
 import polars as pl
 
 from gainrl_ops.core.layout import Layout
-from gainrl_ops.core.progress import quiet_library_bars
 from gainrl_ops.curriculum.catalog import EXAMPLE_QUERIES, query
 from gainrl_ops.data.sources import DatasetSource
 from gainrl_ops.scoring.hardware import AUTO, resolve_dtype
@@ -186,7 +185,6 @@ def _precision() -> str:
 
 def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # one order for our lines and the warnings on stderr
-    quiet_library_bars()
     started = time.perf_counter()
     prepare_instance_home()
     demo = Demo(dg.DagsterInstance.get())

@@ -5,11 +5,14 @@ of lines, so every bar of ours is made by `bar`, and `quiet_library_bars` turns 
 `datasets`, `huggingface_hub` and `transformers` when stderr is not a terminal.
 """
 
+from __future__ import annotations
+
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tqdm.auto import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 # Read by datasets and huggingface_hub (whose setting transformers follows) when first imported.
 LIBRARY_BAR_SWITCHES = ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS")
@@ -25,6 +28,8 @@ def bar(total: int | None, desc: str, unit: str = "it", **kw: Any) -> tqdm:
     """A tqdm bar over `total` units, drawn only in a terminal (`disable=True` in `kw` turns it
     off there too). A finished bar is cleared unless `leave=True`, so a terminal keeps one live
     bar per phase rather than a stack of full ones."""
+    from tqdm.auto import tqdm  # here, so that `quiet_library_bars` costs the CLI no import
+
     disable = kw.pop("disable", False) or not live()
     return tqdm(total=total, desc=desc, unit=unit, disable=disable, leave=kw.pop("leave", False), **kw)
 
