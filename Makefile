@@ -15,12 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# Both write $(DAGSTER_HOME)/dagster.yaml once (pipelines/instance.py: telemetry off, no warning).
 demo: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/python -m pipelines.demo
 
 ui: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m pipelines.instance
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # Debian's Chromium for the browser test (Playwright's own browser download cannot work here).

@@ -23,6 +23,7 @@ from pathlib import Path
 import duckdb
 
 from gainrl_ops.core.layout import Layout
+from gainrl_ops.core.progress import quiet_library_bars
 from gainrl_ops.core.tables import format_table
 from gainrl_ops.curriculum.catalog import (
     EXAMPLE_QUERIES,
@@ -274,6 +275,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    quiet_library_bars()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)

@@ -8,3 +8,11 @@ import dagster as dg
 
 checkpoints = dg.DynamicPartitionsDefinition(name="checkpoints")
 training_runs = dg.DynamicPartitionsDefinition(name="training_runs")
+
+# A checkpoint partition is a fingerprint; runs on one carry its name, for the Runs page and its filter.
+CHECKPOINT_TAG = "gainrl/checkpoint"
+
+
+def checkpoint_tags(name: str) -> dict[str, str]:
+    """The run tags of a run on the checkpoint partition named `name` in the checkpoint store."""
+    return {CHECKPOINT_TAG: name}

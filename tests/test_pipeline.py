@@ -250,6 +250,7 @@ def test_sensor_registers_a_copied_checkpoint_once_it_held_still_for_two_ticks(i
     assert len(second.run_requests) == 1
     (request,) = second.dynamic_partitions_requests
     assert request.partition_keys == [second.run_requests[0].partition_key] == [second.run_requests[0].run_key]
+    assert second.run_requests[0].tags == {"gainrl/checkpoint": "step-100"}, "the Runs page names the checkpoint"
     instance.add_dynamic_partitions("checkpoints", request.partition_keys)
     assert not _tick(instance, resources, second.cursor).run_requests
 
@@ -259,7 +260,7 @@ def test_schedule_requests_the_latest_checkpoint(instance, tmp_path: Path, tiny_
     resources = {k: v for k, v in _resources(tmp_path, tiny_model_path).items() if k in ("storage", "checkpoint_store")}
     with dg.build_schedule_context(instance=instance, resources=resources, scheduled_execution_time=datetime(2026, 11, 21, 3, tzinfo=timezone.utc)) as context:
         (request,) = rescore_latest_schedule(context)
-    assert request.partition_key == partition
+    assert request.partition_key == partition and request.tags == {"gainrl/checkpoint": "base"}
 
 
 def test_training_run_writes_selections_and_checkpoints_that_the_sensor_rescores(instance, tmp_path: Path, tiny_model_path: Path) -> None:

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from gainrl_ops.core import columns
 from gainrl_ops.core import layout as tree
 from gainrl_ops.core.columns import arrow_schema
 from gainrl_ops.core.fingerprint import fingerprint_json
 from gainrl_ops.core.layout import Layout
+from gainrl_ops.core.progress import bar as progress_bar
 from gainrl_ops.core.storage import (
     sweep_temporary,
     write_parquet_atomic,
@@ -163,7 +163,7 @@ def _set_problems(directory: Path) -> list[str]:
 
 def _tokenize(prompts: pa.Table, tokenizer: PreTrainedTokenizerBase, config: PromptConfig, manifest: Path, key: str, shard_size: int) -> None:
     shards = []
-    with tqdm(total=prompts.num_rows, desc="tokenizing", unit="prompt") as bar:
+    with progress_bar(prompts.num_rows, "tokenizing", unit="prompt") as bar:
         for index, chunk in enumerate(_chunks(prompts.select(["id", "problem"]), shard_size)):
             ids = chunk.column("id").to_pylist()
             shard = Shard(manifest.parent / tree.SHARD.name(index=index), fingerprint_json({"prompt": key, "ids": ids}), len(ids), index)

@@ -19,10 +19,10 @@ from pathlib import Path
 import polars as pl
 import torch
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from gainrl_ops.core.plotting import float_column, save_png
+from gainrl_ops.core.progress import bar as progress_bar
 from gainrl_ops.core.stats import Correlation, correlation, finite_or_none
 from gainrl_ops.core.storage import write_parquet_atomic, write_text_atomic
 from gainrl_ops.data.answers import answers_match, extract_answer
@@ -171,7 +171,7 @@ def measure_gradients(
     metadata = sample["metadata"].to_list() if "metadata" in sample.columns else [None] * sample.height
     rows: list[dict[str, object]] = []
     # Dropout off: the norm should not depend on a dropout mask.
-    with eval_mode(model), tqdm(total=sample.height, desc="gradient norms", unit="prompt", disable=not progress) as bar:
+    with eval_mode(model), progress_bar(sample.height, "gradient norms", unit="prompt", disable=not progress) as bar:
         for start in range(0, sample.height, config.generation_batch):
             stop = min(start + config.generation_batch, sample.height)
             rollouts = sample_rollouts(

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
+from gainrl_ops.core.progress import bar as progress_bar
 from gainrl_ops.core.storage import write_parquet_atomic
 from gainrl_ops.data.shards import Shard, shard_problem
 from gainrl_ops.scoring import angles, capture
@@ -315,6 +316,6 @@ def score_and_publish(model: PreTrainedModel, plan: ScoringPlan, config: ScoreCo
     Temporary files of interrupted runs are removed, every shard is scored into staging
     (verified parts are reused), then the folder is published in one swap."""
     plan.sweep()
-    with tqdm(total=plan.shards.rows, desc=f"scoring {plan.model}", unit="prompt", disable=not progress) as bar:
+    with progress_bar(plan.shards.rows, f"scoring {plan.model}", unit="prompt", disable=not progress) as bar:
         written = sum(score_part(model, plan, index, config, bar) for index in range(len(plan.shards.shards)))
     return plan.publish(written)

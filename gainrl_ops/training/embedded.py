@@ -25,7 +25,6 @@ from tokenizers import (
     pre_tokenizers,
     trainers,
 )
-from tqdm.auto import tqdm
 from transformers import (
     GenerationConfig,
     PreTrainedModel,
@@ -40,6 +39,7 @@ from transformers.models.qwen2.tokenization_qwen2 import (
 
 from gainrl_ops.core.fingerprint import fingerprint_json
 from gainrl_ops.core.layout import Layout
+from gainrl_ops.core.progress import bar as progress_bar
 from gainrl_ops.core.storage import atomic_directory
 from gainrl_ops.data.arithmetic import ArithmeticConfig, WordProblem, generate
 from gainrl_ops.data.prompts import PromptConfig, render_prompts
@@ -210,7 +210,7 @@ def supervised_warmup(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config.sft_steps))
     model.train()
     losses = []
-    for _ in (bar := tqdm(range(config.sft_steps), desc="warm-up (SFT)", unit="step")):
+    for _ in (bar := progress_bar(None, "warm-up (SFT)", unit="step", iterable=range(config.sft_steps))):
         loss = sft_loss(model, prefix, rng.sample(examples, config.batch_size), config.micro_batch, tokenizer.pad_token_id)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -10,9 +10,9 @@ from typing import Any
 
 import polars as pl
 import torch
-from tqdm.auto import tqdm
 from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
+from gainrl_ops.core.progress import bar
 from gainrl_ops.data.answers import extract_answer
 from gainrl_ops.data.prompts import PromptConfig, render_text
 from gainrl_ops.diagnostics.gradients import completion_mask, eos_token_ids
@@ -60,7 +60,7 @@ def decode(
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+        for start in bar(None, desc, unit="batch", iterable=range(0, len(order), batch_size)):
             rows = order[start : start + batch_size]
             enc = tokenizer.pad({"input_ids": [list(ids[i]) for i in rows]}, padding=True, return_tensors="pt").to(model.device)
             began = time.perf_counter()

@@ -6,9 +6,9 @@ Each asset resolves its target, makes one library call, and describes what it wr
 import dagster as dg
 import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, MaterializeResult
-from tqdm.auto import tqdm
 
 from gainrl_ops.core.fingerprint import fingerprint_json
+from gainrl_ops.core.progress import bar as progress_bar
 from gainrl_ops.curriculum.exports import FILES, FORMATS, export_curriculum, read_curriculum
 from gainrl_ops.curriculum.ranking import (
     existing_ranking,
@@ -132,7 +132,7 @@ def score_shard_step(context: dg.OpExecutionContext, index: int, plan: ScoringPl
     from gainrl_ops.scoring.scorer import score_part
 
     shard = plan.shard(index)
-    with tqdm(total=shard.rows, desc=f"scoring {shard.path.name}", unit="prompt") as bar:
+    with progress_bar(shard.rows, f"scoring {shard.path.name}", unit="prompt") as bar:
         loaded = load_model(ModelSpec(plan.checkpoint_path, dtype=plan.dtype, device=model.device))
         written = score_part(loaded, plan, index, scoring.config, bar)
     context.log.info(f"{shard.path.name}: {'scored' if written else 'reused'} {shard.rows} prompts")

@@ -39,13 +39,14 @@ def new_checkpoint_sensor(
     for problem in found.problems:
         context.log.warning(f"not a checkpoint yet: {problem}")
     known = set(context.instance.get_dynamic_partitions(partitions.checkpoints.name))
-    new = [r.fingerprint for r in store.records() if r.fingerprint not in seen | known]
+    records = {r.fingerprint: r for r in store.records()}
+    new = [fp for fp in records if fp not in seen | known]
     cursor = json.dumps({"seen": sorted(seen | set(new)), "arrivals": found.arrivals})
     if not new:
         waiting = f"; watching {len(found.arrivals)} copied folder(s)" if found.arrivals else ""
         return dg.SensorResult(skip_reason=f"no new checkpoint in the store{waiting}", cursor=cursor)
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=fp, partition_key=fp) for fp in new],
+        run_requests=[dg.RunRequest(run_key=fp, partition_key=fp, tags=partitions.checkpoint_tags(records[fp].name)) for fp in new],
         dynamic_partitions_requests=[partitions.checkpoints.build_add_request(new)],
         cursor=cursor,
     )
@@ -64,5 +65,9 @@ def rescore_latest_schedule(
     records = checkpoint_store.store(storage.layout).records()
     if not records:
         return dg.SkipReason("the checkpoint store is empty")
-    latest = records[-1].fingerprint
-    return [dg.RunRequest(run_key=f"{latest}-{context.scheduled_execution_time:%Y%m%dT%H%M}", partition_key=latest)]
+    latest = records[-1]
+    return [dg.RunRequest(
+        run_key=f"{latest.fingerprint}-{context.scheduled_execution_time:%Y%m%dT%H%M}",
+        partition_key=latest.fingerprint,
+        tags=partitions.checkpoint_tags(latest.name),
+    )]
