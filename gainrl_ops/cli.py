@@ -16,6 +16,7 @@ import sys
 import traceback
 from numbers import Number
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -36,6 +37,9 @@ from gainrl_ops.data.prompts import DEFAULT_SYSTEM_PROMPT, SHARD_SIZE, PromptCon
 from gainrl_ops.scoring.config import DEFAULT_INTER_WEIGHT
 from gainrl_ops.scoring.hardware import AUTO, DTYPES
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 # What a user can fix: these end in one line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (DatasetError, ReadOnlyError, OSError, ValueError, json.JSONDecodeError, duckdb.Error)
 MAX_CELL_CHARS = 80
@@ -49,18 +53,19 @@ def _user_error(error: BaseException) -> bool:
 
 
 def _score(args: argparse.Namespace) -> int:
-    import polars as pl
+    from gainrl_ops.scoring.phases import Phases
 
-    from gainrl_ops.data.datasets import FieldMap
-    from gainrl_ops.data.prompts import load_few_shot
-    from gainrl_ops.data.shards import tokenize_to_shards
-    from gainrl_ops.data.sources import DatasetSource, prepare_dataset
-    from gainrl_ops.data.versions import labels_restored_on_error, settle
-    from gainrl_ops.scoring.checkpoints import unregistered
-    from gainrl_ops.scoring.models import load_tokenizer
-    from gainrl_ops.scoring.scorer import ScoreConfig, score_and_publish
-    from gainrl_ops.scoring.target import CheckpointTarget
-    from gainrl_ops.training.embedded import resolve_model
+    phases = Phases()
+    with phases.phase("import"):  # only what scoring a given model needs: no builder, training, polars or plotting
+        from gainrl_ops.data.datasets import FieldMap
+        from gainrl_ops.data.prompts import load_few_shot
+        from gainrl_ops.data.shards import tokenize_to_shards
+        from gainrl_ops.data.sources import DatasetSource, prepare_dataset
+        from gainrl_ops.data.versions import labels_restored_on_error, settle
+        from gainrl_ops.scoring.checkpoints import resolve_model, unregistered
+        from gainrl_ops.scoring.models import load_tokenizer
+        from gainrl_ops.scoring.scorer import ScoreConfig, score_and_publish
+        from gainrl_ops.scoring.target import CheckpointTarget
 
     few_shot = load_few_shot(args.few_shot) if args.few_shot else ()  # a bad file fails before any model work
     layout = Layout.default()
@@ -74,25 +79,44 @@ def _score(args: argparse.Namespace) -> int:
     # One transaction: the name serves the new version only once its scores are published and
     # the catalog is refreshed; a failure anywhere puts both labels back (see data/versions.py).
     with labels_restored_on_error(layout, source.name):
-        loaded, label = prepare_dataset(source, layout)
+        with phases.phase("load"):
+            loaded, label = prepare_dataset(source, layout)
         print(f"dataset {source.name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, {loaded.duplicates} duplicates")
 
-        model_path = resolve_model(args.model, layout)
         prompt = PromptConfig(system_prompt=args.system_prompt, few_shot=few_shot, max_tokens=args.max_tokens)
-        tokenize_to_shards(loaded.table, load_tokenizer(model_path), prompt, layout, source.name, label.version, shard_size=args.shard_size)
-        target = CheckpointTarget(layout, source, label.version, unregistered(model_path, name=model_path), prompt, args.dtype, args.device)
-        summary = score_and_publish(target.load_model(), target.plan(), ScoreConfig(inter_weight=args.inter_weight))
-        settle(layout, source.name)
-        refresh_catalog(layout.root)
+        with phases.phase("load"):
+            model_path = resolve_model(args.model, layout)
+            tokenizer = load_tokenizer(model_path)
+        with phases.phase("tokenize"):
+            tokenize_to_shards(loaded.table, tokenizer, prompt, layout, source.name, label.version, shard_size=args.shard_size)
+        with phases.phase("load"):
+            target = CheckpointTarget(layout, source, label.version, unregistered(model_path, name=model_path), prompt, args.dtype, args.device)
+            model = target.load_model()
+        summary = score_and_publish(model, target.plan(), ScoreConfig(inter_weight=args.inter_weight), phases=phases)
+        with phases.phase("write"):
+            settle(layout, source.name)
+        with phases.phase("refresh"):
+            refresh_catalog(layout.root)
     print(f"scored {summary.rows} prompts in {target.dtype} ({summary.parts_written} parts written, {summary.parts_reused} reused) -> {target.scores}")
-    top = (
-        pl.read_parquet(target.ranked_scores, n_rows=5)
-        .join(pl.from_arrow(loaded.table).select("id", "problem"), on="id", how="left", maintain_order="left")
-        .select("rank", "id", "angle_score", "c_intra", "c_inter", "n_tokens", "problem")
-    )
-    with pl.Config(fmt_str_lengths=60, tbl_width_chars=160):
-        print(top.head(5))
+    print(_top_prompts(target.ranked_scores, loaded.table))
+    if args.profile:
+        phases.write(Path(args.profile))
     return 0
+
+
+def _top_prompts(ranked_scores: Path, prompts: pa.Table, n: int = 5) -> str:
+    """The first `n` rows of a ranked scores file with their problems, as a text table."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    columns = ["rank", "id", "angle_score", "c_intra", "c_inter", "n_tokens"]
+    top = next(pq.ParquetFile(ranked_scores).iter_batches(batch_size=n, columns=columns), None)
+    rows = top.to_pylist() if top is not None else []
+    found = prompts.select(["id", "problem"]).filter(pc.is_in(prompts["id"], pa.array([r["id"] for r in rows], pa.string())))
+    problems = dict(zip(found["id"].to_pylist(), found["problem"].to_pylist()))
+    types = [str(top.schema.field(c).type) if top is not None else "" for c in columns] + ["string"]
+    return format_table([*columns, "problem"], types, [(*r.values(), problems.get(r["id"])) for r in rows])
 
 
 def _cell(value: object) -> str:
@@ -189,6 +213,7 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--inter-weight", type=float, default=DEFAULT_INTER_WEIGHT)
     score.add_argument("--dtype", default=AUTO, choices=(AUTO, *DTYPES), help="auto: bfloat16 where the hardware runs it natively, else float32")
     score.add_argument("--device", default="auto")
+    score.add_argument("--profile", metavar="FILE", help="write the seconds of each phase (import, load, tokenize, score, write, refresh) as JSON")
     score.set_defaults(run=_score)
     sql = commands.add_parser(
         "sql",
