@@ -538,7 +538,7 @@ def machine() -> dict[str, object]:
 def print_phases(shapes: dict[str, dict]) -> None:
     """Median seconds per phase, both sides (and gainrl with --dtype auto), whole process."""
     columns = (*PHASES, "other")
-    head = f"{'shape':<10} {'side':<14} " + " ".join(f"{c:>8}" for c in columns) + f" {'whole':>8}"
+    head = f"{'shape':<10} {'side':<22} " + " ".join(f"{c:>8}" for c in columns) + f" {'whole':>8}"
     print("\nper phase, median seconds\n" + head + "\n" + "-" * len(head))
     for name, s in shapes.items():
         auto = s["dtype"]["auto_runs"]
@@ -546,7 +546,7 @@ def print_phases(shapes: dict[str, dict]) -> None:
                  ("published", s["medians"]["published"]["phases"], s["medians"]["published"]["wall_s"]),
                  (f"gainrl auto ({auto[0]['dtype'][0]})", s["dtype"]["auto_phases"], median_of(auto, "wall_s"))]
         for side, phases, wall in sides:
-            print(f"{name:<10} {side:<14} " + " ".join(f"{phases[c]:>8.2f}" for c in columns) + f" {wall:>8.2f}")
+            print(f"{name:<10} {side:<22} " + " ".join(f"{phases[c]:>8.2f}" for c in columns) + f" {wall:>8.2f}")
     print("(import: launch to the first step, interpreter and imports; load: dataset and model; score: the forwards and angles;"
           " write: publishing the scores (gainrl) or torch.save (published); refresh: the SQL catalog; other: the rest,"
           " printing and interpreter exit)")
