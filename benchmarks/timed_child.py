@@ -4,7 +4,8 @@
 
 Imports only the standard library, so the program's own imports are all that is timed.
 At exit it writes REPORT.json with the process's peak resident memory (VmHWM; not
-`ru_maxrss`, which survives `exec`) and, with `--time`, each call of MODULE.FUNCTION: its
+`ru_maxrss`, which survives `exec`), the `time.time()` at which the program started and
+ended (so a parent can split the wall clock it saw into phases), and, with `--time`, each call of MODULE.FUNCTION: its
 seconds, the RSS when it started and its own peak (VmHWM is reset through
 /proc/self/clear_refs at the call, and the peak before it is kept). The function is wrapped
 right after MODULE is first imported, wherever that happens, so import order is unchanged.
@@ -85,6 +86,7 @@ def main() -> int:
         report["timed"] = options[1]
         sys.meta_path.insert(0, _WrapAfterImport(module, function, report))
     code = 1  # unless the program returns or exits with another code
+    report["program_started_at"] = time.time()
     try:
         # sys.path[0] as the interpreter sets it: the working directory for -m, else the file's folder.
         if program[0] == "-m":
@@ -97,6 +99,7 @@ def main() -> int:
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     finally:
+        report["program_ended_at"] = time.time()
         # Peak of the whole process: before a reset, or since it.
         report["peak_kib"] = max([_status_kib("VmHWM")] + [c["peak_before_kib"] for c in report["calls"]])
         report["exit_code"] = code

@@ -19,6 +19,7 @@ import time
 import traceback
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -41,6 +42,9 @@ from gainrl_ops.data.prompts import DEFAULT_SYSTEM_PROMPT, SHARD_SIZE, PromptCon
 from gainrl_ops.scoring.config import DEFAULT_INTER_WEIGHT
 from gainrl_ops.scoring.hardware import AUTO, DTYPES
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 # What a user can fix: these end in one line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (DatasetError, ReadOnlyError, OSError, ValueError, json.JSONDecodeError, duckdb.Error)
 
@@ -53,24 +57,26 @@ def _user_error(error: BaseException) -> bool:
 
 
 def _score(args: argparse.Namespace) -> int:
-    import polars as pl
+    from gainrl_ops.scoring.phases import Phases
 
-    from gainrl_ops.data.datasets import FieldMap
-    from gainrl_ops.data.prompts import load_few_shot
-    from gainrl_ops.data.shards import tokenize_to_shards
-    from gainrl_ops.data.sources import DatasetSource, prepare_dataset
-    from gainrl_ops.data.versions import labels_restored_on_error, settle
-    from gainrl_ops.scoring.checkpoints import unregistered
-    from gainrl_ops.scoring.models import load_tokenizer
-    from gainrl_ops.scoring.scorer import ScoreConfig, score_and_publish
-    from gainrl_ops.scoring.target import CheckpointTarget
-    from gainrl_ops.training.embedded import resolve_model
+    phases = Phases()
+    with phases.phase("import"):  # only what scoring a given model needs: no builder, training, polars or plotting
+        from gainrl_ops.data.datasets import FieldMap
+        from gainrl_ops.data.prompts import load_few_shot
+        from gainrl_ops.data.shards import tokenize_to_shards
+        from gainrl_ops.data.sources import DatasetSource, prepare_dataset
+        from gainrl_ops.data.streams import stem
+        from gainrl_ops.data.versions import labels_restored_on_error, settle
+        from gainrl_ops.scoring.checkpoints import resolve_model, unregistered
+        from gainrl_ops.scoring.models import load_tokenizer
+        from gainrl_ops.scoring.scorer import ScoreConfig, score_and_publish
+        from gainrl_ops.scoring.target import CheckpointTarget
 
     few_shot = load_few_shot(args.few_shot) if args.few_shot else ()  # a bad file fails before any model work
     layout = Layout.default()
     source = DatasetSource(
         path=args.data,
-        name=args.name or (Path(args.data).stem if args.data != EMBEDDED else DatasetSource.name),
+        name=args.name or (stem(Path(args.data)) if args.data != EMBEDDED else DatasetSource.name),
         fields=FieldMap(problem=args.problem_field, answer=args.answer_field),
         on_error=args.on_error,
         generator=ArithmeticConfig(n_problems=args.n_problems),
@@ -78,33 +84,47 @@ def _score(args: argparse.Namespace) -> int:
     # One transaction: the name serves the new version only once its scores are published and
     # the catalog is refreshed; a failure anywhere puts both labels back (see data/versions.py).
     with labels_restored_on_error(layout, source.name):
-        started = time.perf_counter()
-        loaded, label = prepare_dataset(source, layout)
+        with phases.phase("load"):
+            loaded, label = prepare_dataset(source, layout)
         print(f"dataset {source.name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, "
-              f"{loaded.duplicates} duplicates in {time.perf_counter() - started:.1f} s")
+              f"{loaded.duplicates} duplicates in {phases.seconds['load']:.1f} s")
 
-        model_path = resolve_model(args.model, layout)
         prompt = PromptConfig(system_prompt=args.system_prompt, few_shot=few_shot, max_tokens=args.max_tokens)
-        started = time.perf_counter()
-        shards = tokenize_to_shards(loaded.table, load_tokenizer(model_path), prompt, layout, source.name, label.version, shard_size=args.shard_size)
-        print(f"tokenized {shards.rows} prompts into {len(shards.shards)} shards in {time.perf_counter() - started:.1f} s -> {shards.directory}")
-        target = CheckpointTarget(layout, source, label.version, unregistered(model_path, name=model_path), prompt, args.dtype, args.device)
-        model = target.load_model()
-        started = time.perf_counter()
-        summary = score_and_publish(model, target.plan(), ScoreConfig(inter_weight=args.inter_weight), progress=sys.stderr.isatty())
-        seconds = time.perf_counter() - started
-        settle(layout, source.name)
-        refresh_catalog(layout.root)
-    print(f"scored {summary.rows} prompts in {seconds:.1f} s ({target.dtype}; {summary.parts_written} parts written, "
+        with phases.phase("load"):
+            model_path = resolve_model(args.model, layout)
+            tokenizer = load_tokenizer(model_path)
+        with phases.phase("tokenize"):
+            shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout, source.name, label.version, shard_size=args.shard_size)
+        print(f"tokenized {shards.rows} prompts into {len(shards.shards)} shards in {phases.seconds['tokenize']:.1f} s -> {shards.directory}")
+        with phases.phase("load"):
+            target = CheckpointTarget(layout, source, label.version, unregistered(model_path, name=model_path), prompt, args.dtype, args.device)
+            model = target.load_model()
+        summary = score_and_publish(model, target.plan(), ScoreConfig(inter_weight=args.inter_weight), progress=sys.stderr.isatty(), phases=phases)
+        with phases.phase("write"):
+            settle(layout, source.name)
+        with phases.phase("refresh"):
+            refresh_catalog(layout.root)
+    print(f"scored {summary.rows} prompts in {phases.seconds['score']:.1f} s ({target.dtype}; {summary.parts_written} parts written, "
           f"{summary.parts_reused} reused) -> {target.scores}")
-    top = (
-        pl.read_parquet(target.ranked_scores, n_rows=5)
-        .join(pl.from_arrow(loaded.table).select("id", "problem"), on="id", how="left", maintain_order="left")
-        .select("rank", "id", "angle_score", "c_intra", "c_inter", "n_tokens", "problem")
-    )
-    with pl.Config(fmt_str_lengths=60, tbl_width_chars=160):
-        print(top.head(5))
+    print(_top_prompts(target.ranked_scores, loaded.table))
+    if args.profile:
+        phases.write(Path(args.profile))
     return 0
+
+
+def _top_prompts(ranked_scores: Path, prompts: pa.Table, n: int = 5) -> str:
+    """The first `n` rows of a ranked scores file with their problems, as a text table."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    columns = ["rank", "id", "angle_score", "c_intra", "c_inter", "n_tokens"]
+    top = next(pq.ParquetFile(ranked_scores).iter_batches(batch_size=n, columns=columns), None)
+    rows = top.to_pylist() if top is not None else []
+    found = prompts.select(["id", "problem"]).filter(pc.is_in(prompts["id"], pa.array([r["id"] for r in rows], pa.string())))
+    problems = dict(zip(found["id"].to_pylist(), found["problem"].to_pylist()))
+    types = [str(top.schema.field(c).type) if top is not None else "" for c in columns] + ["string"]
+    return format_table([*columns, "problem"], types, [(*r.values(), problems.get(r["id"])) for r in rows])
 
 
 def _sql(args: argparse.Namespace) -> int:
@@ -131,7 +151,11 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from gainrl_ops.curriculum.exports import export_curriculum, read_curriculum, served_ranking
+    from gainrl_ops.curriculum.exports import (
+        export_curriculum,
+        read_curriculum,
+        served_ranking,
+    )
 
     out, layout, started = Path(args.out), Layout.default(), time.perf_counter()
     info = export_curriculum(read_curriculum(layout, served_ranking(layout, args.dataset, args.checkpoint)), args.format, out)
@@ -226,6 +250,7 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--inter-weight", type=float, default=DEFAULT_INTER_WEIGHT)
     score.add_argument("--dtype", default=AUTO, choices=(AUTO, *DTYPES), help="auto: bfloat16 where the hardware runs it natively, else float32")
     score.add_argument("--device", default="auto")
+    score.add_argument("--profile", metavar="FILE", help="write the seconds of each phase (import, load, tokenize, score, write, refresh) as JSON")
     score.set_defaults(run=_score)
     status = _command(commands, "status", "what is in the store: datasets, checkpoints, training runs, and the next command to run", (
         "gainrl status",

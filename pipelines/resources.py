@@ -33,7 +33,7 @@ from gainrl_ops.data.sources import (
 )
 from gainrl_ops.data.versions import require_loaded
 from gainrl_ops.diagnostics.config import DiagnosticsConfig
-from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore
+from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore, resolve_model
 from gainrl_ops.scoring.config import ScoreConfig
 from gainrl_ops.scoring.hardware import AUTO
 from gainrl_ops.scoring.target import CheckpointTarget
@@ -277,8 +277,6 @@ class TargetsResource(dg.ConfigurableResource):
 
     def base_model_path(self) -> str:
         """The base model's loadable id or path ("embedded" is built once and cached)."""
-        from gainrl_ops.training.embedded import resolve_model
-
         return resolve_model(self.model.model_id, self.layout)
 
     def base(self) -> CheckpointRecord:

@@ -76,3 +76,20 @@ def test_published_procedure_ranks_every_prompt_with_its_offsets(tiny_model_path
     assert steps["n_tokens"] == sum(lengths)
     assert steps["nan_values"] == sum(n <= 232 for n in lengths)
     assert max(lengths) > 232  # the long problem gets a finite value
+
+
+def test_both_sides_are_split_into_the_same_phases_that_add_up_to_the_wall_clock() -> None:
+    """gainrl's import phase starts at the launch; the published script's is what its timed
+    steps leave of the time to its end; whatever no phase covers is `other`."""
+    import bench_scorer
+
+    ours = bench_scorer.gainrl_phases(100.0, 10.0, {
+        "started_at": 100.5, "finished_at": 109.0,
+        "seconds": {"import": 2.0, "load": 1.0, "tokenize": 0.5, "score": 4.0, "write": 0.25, "refresh": 0.5},
+    })
+    assert ours == {"import": 2.5, "load": 1.0, "tokenize": 0.5, "score": 4.0, "write": 0.25, "refresh": 0.5, "other": 1.25}
+    steps = {"load_seconds": 1.0, "prepare_seconds": 0.5, "collect_seconds": 12.0, "tokenize_seconds": 2.0,
+             "angle_seconds": 1.0, "save_seconds": 0.25}
+    theirs = bench_scorer.published_phases(100.0, 20.0, {"program_started_at": 100.25, "program_ended_at": 119.75}, steps)
+    assert theirs == {"import": 5.0, "load": 1.5, "tokenize": 2.0, "score": 11.0, "write": 0.25, "refresh": 0.0, "other": 0.25}
+    assert sum(ours.values()) == 10.0 and sum(theirs.values()) == 20.0

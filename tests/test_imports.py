@@ -67,3 +67,40 @@ def test_gainrl_sql_loads_no_dataframe_library(tmp_path: Path) -> None:
         result = [cli.main(["sql", "SELECT count(*) AS n FROM scores"]), cli.main(["sql", "SELECT 1 AS one"])]
     """, tmp_path / "home", modules=(*HEAVY, "polars", "pyarrow", "numpy", "pandas"))
     assert found == {"loaded": [], "result": [0, 0]}
+
+
+# What scoring a given model never needs: the embedded model's builder, training, evaluation,
+# plotting and the dataframe and dataset libraries. (`tokenizers.trainers` is not listed:
+# transformers' own tokenizer module imports it, for the published script as for us.)
+NOT_FOR_SCORING = (
+    "gainrl_ops.training.embedded", "gainrl_ops.training.evaluation", "gainrl_ops.training.trainer", "gainrl_ops.training.plots",
+    "polars", "matplotlib", "trl", "datasets",
+)
+
+
+def test_gainrl_score_of_a_model_path_imports_neither_the_builder_nor_training(tmp_path: Path, tiny_model_path: Path) -> None:
+    data = tmp_path / "sums.jsonl"
+    data.write_text("".join(json.dumps({"problem": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n" for i in range(6)))
+    profile = tmp_path / "phases.json"
+    found = heavy_modules_after(f"""
+        from gainrl_ops import cli
+        result = cli.main(["score", "--data", {str(data)!r}, "--model", {str(tiny_model_path)!r}, "--name", "sums", "--profile", {str(profile)!r}])
+    """, tmp_path / "home", modules=NOT_FOR_SCORING)
+    assert found == {"loaded": [], "result": 0}
+    phases = json.loads(profile.read_text())
+    assert set(phases["seconds"]) == {"import", "load", "tokenize", "score", "write", "refresh"}
+    assert phases["finished_at"] - phases["started_at"] >= sum(phases["seconds"].values()) > 0
+
+
+def test_a_dagster_scoring_step_imports_neither_the_builder_nor_training(tmp_path: Path, tiny_model_path: Path) -> None:
+    """What the plan and score steps import, and the base model's path resolved as the resources resolve it."""
+    found = heavy_modules_after(f"""
+        from pipelines.definitions import defs
+        from gainrl_ops.core.layout import Layout
+        from gainrl_ops.scoring.checkpoints import resolve_model
+        from gainrl_ops.scoring.models import ModelSpec, load_model
+        from gainrl_ops.scoring.scorer import score_part
+        path = resolve_model({str(tiny_model_path)!r}, Layout.default())
+        result = type(load_model(ModelSpec(path, dtype="float32", device="cpu"))).__name__
+    """, tmp_path / "home", modules=NOT_FOR_SCORING)
+    assert found == {"loaded": [], "result": "Qwen2ForCausalLM"}

@@ -41,6 +41,7 @@ from gainrl_ops.scoring.capture import (
     suffix_mlp_input,
 )
 from gainrl_ops.scoring.config import DEFAULT_INTER_WEIGHT, ScoreConfig
+from gainrl_ops.scoring.phases import Phases
 from gainrl_ops.scoring.plan import ScoringPlan
 from gainrl_ops.scoring.publish import (
     PART_KEY,
@@ -309,13 +310,18 @@ def score_part(model: PreTrainedModel, plan: ScoringPlan, index: int, config: Sc
     return score_shard(model, plan.shard(index), plan.staging, plan.context, config, bar, reuse_from=plan.final)
 
 
-def score_and_publish(model: PreTrainedModel, plan: ScoringPlan, config: ScoreConfig = ScoreConfig(), progress: bool = True) -> ScoreSummary:
+def score_and_publish(
+    model: PreTrainedModel, plan: ScoringPlan, config: ScoreConfig = ScoreConfig(), progress: bool = True, phases: Phases | None = None,
+) -> ScoreSummary:
     """Score and publish a checkpoint's scores: the one scoring path of the CLI, the benchmarks
     and (one step per call, `plan.sweep`, `score_part`, `plan.publish`) the Dagster assets.
 
     Temporary files of interrupted runs are removed, every shard is scored into staging
-    (verified parts are reused), then the folder is published in one swap."""
+    (verified parts are reused), then the folder is published in one swap. `phases`, when
+    given, gets the seconds of "score" (the parts) and "write" (compacting and publishing)."""
+    phases = phases or Phases()
     plan.sweep()
-    with progress_bar(plan.shards.rows, f"scoring {plan.model}", unit="prompt", disable=not progress) as bar:
+    with phases.phase("score"), progress_bar(plan.shards.rows, f"scoring {plan.model}", unit="prompt", disable=not progress) as bar:
         written = sum(score_part(model, plan, index, config, bar) for index in range(len(plan.shards.shards)))
-    return plan.publish(written)
+    with phases.phase("write"):
+        return plan.publish(written)

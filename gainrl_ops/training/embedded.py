@@ -43,7 +43,6 @@ from gainrl_ops.core.progress import bar as progress_bar
 from gainrl_ops.core.storage import atomic_directory
 from gainrl_ops.data.arithmetic import ArithmeticConfig, WordProblem, generate
 from gainrl_ops.data.prompts import PromptConfig, render_prompts
-from gainrl_ops.data.sources import EMBEDDED
 from gainrl_ops.scoring.capture import broadcast_cache
 from gainrl_ops.scoring.checkpoints import checkpoint_fingerprint
 from gainrl_ops.scoring.scorer import shared_prefix_length
@@ -377,10 +376,3 @@ def embedded_model_path(config: EmbeddedModelConfig | None = None, root: Path | 
         target, report["build_seconds"], config.sft_steps, report["warmup_steps_per_second"], report["held_out_accuracy"],
     )
     return target
-
-
-def resolve_model(name_or_path: str, layout: Layout, embedded: EmbeddedModelConfig | None = None) -> str:
-    """A loadable model id or path; "embedded" builds (once, cached) the tiny default model."""
-    if name_or_path == EMBEDDED:
-        return str(embedded_model_path(embedded, root=layout.models_dir))
-    return name_or_path
