@@ -67,10 +67,11 @@ def _score(args: argparse.Namespace) -> int:
         from gainrl_ops.data.sources import DatasetSource, prepare_dataset
         from gainrl_ops.data.streams import stem
         from gainrl_ops.data.versions import labels_restored_on_error, settle
-        from gainrl_ops.scoring.checkpoints import resolve_model, unregistered
+        from gainrl_ops.scoring.checkpoints import unregistered
         from gainrl_ops.scoring.models import load_tokenizer
         from gainrl_ops.scoring.scorer import ScoreConfig, score_and_publish
         from gainrl_ops.scoring.target import CheckpointTarget
+        from gainrl_ops.training.resolve import resolve_model
 
     few_shot = load_few_shot(args.few_shot) if args.few_shot else ()  # a bad file fails before any model work
     layout = Layout.default()
@@ -165,7 +166,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from gainrl_ops.curriculum.status import render, store_status
+    from gainrl_ops.store.status import render, store_status
 
     status = store_status(Layout.default().root, refresh=args.refresh)
     print(json.dumps(status.to_json(), indent=2) if args.json else render(status))
@@ -256,7 +257,7 @@ def parser() -> argparse.ArgumentParser:
         "gainrl status",
         "gainrl status --json | jq '.checkpoints[] | {name, accuracy}'",
     ), about="--json prints one object: root, datasets, checkpoints, runs, problems, next\n"
-             "(each key is described in gainrl_ops/curriculum/status.py).")
+             "(each key is described in gainrl_ops/store/status.py).")
     status.add_argument("--json", action="store_true", help="print one JSON object, for scripts")
     status.add_argument("--no-refresh", dest="refresh", action="store_false", help="read the catalog as last refreshed")
     status.set_defaults(run=_status)

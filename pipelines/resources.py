@@ -33,11 +33,12 @@ from gainrl_ops.data.sources import (
 )
 from gainrl_ops.data.versions import require_loaded
 from gainrl_ops.diagnostics.config import DiagnosticsConfig
-from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore, resolve_model
+from gainrl_ops.scoring.checkpoints import CheckpointRecord, LocalCheckpointStore
 from gainrl_ops.scoring.config import ScoreConfig
 from gainrl_ops.scoring.hardware import AUTO
 from gainrl_ops.scoring.target import CheckpointTarget
 from gainrl_ops.training.config import TrainingRunConfig, load_run_configs
+from gainrl_ops.training.resolve import resolve_model
 
 DEFAULT_RUNS_FILE = Path(__file__).resolve().parent.parent / "data" / "training_runs.yaml"
 

@@ -97,7 +97,7 @@ def test_a_dagster_scoring_step_imports_neither_the_builder_nor_training(tmp_pat
     found = heavy_modules_after(f"""
         from pipelines.definitions import defs
         from gainrl_ops.core.layout import Layout
-        from gainrl_ops.scoring.checkpoints import resolve_model
+        from gainrl_ops.training.resolve import resolve_model
         from gainrl_ops.scoring.models import ModelSpec, load_model
         from gainrl_ops.scoring.scorer import score_part
         path = resolve_model({str(tiny_model_path)!r}, Layout.default())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gainrl_ops"
 # Lowest first: a module may import its own domain and the ones before it. cli.py is the top.
-DOMAINS = ("core", "data", "scoring", "curriculum", "training", "difficulty", "diagnostics")
+DOMAINS = ("core", "data", "scoring", "curriculum", "training", "difficulty", "diagnostics", "store")
 TOP = "gainrl_ops.cli"
 
 

@@ -21,7 +21,7 @@ from gainrl_ops.core.storage import write_parquet_atomic
 from gainrl_ops.curriculum.catalog import refresh_catalog
 from gainrl_ops.curriculum.exports import FILES
 from gainrl_ops.curriculum.ranking import export_ranking
-from gainrl_ops.curriculum.status import (
+from gainrl_ops.store.status import (
     CheckpointStatus,
     DatasetStatus,
     RunStatus,

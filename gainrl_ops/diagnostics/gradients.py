@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from gainrl_ops.training.evaluation import completion_mask, eos_token_ids
 from gainrl_ops.training.rewards import correctness_reward
 
 # TRL adds this to the group's reward std before dividing.
@@ -55,13 +56,6 @@ def gradient_norm(model: PreTrainedModel, loss: torch.Tensor) -> float:
     return float(torch.sqrt(sum(g.double().pow(2).sum() for g in grads if g is not None)))
 
 
-def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> torch.Tensor:
-    """1 up to and including the first end-of-sequence token of each row, 0 after it."""
-    is_eos = torch.isin(completion_ids, torch.tensor(list(eos_ids), device=completion_ids.device))
-    before = torch.cumsum(is_eos, dim=1) - is_eos.long()
-    return (before == 0).to(torch.float32)
-
-
 def completion_logps(
     model: PreTrainedModel,
     prompt_ids: Sequence[int],
@@ -89,13 +83,6 @@ class Rollouts:
     completion_ids: torch.Tensor
     mask: torch.Tensor
     rewards: torch.Tensor
-
-
-def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Every id that ends a completion: the generation config's and the tokenizer's."""
-    configured = model.generation_config.eos_token_id
-    ids = configured if isinstance(configured, list) else [configured]
-    return sorted({i for i in [*ids, tokenizer.eos_token_id] if i is not None})
 
 
 @torch.no_grad()

@@ -20,15 +20,10 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from gainrl_ops.core.fingerprint import fingerprint_folder, fingerprint_json
-from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.storage import write_text_atomic
-from gainrl_ops.data.arithmetic import EMBEDDED
-
-if TYPE_CHECKING:
-    from gainrl_ops.training.embedded import EmbeddedModelConfig
 
 log = logging.getLogger(__name__)
 RECORD_FILE = "gainrl_checkpoint.json"
@@ -72,17 +67,6 @@ def resolve_local(name_or_path: str) -> Path:
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(name_or_path))
-
-
-def resolve_model(name_or_path: str, layout: Layout, embedded: EmbeddedModelConfig | None = None) -> str:
-    """A loadable model id or path; "embedded" builds (once, cached) the tiny default model.
-    The builder (torch, transformers, the tokenizer trainers, training) is imported only then,
-    so scoring a model given by path or id never loads it."""
-    if name_or_path != EMBEDDED:
-        return name_or_path
-    from gainrl_ops.training.embedded import embedded_model_path
-
-    return str(embedded_model_path(embedded, root=layout.models_dir))
 
 
 def checkpoint_fingerprint(name_or_path: str) -> str:

@@ -15,8 +15,21 @@ from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokeniz
 from gainrl_ops.core.progress import bar
 from gainrl_ops.data.answers import extract_answer
 from gainrl_ops.data.prompts import PromptConfig, render_text
-from gainrl_ops.diagnostics.gradients import completion_mask, eos_token_ids
 from gainrl_ops.training.rewards import correctness_reward
+
+
+def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> torch.Tensor:
+    """1 up to and including the first end-of-sequence token of each row, 0 after it."""
+    is_eos = torch.isin(completion_ids, torch.tensor(list(eos_ids), device=completion_ids.device))
+    before = torch.cumsum(is_eos, dim=1) - is_eos.long()
+    return (before == 0).to(torch.float32)
+
+
+def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Every id that ends a completion: the generation config's and the tokenizer's."""
+    configured = model.generation_config.eos_token_id
+    ids = configured if isinstance(configured, list) else [configured]
+    return sorted({i for i in [*ids, tokenizer.eos_token_id] if i is not None})
 
 
 @dataclass(frozen=True)
