@@ -8,16 +8,20 @@ export DAGSTER_HOME ?= $(GAINRL_HOME)/dagster
 
 .PHONY: demo test bench bench-scale bench-gpu bench-training ui clean
 
+# pip's own output (and any warnings of the machine's pip configuration) goes to .venv/install.log,
+# shown only when the install fails.
+INSTALL_LOG := $(VENV)/install.log
+
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || python3 -m venv $(VENV)
-	# torch first and exactly: a looser requirement pulls the CUDA build (several GB).
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
-	touch $(STAMP)
+	@echo "setting up $(VENV) (torch 2.13.0 CPU build and the pinned stack; pip's log: $(INSTALL_LOG))"
+	@test -x $(BIN)/python || python3 -m venv $(VENV)
+	@# torch first and exactly: a looser requirement pulls the CUDA build (several GB).
+	@{ $(BIN)/pip install -q torch==2.13.0 && $(BIN)/pip install -q -e '.[test]'; } > $(INSTALL_LOG) 2>&1 || { tail -20 $(INSTALL_LOG); exit 1; }
+	@touch $(STAMP)
 
 # Both write $(DAGSTER_HOME)/dagster.yaml once (pipelines/instance.py: telemetry off, no warning).
 demo: $(STAMP)
-	$(BIN)/python -m pipelines.demo
+	@$(BIN)/python -m pipelines.demo
 
 ui: $(STAMP)
 	$(BIN)/python -m pipelines.instance
