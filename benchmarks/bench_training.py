@@ -256,9 +256,9 @@ def combine(paths: list[Path], n_boot: int, out: Path) -> None:
         if setup(part) != setup(first):
             raise SystemExit(f"{path}: not the same benchmark as {paths[0]} (arguments, model fingerprint or base accuracy differ)")
     rows = [row for part in parts for row in part["runs"]]
-    keys = [(r["sampler"], r["seed"]) for r in rows]
+    keys = [(r["arm"], r["seed"]) for r in rows]
     if len(set(keys)) != len(keys):
-        raise SystemExit(f"the same sampler and seed appear in more than one of {', '.join(map(str, paths))}")
+        raise SystemExit(f"the same arm and seed appear in more than one of {', '.join(map(str, paths))}")
     seeds = sorted({r["seed"] for r in rows})
     results = {
         **first, "args": {**first["args"], "seeds": seeds, "out": str(out)}, "runs": rows,
