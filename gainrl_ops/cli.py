@@ -17,7 +17,6 @@ import logging
 import sys
 import time
 import traceback
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -193,6 +192,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def _version() -> str:
+    from importlib import metadata  # 20 ms of imports (email.*) that no other command needs
+
     try:
         return metadata.version("gainrl")
     except metadata.PackageNotFoundError:  # run from a checkout that was never installed

@@ -45,7 +45,7 @@ from gainrl_ops.core import layout as tree
 from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.tables import format_table
-from gainrl_ops.curriculum.catalog import catalog_problems, connect_readonly, refresh_if_changed
+from gainrl_ops.curriculum.catalog import connect_readonly, refresh_if_changed
 from gainrl_ops.training.resume import latest_resume_point
 
 @dataclass(frozen=True)
@@ -295,10 +295,10 @@ def store_status(root: Path, refresh: bool = True) -> StoreStatus:
     it reads has changed (as `gainrl sql` does)."""
     layout = Layout(Path(root).resolve())
     if refresh:
-        problems = [dict(zip(("view", "path", "error"), problem)) for problem in refresh_if_changed(layout.root)]
-    else:
-        problems = catalog_problems(layout.root)
+        refresh_if_changed(layout.root)
+    # One read-only connection for everything: opening the catalog costs about as much as the queries.
     with connect_readonly(layout.root) as con:
+        problems = [dict(zip(("view", "path", "error"), row)) for row in con.execute("SELECT * FROM catalog_problems").fetchall()]
         datasets = _datasets(con)
         checkpoints = _checkpoints(con, layout, datasets)
         runs = _runs(con, layout)
