@@ -45,7 +45,7 @@ from gainrl_ops.core import layout as tree
 from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.tables import format_table
-from gainrl_ops.curriculum.catalog import connect_readonly, refresh_if_changed
+from gainrl_ops.curriculum.catalog import connect_readonly, problems_on, refresh_if_changed
 from gainrl_ops.training.resume import latest_resume_point
 
 @dataclass(frozen=True)
@@ -298,7 +298,7 @@ def store_status(root: Path, refresh: bool = True) -> StoreStatus:
         refresh_if_changed(layout.root)
     # One read-only connection for everything: opening the catalog costs about as much as the queries.
     with connect_readonly(layout.root) as con:
-        problems = [dict(zip(("view", "path", "error"), row)) for row in con.execute("SELECT * FROM catalog_problems").fetchall()]
+        problems = problems_on(con)
         datasets = _datasets(con)
         checkpoints = _checkpoints(con, layout, datasets)
         runs = _runs(con, layout)
