@@ -56,60 +56,63 @@ def _user_error(error: BaseException) -> bool:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from gainrl_ops.core.startup import collector_paused
     from gainrl_ops.scoring.phases import Phases
 
     phases = Phases()
-    with phases.phase("import"):  # only what scoring a given model needs: no builder, training, polars or plotting
-        from gainrl_ops.data.datasets import FieldMap
-        from gainrl_ops.data.prompts import load_few_shot
-        from gainrl_ops.data.shards import tokenize_to_shards
-        from gainrl_ops.data.sources import DatasetSource, prepare_dataset
-        from gainrl_ops.data.streams import stem
-        from gainrl_ops.data.versions import labels_restored_on_error, settle
-        from gainrl_ops.scoring.checkpoints import unregistered
-        from gainrl_ops.scoring.models import load_tokenizer
-        from gainrl_ops.scoring.scorer import ScoreConfig, score_and_publish
-        from gainrl_ops.scoring.target import CheckpointTarget
-        from gainrl_ops.training.resolve import resolve_model
+    with collector_paused() as started:  # imports and model loading, see core/startup.py
+        with phases.phase("import"):  # only what scoring a given model needs: no builder, training, polars or plotting
+            from gainrl_ops.data.datasets import FieldMap
+            from gainrl_ops.data.prompts import load_few_shot
+            from gainrl_ops.data.shards import tokenize_to_shards
+            from gainrl_ops.data.sources import DatasetSource, prepare_dataset
+            from gainrl_ops.data.streams import stem
+            from gainrl_ops.data.versions import labels_restored_on_error, settle
+            from gainrl_ops.scoring.checkpoints import unregistered
+            from gainrl_ops.scoring.models import load_tokenizer
+            from gainrl_ops.scoring.scorer import ScoreConfig, score_and_publish
+            from gainrl_ops.scoring.target import CheckpointTarget
+            from gainrl_ops.training.resolve import resolve_model
 
-    few_shot = load_few_shot(args.few_shot) if args.few_shot else ()  # a bad file fails before any model work
-    layout = Layout.default()
-    source = DatasetSource(
-        path=args.data,
-        name=args.name or (stem(Path(args.data)) if args.data != EMBEDDED else DatasetSource.name),
-        fields=FieldMap(problem=args.problem_field, answer=args.answer_field),
-        on_error=args.on_error,
-        generator=ArithmeticConfig(n_problems=args.n_problems),
-    )
-    # One transaction: the name serves the new version only once its scores are published and
-    # the catalog is refreshed; a failure anywhere puts both labels back (see data/versions.py).
-    with labels_restored_on_error(layout, source.name):
-        with phases.phase("load"):
-            loaded, label = prepare_dataset(source, layout)
-        print(f"dataset {source.name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, "
-              f"{loaded.duplicates} duplicates in {phases.seconds['load']:.1f} s")
+        few_shot = load_few_shot(args.few_shot) if args.few_shot else ()  # a bad file fails before any model work
+        layout = Layout.default()
+        source = DatasetSource(
+            path=args.data,
+            name=args.name or (stem(Path(args.data)) if args.data != EMBEDDED else DatasetSource.name),
+            fields=FieldMap(problem=args.problem_field, answer=args.answer_field),
+            on_error=args.on_error,
+            generator=ArithmeticConfig(n_problems=args.n_problems),
+        )
+        # One transaction: the name serves the new version only once its scores are published and
+        # the catalog is refreshed; a failure anywhere puts both labels back (see data/versions.py).
+        with labels_restored_on_error(layout, source.name):
+            with phases.phase("load"):
+                loaded, label = prepare_dataset(source, layout)
+            print(f"dataset {source.name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, "
+                  f"{loaded.duplicates} duplicates in {phases.seconds['load']:.1f} s")
 
-        prompt = PromptConfig(system_prompt=args.system_prompt, few_shot=few_shot, max_tokens=args.max_tokens)
-        with phases.phase("load"):
-            model_path = resolve_model(args.model, layout)
-            tokenizer = load_tokenizer(model_path)
-        with phases.phase("tokenize"):
-            shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout, source.name, label.version, shard_size=args.shard_size)
-        print(f"tokenized {shards.rows} prompts into {len(shards.shards)} shards in {phases.seconds['tokenize']:.1f} s -> {shards.directory}")
-        with phases.phase("load"):
-            target = CheckpointTarget(layout, source, label.version, unregistered(model_path, name=model_path), prompt, args.dtype, args.device)
-            model = target.load_model()
-        summary = score_and_publish(model, target.plan(), ScoreConfig(inter_weight=args.inter_weight), progress=sys.stderr.isatty(), phases=phases)
-        with phases.phase("write"):
-            settle(layout, source.name)
-        with phases.phase("refresh"):
-            refresh_catalog(layout.root)
-    print(f"scored {summary.rows} prompts in {phases.seconds['score']:.1f} s ({target.dtype}; {summary.parts_written} parts written, "
-          f"{summary.parts_reused} reused) -> {target.scores}")
-    print(_top_prompts(target.ranked_scores, loaded.table))
-    if args.profile:
-        phases.write(Path(args.profile))
-    return 0
+            prompt = PromptConfig(system_prompt=args.system_prompt, few_shot=few_shot, max_tokens=args.max_tokens)
+            with phases.phase("load"):
+                model_path = resolve_model(args.model, layout)
+                tokenizer = load_tokenizer(model_path)
+            with phases.phase("tokenize"):
+                shards = tokenize_to_shards(loaded.table, tokenizer, prompt, layout, source.name, label.version, shard_size=args.shard_size)
+            print(f"tokenized {shards.rows} prompts into {len(shards.shards)} shards in {phases.seconds['tokenize']:.1f} s -> {shards.directory}")
+            with phases.phase("load"):
+                target = CheckpointTarget(layout, source, label.version, unregistered(model_path, name=model_path), prompt, args.dtype, args.device)
+                model = target.load_model()
+            started()
+            summary = score_and_publish(model, target.plan(), ScoreConfig(inter_weight=args.inter_weight), progress=sys.stderr.isatty(), phases=phases)
+            with phases.phase("write"):
+                settle(layout, source.name)
+            with phases.phase("refresh"):
+                refresh_catalog(layout.root)
+        print(f"scored {summary.rows} prompts in {phases.seconds['score']:.1f} s ({target.dtype}; {summary.parts_written} parts written, "
+              f"{summary.parts_reused} reused) -> {target.scores}")
+        print(_top_prompts(target.ranked_scores, loaded.table))
+        if args.profile:
+            phases.write(Path(args.profile))
+        return 0
 
 
 def _top_prompts(ranked_scores: Path, prompts: pa.Table, n: int = 5) -> str:
