@@ -56,11 +56,11 @@ def _user_error(error: BaseException) -> bool:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from gainrl_ops.core.startup import collector_paused
+    from gainrl_ops.core.collector import collector_paused
     from gainrl_ops.scoring.phases import Phases
 
     phases = Phases()
-    with collector_paused() as started:  # imports and model loading, see core/startup.py
+    with collector_paused() as started:  # imports and model loading, see core/collector.py
         with phases.phase("import"):  # only what scoring a given model needs: no builder, training, polars or plotting
             from gainrl_ops.data.datasets import FieldMap
             from gainrl_ops.data.prompts import load_few_shot

@@ -1,4 +1,4 @@
-"""A model command's start-up runs without the cyclic collector, which comes back for the work."""
+"""Start-up and bulk work run without the cyclic collector, which comes back as it was."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gainrl_ops.core.startup import collector_paused
+from gainrl_ops.core.collector import collector_off, collector_paused
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +48,16 @@ def test_a_collector_switched_off_by_the_caller_stays_off() -> None:
         started()
     assert not gc.isenabled()
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_loop_runs_without_the_collector_and_leaves_it_as_it_was(enabled: bool) -> None:
+    if enabled:
+        gc.enable()
+    else:
+        gc.disable()
+    with pytest.raises(KeyError), collector_off():
+        assert not gc.isenabled()
+        raise KeyError("shard 3")
+    assert gc.isenabled() is enabled
+    assert gc.get_freeze_count() == 0, "nothing is frozen: the loop's objects are freed as usual"

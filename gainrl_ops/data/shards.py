@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from gainrl_ops.core import columns
 from gainrl_ops.core import layout as tree
+from gainrl_ops.core.collector import collector_off
 from gainrl_ops.core.columns import arrow_schema
 from gainrl_ops.core.fingerprint import fingerprint_json
 from gainrl_ops.core.layout import Layout
@@ -127,7 +128,8 @@ def tokenize_to_shards(
     directory = layout.shards(dataset, version, key)
     if _set_problems(directory):
         sweep_temporary(directory, time.time())
-        _tokenize(prompts, tokenizer, config, layout.path(tree.SHARD_MANIFEST, dataset=dataset, version=version, prompt_fingerprint=key), key, shard_size)
+        with collector_off():  # millions of token lists, no cycles: see core/collector.py
+            _tokenize(prompts, tokenizer, config, layout.path(tree.SHARD_MANIFEST, dataset=dataset, version=version, prompt_fingerprint=key), key, shard_size)
     write_text_atomic(json.dumps({"prompt_fingerprint": key}), layout.current_shards(dataset, version))
     return ShardSet.open(directory)
 
