@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from gainrl_ops.core.collector import freeze_for_exit
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.progress import quiet_library_bars
 from gainrl_ops.core.tables import format_table
@@ -318,5 +319,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run() -> None:
+    """The `gainrl` command: `main`, then the process's exit without the interpreter's last
+    collection over the objects torch and transformers leave (0.8 s after `gainrl score`)."""
+    code = main()
+    freeze_for_exit()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

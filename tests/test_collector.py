@@ -33,6 +33,7 @@ def test_start_up_runs_without_the_collector_and_the_work_with_it() -> None:
         cycle.append(cycle)
         del cycle
         assert gc.collect() >= 1, "cycles made after the start-up are still collected"
+    assert gc.get_freeze_count() == 0, "the caller gets its heap back when the command is done"
 
 
 def test_the_collector_comes_back_when_the_start_up_fails() -> None:
