@@ -19,11 +19,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -66,6 +69,10 @@ _SCAN_BYTES = 1 << 24  # the JSON Lines file is checked in blocks this big, neve
 _JSON_BLOCK = pa_json.ReadOptions(block_size=1 << 24)
 # json.dumps (ensure_ascii=False) escapes a backslash, a quote and the control characters.
 _JSON_CONTROL = {chr(c): json.dumps(chr(c))[1:-1] for c in range(0x20)}
+# Blocks are converted and hashed on this many threads while Arrow parses the next ones (Arrow's
+# kernels, numpy and DuckDB let go of the GIL); a few more may wait, parsed, for a thread.
+_WORKERS = min(4, os.cpu_count() or 1)
+_PARQUET_PART = 131_072  # rows of a Parquet file converted at a time
 
 
 def _is_text(type_: pa.DataType) -> bool:
@@ -180,29 +187,40 @@ class _Unfit(Exception):
 @dataclass(frozen=True)
 class _Source:
     """A file opened for the column-wise path: its columns, its rows in parts, and what the
-    per-row converter needs to see a row again (the lines of JSON Lines, the Parquet table)."""
+    per-row converter needs to see a row again (the lines of JSON Lines, found by the scan
+    that runs beside the parse; the Parquet table)."""
 
     schema: pa.Schema
     parts: Iterator[pa.Table]
-    lines: _Lines | None = None
+    scan: Future[_Lines | None] | None = None
     table: pa.Table | None = None
 
+    @property
+    def jsonl(self) -> bool:
+        return self.scan is not None
 
-def _open(path: Path, lines: _Lines | None, whole: bool) -> _Source | None:
+    @property
+    def lines(self) -> _Lines | None:
+        """The file's lines; None where the scan found that the per-row reader must read it."""
+        return self.scan.result() if self.scan is not None else None
+
+
+def _open(path: Path, scan: Future[_Lines | None] | None, whole: bool) -> _Source | None:
     """The file's rows as Arrow tables: a Parquet file at once, JSON Lines block by block while
     the rows already read are processed (Arrow parses ahead on its own threads), or at once
     (`whole`) so that types are inferred from every block. Raises _Unfit where the first
     block does not settle the types."""
     try:
-        if lines is None:
+        if scan is None:
             table = pq.read_table(path)
             table.validate(full=True)  # Parquet text is not checked for UTF-8 until this
-            return _Source(table.schema, iter([table]), table=table)
+            parts = (table.slice(start, _PARQUET_PART) for start in range(0, table.num_rows, _PARQUET_PART))
+            return _Source(table.schema, parts, table=table)
         # Arrow's reader, not polars': it refuses a column whose JSON type changes between rows
         # (polars would coerce a number or a list into text), so such a file goes row by row.
         if whole:
             table = pa_json.read_json(open_native(path), read_options=_JSON_BLOCK)
-            return _Source(table.schema, iter([table]), lines)
+            return _Source(table.schema, iter([table]), scan)
         reader = pa_json.open_json(open_native(path), read_options=_JSON_BLOCK)
     except Exception:  # noqa: BLE001 - whatever cannot be read this way, the per-row reader reports precisely
         return None
@@ -219,7 +237,7 @@ def _open(path: Path, lines: _Lines | None, whole: bool) -> _Source | None:
                 raise _Unfit(str(error)) from None
             yield pa.Table.from_batches([batch])
 
-    return _Source(reader.schema, blocks(), lines)
+    return _Source(reader.schema, blocks(), scan)
 
 
 def _chosen(columns: list[str], named: str | None, candidates: tuple[str, ...]) -> str | None:
@@ -308,7 +326,7 @@ def _roles(schema: pa.Schema, fields: FieldMap, source: str | None, default_sour
 
 def _canonical_part(part: pa.Table, first_row: int, roles: _Roles, absent_keys: bool) -> tuple[pa.Table, np.ndarray]:
     """The canonical rows of `part` (rows `first_row`... of the file) that need no per-row
-    handling, without their id (`_load` hashes the whole file at once), and the file rows of
+    handling, without their id, and the file rows of
     those that do. `absent_keys`: a null may be a missing key."""
     n = part.num_rows
     problems = part.column(roles.problem).cast(pa.string())
@@ -347,12 +365,17 @@ def load_columnar(
     suffix = format_suffix(path)
     if suffix == ".parquet" and codec(path) is None:
         return _load(path, _open(path, None, whole=True), fields, on_error, source, default_source, converter)
-    if suffix not in (".jsonl", ".ndjson") or (lines := _scan_jsonl(path)) is None:
+    if suffix not in (".jsonl", ".ndjson"):
         return None
-    try:
-        return _load(path, _open(path, lines, whole=False), fields, on_error, source, default_source, converter)
-    except _Unfit:  # a later block's types differ from the first one's: infer them from every block
-        return _load(path, _open(path, lines, whole=True), fields, on_error, source, default_source, converter)
+    # The scan reads the file beside Arrow's parse; what it finds is awaited before any row is used.
+    with ThreadPoolExecutor(1) as scanner:
+        scan = scanner.submit(_scan_jsonl, path)
+        try:
+            return _load(path, _open(path, scan, whole=False), fields, on_error, source, default_source, converter)
+        except _Unfit:  # a later block's types differ from the first one's: infer them from every block
+            if scan.result() is None:
+                return None
+            return _load(path, _open(path, scan, whole=True), fields, on_error, source, default_source, converter)
 
 
 def _load(
@@ -360,22 +383,20 @@ def _load(
 ) -> LoadedDataset | None:
     if opened is None or (roles := _roles(opened.schema, fields, source, default_source)) is None:
         return None
-    canonical_parts, slow_parts, n_read = [], [], 0
-    for part in opened.parts:
-        if part.num_rows == 0:
-            continue
-        if n_read == 0 and not (part.column(roles.problem)[0].is_valid and part.column(roles.answer)[0].is_valid):
-            return None  # the per-row loader picks its fields on the first row: let it
-        canonical, slow = _canonical_part(part, n_read, roles, absent_keys=opened.lines is not None)
-        canonical_parts.append(canonical)
-        slow_parts.append(slow)
-        n_read += part.num_rows
+    try:
+        blocks, n_read = _convert_blocks(opened, roles)
+    except _Unfit:
+        raise
+    except Exception:  # noqa: BLE001 - text the scan refuses (not UTF-8) may fail a kernel first
+        if opened.jsonl and opened.lines is None:
+            return None
+        raise
     # Arrow skips blank lines, which the per-row reader counts: then the rows do not line up.
-    if n_read == 0 or (opened.lines is not None and n_read != opened.lines.count):
+    if blocks is None or n_read == 0 or (opened.jsonl and (opened.lines is None or n_read != opened.lines.count)):
         return None
-    canonical = pa.concat_tables(canonical_parts)
-    canonical = canonical.add_column(0, "id", problem_ids(canonical.column("problem"))).cast(CANONICAL_SCHEMA)
-    slow_rows = np.concatenate(slow_parts).tolist()
+    canonical = pa.concat_tables([block.canonical for block in blocks]).cast(CANONICAL_SCHEMA)
+    keys = np.concatenate([block.keys for block in blocks])
+    slow_rows = np.concatenate([block.slow_rows for block in blocks]).tolist()
 
     converter.choose("problem", roles.problem)
     converter.choose("answer", roles.answer)
@@ -391,7 +412,51 @@ def _load(
     if converted:
         canonical = pa.concat_tables([canonical, pa.Table.from_pylist(converted, schema=CANONICAL_SCHEMA)])
         canonical = canonical.take(pc.sort_indices(canonical.column("row")))
-    return _finish(path, opened, n_read, canonical, rejects)
+        keys = _id_numbers(canonical.column("id"))
+    return _finish(path, opened, n_read, canonical, keys, rejects)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One part of the file, converted: its regular rows with their ids (and each id as a
+    number), and the file rows of the others."""
+
+    canonical: pa.Table
+    keys: np.ndarray
+    slow_rows: np.ndarray
+
+
+def _convert_blocks(opened: _Source, roles: _Roles) -> tuple[list[_Block] | None, int]:
+    """The file's parts converted on `_WORKERS` threads, in order, and the number of rows read;
+    None where the first row leaves the choice of fields to the per-row loader."""
+    pending: deque[Future[_Block]] = deque()
+    blocks: list[_Block] = []
+    n_read = 0
+    # One database for every block's hashing, each block on a cursor of its own; DuckDB's own
+    # threads would only contend with the pool's.
+    with duckdb.connect(config={"threads": 1}) as con, ThreadPoolExecutor(_WORKERS) as pool:
+        try:
+            for part in opened.parts:
+                if part.num_rows == 0:
+                    continue
+                if n_read == 0 and not (part.column(roles.problem)[0].is_valid and part.column(roles.answer)[0].is_valid):
+                    return None, 0  # the per-row loader picks its fields on the first row: let it
+                pending.append(pool.submit(_convert_block, part, n_read, roles, opened.jsonl, con))
+                n_read += part.num_rows
+                while len(pending) > 2 * _WORKERS:  # parsed blocks waiting for a thread hold memory
+                    blocks.append(pending.popleft().result())
+            blocks += [future.result() for future in pending]
+        finally:
+            for future in pending:
+                future.cancel()
+    return blocks, n_read
+
+
+def _convert_block(part: pa.Table, first_row: int, roles: _Roles, absent_keys: bool, con: duckdb.DuckDBPyConnection) -> _Block:
+    """A part's regular rows with their ids, and the file rows of the others (`_canonical_part`)."""
+    canonical, slow_rows = _canonical_part(part, first_row, roles, absent_keys)
+    ids = problem_ids(canonical.column("problem"), con)
+    return _Block(canonical.add_column(0, "id", ids), _id_numbers(ids), slow_rows)
 
 
 def _records(opened: _Source, which: list[int]) -> list[Any]:
@@ -404,10 +469,9 @@ def _records(opened: _Source, which: list[int]) -> list[Any]:
     return [parse_jsonl_line(row, line) for row, line in zip(which, opened.lines.read(which), strict=True)]
 
 
-def _first_positions(ids: pa.ChunkedArray) -> np.ndarray:
-    """For each position, the first position that holds the same id. An id is 16 hex digits,
-    so it is one uint64: sorting those is exact and costs a fraction of hashing the strings."""
-    keys = _id_numbers(ids)
+def _first_positions(keys: np.ndarray) -> np.ndarray:
+    """For each position, the first position that holds the same id, given each id as the
+    uint64 its 16 hex digits spell: sorting those is exact and costs a fraction of hashing the strings."""
     ordered = np.sort(keys)
     if not (ordered[1:] == ordered[:-1]).any():  # the usual case: every id distinct
         return np.arange(len(keys))
@@ -434,10 +498,10 @@ def _fixed_width_bytes(strings: pa.Array, width: int) -> np.ndarray:
     return data.reshape(len(strings), width)
 
 
-def _finish(path: Path, opened: _Source, n_read: int, canonical: pa.Table, rejects: dict[str, list[Any]]) -> LoadedDataset:
+def _finish(path: Path, opened: _Source, n_read: int, canonical: pa.Table, keys: np.ndarray, rejects: dict[str, list[Any]]) -> LoadedDataset:
     """Drop duplicate problems (the first one wins, the others become rejects), as the per-row loader does."""
     file = str(path)
-    first = _first_positions(canonical.column("id"))
+    first = _first_positions(keys)
     duplicate = first != np.arange(len(first))
     row_of = _numpy(canonical.column("row"))
     ids = canonical.column("id")
