@@ -61,8 +61,29 @@ def write_parquet_atomic(table: pa.Table, target: Path, use_dictionary: bool | l
     import pyarrow.parquet as pq
 
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, use_dictionary=use_dictionary)
+        pq.write_table(table, tmp, **_parquet_options(use_dictionary))
     return Path(target)
+
+
+def parquet_bytes(table: pa.Table, use_dictionary: bool | list[str] = True) -> pa.Buffer:
+    """`table` encoded as `write_parquet_atomic` writes it, in memory: for a file whose name is
+    known only once the table is encoded (the compressed bytes are a fraction of the table)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **_parquet_options(use_dictionary))
+    return sink.getvalue()
+
+
+def write_bytes_atomic(data: pa.Buffer | bytes, target: Path) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(memoryview(data))
+    return Path(target)
+
+
+def _parquet_options(use_dictionary: bool | list[str]) -> dict[str, object]:
+    return {"compression": "zstd", "row_group_size": ROW_GROUP_ROWS, "use_dictionary": use_dictionary}
 
 
 def write_text_atomic(text: str, target: Path) -> Path:

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
 from gainrl_ops.data.answers import MARKERS
 from gainrl_ops.data.errors import DatasetError
-from gainrl_ops.data.ids import problem_ids
+from gainrl_ops.data.ids import hashed_problems
 from gainrl_ops.data.streams import codec, format_suffix, open_binary, open_native
 from gainrl_ops.data.records import (
     ANSWER_FIELDS,
@@ -396,6 +396,8 @@ def _load(
         return None
     canonical = pa.concat_tables([block.canonical for block in blocks]).cast(CANONICAL_SCHEMA)
     keys = np.concatenate([block.keys for block in blocks])
+    # Sorted runs merge at the cost of a pass (timsort); sorting them in the threads costs the main one nothing.
+    ordered: np.ndarray | None = np.sort(np.concatenate([block.sorted_keys for block in blocks]), kind="stable")
     slow_rows = np.concatenate([block.slow_rows for block in blocks]).tolist()
 
     converter.choose("problem", roles.problem)
@@ -412,17 +414,18 @@ def _load(
     if converted:
         canonical = pa.concat_tables([canonical, pa.Table.from_pylist(converted, schema=CANONICAL_SCHEMA)])
         canonical = canonical.take(pc.sort_indices(canonical.column("row")))
-        keys = _id_numbers(canonical.column("id"))
-    return _finish(path, opened, n_read, canonical, keys, rejects)
+        keys, ordered = _id_numbers(canonical.column("id")), None
+    return _finish(path, opened, n_read, canonical, keys, ordered, rejects)
 
 
 @dataclass(frozen=True)
 class _Block:
-    """One part of the file, converted: its regular rows with their ids (and each id as a
-    number), and the file rows of the others."""
+    """One part of the file, converted: its regular rows with their ids (each id also as a
+    number, and those sorted), and the file rows of the others."""
 
     canonical: pa.Table
     keys: np.ndarray
+    sorted_keys: np.ndarray
     slow_rows: np.ndarray
 
 
@@ -455,8 +458,8 @@ def _convert_blocks(opened: _Source, roles: _Roles) -> tuple[list[_Block] | None
 def _convert_block(part: pa.Table, first_row: int, roles: _Roles, absent_keys: bool, con: duckdb.DuckDBPyConnection) -> _Block:
     """A part's regular rows with their ids, and the file rows of the others (`_canonical_part`)."""
     canonical, slow_rows = _canonical_part(part, first_row, roles, absent_keys)
-    ids = problem_ids(canonical.column("problem"), con)
-    return _Block(canonical.add_column(0, "id", ids), _id_numbers(ids), slow_rows)
+    ids, keys = hashed_problems(canonical.column("problem"), con)
+    return _Block(canonical.add_column(0, "id", ids), keys, np.sort(keys), slow_rows)
 
 
 def _records(opened: _Source, which: list[int]) -> list[Any]:
@@ -469,10 +472,11 @@ def _records(opened: _Source, which: list[int]) -> list[Any]:
     return [parse_jsonl_line(row, line) for row, line in zip(which, opened.lines.read(which), strict=True)]
 
 
-def _first_positions(keys: np.ndarray) -> np.ndarray:
+def _first_positions(keys: np.ndarray, ordered: np.ndarray | None = None) -> np.ndarray:
     """For each position, the first position that holds the same id, given each id as the
-    uint64 its 16 hex digits spell: sorting those is exact and costs a fraction of hashing the strings."""
-    ordered = np.sort(keys)
+    uint64 its 16 hex digits spell (and those sorted, where known): sorting those is exact and
+    costs a fraction of hashing the strings."""
+    ordered = np.sort(keys) if ordered is None else ordered
     if not (ordered[1:] == ordered[:-1]).any():  # the usual case: every id distinct
         return np.arange(len(keys))
     order = np.argsort(keys, kind="stable")
@@ -498,10 +502,13 @@ def _fixed_width_bytes(strings: pa.Array, width: int) -> np.ndarray:
     return data.reshape(len(strings), width)
 
 
-def _finish(path: Path, opened: _Source, n_read: int, canonical: pa.Table, keys: np.ndarray, rejects: dict[str, list[Any]]) -> LoadedDataset:
-    """Drop duplicate problems (the first one wins, the others become rejects), as the per-row loader does."""
+def _finish(
+    path: Path, opened: _Source, n_read: int, canonical: pa.Table, keys: np.ndarray, ordered: np.ndarray | None, rejects: dict[str, list[Any]]
+) -> LoadedDataset:
+    """Drop duplicate problems (the first one wins, the others become rejects), as the per-row loader does.
+    `keys`: the ids as numbers (`_id_numbers`), `ordered`: those sorted, where known."""
     file = str(path)
-    first = _first_positions(keys)
+    first = _first_positions(keys, ordered)
     duplicate = first != np.arange(len(first))
     row_of = _numpy(canonical.column("row"))
     ids = canonical.column("id")

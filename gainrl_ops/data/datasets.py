@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
-from gainrl_ops.core.storage import write_parquet_atomic
+from gainrl_ops.core.storage import parquet_bytes, write_bytes_atomic, write_parquet_atomic
 from gainrl_ops.data.answers import final_answer
 from gainrl_ops.data.columnar import load_columnar
 from gainrl_ops.data.errors import DatasetError
@@ -157,12 +157,18 @@ def _lengths_and_bytes(strings: pa.Array) -> tuple[np.ndarray, memoryview]:
     return np.diff(ends).astype("<i8"), values
 
 
-def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path) -> dict[str, Path]:
+def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path, encoded: pa.Buffer | None = None) -> dict[str, Path]:
     """Write the prompts and rejects tables, each atomically so a concurrent reader never sees
-    a half-written file. Returns {"prompts": ..., "rejects": ...}."""
+    a half-written file. `encoded`: the prompts already as `encode_prompts` bytes.
+    Returns {"prompts": ..., "rejects": ...}."""
+    prompts_file = write_bytes_atomic(encoded if encoded is not None else encode_prompts(loaded.table), prompts)
+    return {"prompts": prompts_file, "rejects": write_parquet_atomic(loaded.rejects, rejects)}
+
+
+def encode_prompts(table: pa.Table) -> pa.Buffer:
+    """The prompts table as its Parquet file's bytes."""
     # Ids and problems are unique: a dictionary for them would be built and thrown away.
-    repeating = ["answer", "source", "difficulty", "metadata"]
-    return {"prompts": write_parquet_atomic(loaded.table, prompts, repeating), "rejects": write_parquet_atomic(loaded.rejects, rejects)}
+    return parquet_bytes(table, ["answer", "source", "difficulty", "metadata"])
 
 
 class RowConverter:
