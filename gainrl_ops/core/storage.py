@@ -65,14 +65,15 @@ def write_parquet_atomic(table: pa.Table, target: Path, use_dictionary: bool | l
     return Path(target)
 
 
-def parquet_bytes(table: pa.Table, use_dictionary: bool | list[str] = True) -> pa.Buffer:
-    """`table` encoded as `write_parquet_atomic` writes it, in memory: for a file whose name is
-    known only once the table is encoded (the compressed bytes are a fraction of the table)."""
+def parquet_bytes(table: pa.Table, use_dictionary: bool | list[str] = True, compression: str = "zstd") -> pa.Buffer:
+    """`table` encoded as `write_parquet_atomic` writes it (but for `compression`), in memory: for
+    a file whose name is known only once the table is encoded (the compressed bytes are a
+    fraction of the table)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, **_parquet_options(use_dictionary))
+    pq.write_table(table, sink, **(_parquet_options(use_dictionary) | {"compression": compression}))
     return sink.getvalue()
 
 

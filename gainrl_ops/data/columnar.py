@@ -62,6 +62,7 @@ PYTHON_WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u
 _BLANK = f"^[{PYTHON_WHITESPACE}]*$"
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _BOM = b"\xef\xbb\xbf"
+_NEWLINE = np.uint8(ord("\n"))
 _HEX_VALUE = np.zeros(256, dtype=np.uint8)  # a hex digit's byte -> its value
 _HEX_VALUE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
 _SCAN_BYTES = 1 << 24  # the JSON Lines file is checked in blocks this big, never held whole
@@ -147,22 +148,26 @@ def _scan_jsonl(path: Path) -> _Lines | None:
     replaces it). Read (and decompressed) in blocks, so the file is never in memory whole."""
     stat = path.stat()
     count, tail, last, partial = 0, b"", b"\n", b""
+    # One buffer for every block, and one for the newline flags: a fresh block each time costs
+    # its page faults again.
+    buffer = bytearray(_SCAN_BYTES)
+    newline = np.empty(_SCAN_BYTES, dtype=bool)
     try:
         with open_binary(path) as f:
-            while block := f.read(_SCAN_BYTES):
-                if not tail and block.startswith(_BOM):
+            while size := f.readinto(buffer):
+                block = memoryview(buffer)[:size]
+                if not tail and bytes(block[:3]) == _BOM:
                     return None
                 # Checked in whole lines (a newline is never inside a character), without copying the block.
-                first, cut = block.find(b"\n") + 1, block.rfind(b"\n") + 1
-                if cut and not (_is_utf8(partial + block[:first]) and _is_utf8(memoryview(block)[first:cut])):
+                first, cut = buffer.find(b"\n", 0, size) + 1, buffer.rfind(b"\n", 0, size) + 1
+                if cut and not (_is_utf8(partial + block[:first]) and _is_utf8(block[first:cut])):
                     return None
-                partial = block[cut:] if cut else partial + block
-                # An escape cut in two by the block boundary is seen in the junction.
-                for text in (block, tail + block[:5]):
-                    if b"\\" in text and _SURROGATE_ESCAPE.search(text):  # a backslash is found at memchr speed
-                        return None
-                count += block.count(b"\n")
-                tail, last = block[-5:], block[-1:]
+                partial = bytes(block[cut:]) if cut else partial + block
+                # An escape cut in two by the block boundary is seen in the junction (a backslash is found at memchr speed).
+                if (buffer.find(b"\\", 0, size) >= 0 and _SURROGATE_ESCAPE.search(buffer, 0, size)) or _SURROGATE_ESCAPE.search(tail + block[:5]):
+                    return None
+                count += int(np.count_nonzero(np.equal(np.frombuffer(buffer, np.uint8, size), _NEWLINE, out=newline[:size])))
+                tail, last = bytes(block[-5:]), bytes(block[-1:])
     except (OSError, pa.ArrowException):  # a damaged compressed file: the per-row reader says where
         return None
     if partial and not _is_utf8(partial):

@@ -167,8 +167,10 @@ def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path, encoded: 
 
 def encode_prompts(table: pa.Table) -> pa.Buffer:
     """The prompts table as its Parquet file's bytes."""
-    # Ids and problems are unique: a dictionary for them would be built and thrown away.
-    return parquet_bytes(table, ["answer", "source", "difficulty", "metadata"])
+    # Ids and problems are unique: a dictionary for them would be built and thrown away. Snappy,
+    # not zstd: a third less time to write (about 0.1 s a million prompts, which a load waits
+    # for) for a file twice as large, which every Parquet reader reads at least as fast.
+    return parquet_bytes(table, ["answer", "source", "difficulty", "metadata"], compression="snappy")
 
 
 class RowConverter:
