@@ -65,16 +65,41 @@ def write_parquet_atomic(table: pa.Table, target: Path, use_dictionary: bool | l
     return Path(target)
 
 
-def parquet_bytes(table: pa.Table, use_dictionary: bool | list[str] = True, compression: str = "zstd") -> pa.Buffer:
-    """`table` encoded as `write_parquet_atomic` writes it (but for `compression`), in memory: for
-    a file whose name is known only once the table is encoded (the compressed bytes are a
-    fraction of the table)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class ParquetBytes:
+    """A Parquet file made in memory from tables given in order, in row groups of ROW_GROUP_ROWS
+    rows as `write_parquet_atomic` makes them: for a file encoded while its rows are still
+    being made, or whose name is known only once it is encoded."""
 
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, **(_parquet_options(use_dictionary) | {"compression": compression}))
-    return sink.getvalue()
+    def __init__(self, schema: pa.Schema, use_dictionary: bool | list[str] = True, compression: str = "zstd"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._sink = pa.BufferOutputStream()
+        options = _parquet_options(use_dictionary) | {"compression": compression}
+        del options["row_group_size"]
+        self._writer = pq.ParquetWriter(self._sink, schema, **options)
+        self._held: list[pa.Table] = []  # rows not yet a whole row group
+        self._rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        import pyarrow as pa
+
+        self._held.append(table)
+        self._rows += table.num_rows
+        if self._rows >= ROW_GROUP_ROWS:
+            held = pa.concat_tables(self._held)
+            whole = self._rows // ROW_GROUP_ROWS * ROW_GROUP_ROWS
+            self._writer.write_table(held.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
+            self._held, self._rows = [held.slice(whole)], self._rows - whole
+
+    def finish(self) -> pa.Buffer:
+        """The file's bytes."""
+        import pyarrow as pa
+
+        if self._rows:
+            self._writer.write_table(pa.concat_tables(self._held), row_group_size=ROW_GROUP_ROWS)
+        self._writer.close()
+        return self._sink.getvalue()
 
 
 def write_bytes_atomic(data: pa.Buffer | bytes, target: Path) -> Path:

@@ -35,8 +35,10 @@ import pyarrow.parquet as pq
 
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
 from gainrl_ops.data.answers import MARKERS
+from gainrl_ops.core.storage import ParquetBytes
 from gainrl_ops.data.errors import DatasetError
 from gainrl_ops.data.ids import hashed_problems
+from gainrl_ops.data.prompts_file import prompts_encoder
 from gainrl_ops.data.streams import codec, format_suffix, open_binary, open_native
 from gainrl_ops.data.records import (
     ANSWER_FIELDS,
@@ -389,7 +391,7 @@ def _load(
     if opened is None or (roles := _roles(opened.schema, fields, source, default_source)) is None:
         return None
     try:
-        blocks, n_read = _convert_blocks(opened, roles)
+        blocks, n_read, encoded = _convert_blocks(opened, roles)
     except _Unfit:
         raise
     except Exception:  # noqa: BLE001 - text the scan refuses (not UTF-8) may fail a kernel first
@@ -399,7 +401,7 @@ def _load(
     # Arrow skips blank lines, which the per-row reader counts: then the rows do not line up.
     if blocks is None or n_read == 0 or (opened.jsonl and (opened.lines is None or n_read != opened.lines.count)):
         return None
-    canonical = pa.concat_tables([block.canonical for block in blocks]).cast(CANONICAL_SCHEMA)
+    canonical = pa.concat_tables([block.canonical for block in blocks])
     keys = np.concatenate([block.keys for block in blocks])
     # Sorted runs merge at the cost of a pass (timsort); sorting them in the threads costs the main one nothing.
     ordered: np.ndarray | None = np.sort(np.concatenate([block.sorted_keys for block in blocks]), kind="stable")
@@ -419,8 +421,8 @@ def _load(
     if converted:
         canonical = pa.concat_tables([canonical, pa.Table.from_pylist(converted, schema=CANONICAL_SCHEMA)])
         canonical = canonical.take(pc.sort_indices(canonical.column("row")))
-        keys, ordered = _id_numbers(canonical.column("id")), None
-    return _finish(path, opened, n_read, canonical, keys, ordered, rejects)
+        keys, ordered, encoded = _id_numbers(canonical.column("id")), None, None
+    return _finish(path, opened, n_read, canonical, keys, ordered, rejects, encoded)
 
 
 @dataclass(frozen=True)
@@ -434,37 +436,56 @@ class _Block:
     slow_rows: np.ndarray
 
 
-def _convert_blocks(opened: _Source, roles: _Roles) -> tuple[list[_Block] | None, int]:
-    """The file's parts converted on `_WORKERS` threads, in order, and the number of rows read;
-    None where the first row leaves the choice of fields to the per-row loader."""
+def _convert_blocks(opened: _Source, roles: _Roles) -> tuple[list[_Block] | None, int, Future[pa.Buffer] | None]:
+    """The file's parts converted on `_WORKERS` threads, in order, the number of rows read, and
+    the prompts file of all their regular rows, encoded on one more thread as parts are done
+    (the load's prompts unless rows are converted one by one or dropped as duplicates). None
+    where the first row leaves the choice of fields to the per-row loader."""
     pending: deque[Future[_Block]] = deque()
     blocks: list[_Block] = []
     n_read = 0
+    prompts = prompts_encoder()
+    writes: list[Future[None]] = []
+
     # One database for every block's hashing, each block on a cursor of its own; DuckDB's own
     # threads would only contend with the pool's.
-    with duckdb.connect(config={"threads": 1}) as con, ThreadPoolExecutor(_WORKERS) as pool:
+    with duckdb.connect(config={"threads": 1}) as con, ThreadPoolExecutor(_WORKERS) as pool, ThreadPoolExecutor(1) as encoder:
+
+        def done(block: Future[_Block]) -> None:
+            blocks.append(block.result())
+            writes.append(encoder.submit(prompts.write, blocks[-1].canonical))  # one thread: in order
+
         try:
             for part in opened.parts:
                 if part.num_rows == 0:
                     continue
                 if n_read == 0 and not (part.column(roles.problem)[0].is_valid and part.column(roles.answer)[0].is_valid):
-                    return None, 0  # the per-row loader picks its fields on the first row: let it
+                    return None, 0, None  # the per-row loader picks its fields on the first row: let it
                 pending.append(pool.submit(_convert_block, part, n_read, roles, opened.jsonl, con))
                 n_read += part.num_rows
                 while len(pending) > 2 * _WORKERS:  # parsed blocks waiting for a thread hold memory
-                    blocks.append(pending.popleft().result())
-            blocks += [future.result() for future in pending]
+                    done(pending.popleft())
+            while pending:
+                done(pending.popleft())
         finally:
             for future in pending:
                 future.cancel()
-    return blocks, n_read
+        encoded = encoder.submit(_finished, prompts, writes)
+    return blocks, n_read, encoded
+
+
+def _finished(prompts: ParquetBytes, writes: list[Future[None]]) -> pa.Buffer:
+    """The prompts file, once every write into it is known to have succeeded (a failed one raises)."""
+    for write in writes:
+        write.result()
+    return prompts.finish()
 
 
 def _convert_block(part: pa.Table, first_row: int, roles: _Roles, absent_keys: bool, con: duckdb.DuckDBPyConnection) -> _Block:
     """A part's regular rows with their ids, and the file rows of the others (`_canonical_part`)."""
     canonical, slow_rows = _canonical_part(part, first_row, roles, absent_keys)
     ids, keys = hashed_problems(canonical.column("problem"), con)
-    return _Block(canonical.add_column(0, "id", ids), keys, np.sort(keys), slow_rows)
+    return _Block(canonical.add_column(0, "id", ids).cast(CANONICAL_SCHEMA), keys, np.sort(keys), slow_rows)
 
 
 def _records(opened: _Source, which: list[int]) -> list[Any]:
@@ -508,10 +529,18 @@ def _fixed_width_bytes(strings: pa.Array, width: int) -> np.ndarray:
 
 
 def _finish(
-    path: Path, opened: _Source, n_read: int, canonical: pa.Table, keys: np.ndarray, ordered: np.ndarray | None, rejects: dict[str, list[Any]]
+    path: Path,
+    opened: _Source,
+    n_read: int,
+    canonical: pa.Table,
+    keys: np.ndarray,
+    ordered: np.ndarray | None,
+    rejects: dict[str, list[Any]],
+    encoded: Future[pa.Buffer] | None,
 ) -> LoadedDataset:
     """Drop duplicate problems (the first one wins, the others become rejects), as the per-row loader does.
-    `keys`: the ids as numbers (`_id_numbers`), `ordered`: those sorted, where known."""
+    `keys`: the ids as numbers (`_id_numbers`), `ordered`: those sorted, where known; `encoded`:
+    the prompts file of `canonical`, where it was encoded on the way."""
     file = str(path)
     first = _first_positions(keys, ordered)
     duplicate = first != np.arange(len(first))
@@ -532,4 +561,5 @@ def _finish(
         reject_table = pa.Table.from_pydict({name: [values[i] for i in order] for name, values in rejects.items()}, schema=REJECTS_SCHEMA)
     else:
         reject_table = pa.Table.from_arrays([pa.nulls(0, field.type) for field in REJECTS_SCHEMA], schema=REJECTS_SCHEMA)
-    return LoadedDataset(table=kept, rejects=reject_table, n_read=n_read, duplicates=n_duplicates)
+    prompts = encoded.result() if encoded is not None and not n_duplicates else None
+    return LoadedDataset(table=kept, rejects=reject_table, n_read=n_read, duplicates=n_duplicates, encoded=prompts)
