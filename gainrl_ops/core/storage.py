@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import os
 import re
 import secrets
@@ -74,7 +75,9 @@ class ParquetBytes:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self._sink = pa.BufferOutputStream()
+        # io.BytesIO, not Arrow's BufferOutputStream: that one doubles its capacity as it grows, and
+        # holds up to twice the file for as long as the bytes are kept.
+        self._sink = io.BytesIO()
         options = _parquet_options(use_dictionary) | {"compression": compression}
         del options["row_group_size"]
         self._writer = pq.ParquetWriter(self._sink, schema, **options)
@@ -92,19 +95,19 @@ class ParquetBytes:
             self._writer.write_table(held.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
             self._held, self._rows = [held.slice(whole)], self._rows - whole
 
-    def finish(self) -> pa.Buffer:
+    def finish(self) -> memoryview:
         """The file's bytes."""
         import pyarrow as pa
 
         if self._rows:
             self._writer.write_table(pa.concat_tables(self._held), row_group_size=ROW_GROUP_ROWS)
         self._writer.close()
-        return self._sink.getvalue()
+        return self._sink.getbuffer()
 
 
-def write_bytes_atomic(data: pa.Buffer | bytes, target: Path) -> Path:
+def write_bytes_atomic(data: bytes | memoryview, target: Path) -> Path:
     with atomic_path(target) as tmp:
-        tmp.write_bytes(memoryview(data))
+        tmp.write_bytes(data)
     return Path(target)
 
 

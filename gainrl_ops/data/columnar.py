@@ -67,9 +67,10 @@ _BOM = b"\xef\xbb\xbf"
 _NEWLINE = np.uint8(ord("\n"))
 _HEX_VALUE = np.zeros(256, dtype=np.uint8)  # a hex digit's byte -> its value
 _HEX_VALUE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
-_SCAN_BYTES = 1 << 24  # the JSON Lines file is checked in blocks this big, never held whole
-# Arrow's JSON blocks: at its default of 1 MiB, parsing a large file costs about twice the CPU.
-_JSON_BLOCK = pa_json.ReadOptions(block_size=1 << 24)
+_SCAN_BYTES = 1 << 22  # the JSON Lines file is checked in blocks this big, never held whole
+# Arrow's JSON blocks: parsing costs about the same CPU from 4 to 16 MiB (at its default of
+# 1 MiB, up to twice as much on a large file), and blocks in flight on the threads hold memory.
+_JSON_BLOCK = pa_json.ReadOptions(block_size=1 << 22)
 # json.dumps (ensure_ascii=False) escapes a backslash, a quote and the control characters.
 _JSON_CONTROL = {chr(c): json.dumps(chr(c))[1:-1] for c in range(0x20)}
 # Blocks are converted and hashed on this many threads while Arrow parses the next ones (Arrow's
@@ -436,7 +437,7 @@ class _Block:
     slow_rows: np.ndarray
 
 
-def _convert_blocks(opened: _Source, roles: _Roles) -> tuple[list[_Block] | None, int, Future[pa.Buffer] | None]:
+def _convert_blocks(opened: _Source, roles: _Roles) -> tuple[list[_Block] | None, int, Future[memoryview] | None]:
     """The file's parts converted on `_WORKERS` threads, in order, the number of rows read, and
     the prompts file of all their regular rows, encoded on one more thread as parts are done
     (the load's prompts unless rows are converted one by one or dropped as duplicates). None
@@ -463,7 +464,7 @@ def _convert_blocks(opened: _Source, roles: _Roles) -> tuple[list[_Block] | None
                     return None, 0, None  # the per-row loader picks its fields on the first row: let it
                 pending.append(pool.submit(_convert_block, part, n_read, roles, opened.jsonl, con))
                 n_read += part.num_rows
-                while len(pending) > 2 * _WORKERS:  # parsed blocks waiting for a thread hold memory
+                while len(pending) > _WORKERS:  # parsed blocks waiting for a thread hold memory
                     done(pending.popleft())
             while pending:
                 done(pending.popleft())
@@ -474,7 +475,7 @@ def _convert_blocks(opened: _Source, roles: _Roles) -> tuple[list[_Block] | None
     return blocks, n_read, encoded
 
 
-def _finished(prompts: ParquetBytes, writes: list[Future[None]]) -> pa.Buffer:
+def _finished(prompts: ParquetBytes, writes: list[Future[None]]) -> memoryview:
     """The prompts file, once every write into it is known to have succeeded (a failed one raises)."""
     for write in writes:
         write.result()
@@ -536,7 +537,7 @@ def _finish(
     keys: np.ndarray,
     ordered: np.ndarray | None,
     rejects: dict[str, list[Any]],
-    encoded: Future[pa.Buffer] | None,
+    encoded: Future[memoryview] | None,
 ) -> LoadedDataset:
     """Drop duplicate problems (the first one wins, the others become rejects), as the per-row loader does.
     `keys`: the ids as numbers (`_id_numbers`), `ordered`: those sorted, where known; `encoded`:

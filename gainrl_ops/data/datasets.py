@@ -158,7 +158,7 @@ def _lengths_and_bytes(strings: pa.Array) -> tuple[np.ndarray, memoryview]:
     return np.diff(ends).astype("<i8"), values
 
 
-def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path, encoded: pa.Buffer | None = None) -> dict[str, Path]:
+def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path, encoded: memoryview | None = None) -> dict[str, Path]:
     """Write the prompts and rejects tables, each atomically so a concurrent reader never sees
     a half-written file. `encoded`: the prompts already as `encode_prompts` bytes (by default
     `loaded.encoded`, else encoded here).

@@ -20,7 +20,7 @@ def prompts_encoder() -> ParquetBytes:
     return ParquetBytes(CANONICAL_SCHEMA, _DICTIONARY, _COMPRESSION)
 
 
-def encode_prompts(table: pa.Table) -> pa.Buffer:
+def encode_prompts(table: pa.Table) -> memoryview:
     """The canonical table as its prompts file's bytes."""
     encoder = prompts_encoder()
     encoder.write(table)

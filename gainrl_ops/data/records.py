@@ -61,7 +61,7 @@ class LoadedDataset:
     rejects: pa.Table  # REJECTS_SCHEMA; bad rows (skip mode) and duplicates
     n_read: int  # rows read from the file (blank JSONL lines are not rows)
     duplicates: int  # rows dropped because their problem_id was already seen
-    encoded: pa.Buffer | None = field(default=None, repr=False, compare=False)  # `table` as its prompts file, where the loader made it
+    encoded: memoryview | None = field(default=None, repr=False, compare=False)  # `table` as its prompts file, where the loader made it
 
 
 @dataclass(frozen=True)
