@@ -62,7 +62,7 @@ def write_parquet_atomic(table: pa.Table, target: Path, use_dictionary: bool | l
     import pyarrow.parquet as pq
 
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, **_parquet_options(use_dictionary))
+        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, use_dictionary=use_dictionary)
     return Path(target)
 
 
@@ -78,9 +78,7 @@ class ParquetBytes:
         # io.BytesIO, not Arrow's BufferOutputStream: that one doubles its capacity as it grows, and
         # holds up to twice the file for as long as the bytes are kept.
         self._sink = io.BytesIO()
-        options = _parquet_options(use_dictionary) | {"compression": compression}
-        del options["row_group_size"]
-        self._writer = pq.ParquetWriter(self._sink, schema, **options)
+        self._writer = pq.ParquetWriter(self._sink, schema, compression=compression, use_dictionary=use_dictionary)
         self._held: list[pa.Table] = []  # rows not yet a whole row group
         self._rows = 0
 
@@ -109,10 +107,6 @@ def write_bytes_atomic(data: bytes | memoryview, target: Path) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return Path(target)
-
-
-def _parquet_options(use_dictionary: bool | list[str]) -> dict[str, object]:
-    return {"compression": "zstd", "row_group_size": ROW_GROUP_ROWS, "use_dictionary": use_dictionary}
 
 
 def write_text_atomic(text: str, target: Path) -> Path:
