@@ -288,6 +288,24 @@ def _metadata_json(table: pa.Table, names: list[str]) -> pa.ChunkedArray | pa.Ar
     return pc.binary_join_element_wise(*pieces, _repeated("}", n), _repeated("", n))
 
 
+def _blank(texts: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """Whether each (string) text is empty or whitespace only, as `not text.strip()` says; None
+    where no text can be: each starts with printable ASCII other than the space. The regular
+    expression costs about 35 ns a row even when the first character settles it."""
+    for chunk in texts.chunks:
+        _, offsets, data = chunk.buffers()
+        ends = np.frombuffer(offsets, dtype=np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+        starts, nonempty = ends[:-1], ends[1:] > ends[:-1]  # a null counts as empty: it is flagged anyway
+        if not nonempty.all():
+            break
+        first = np.frombuffer(data, dtype=np.uint8)[starts] if len(starts) else np.empty(0, np.uint8)
+        if ((first - np.uint8(0x21)) >= 0x5E).any():  # below "!" (wrapped around), or "~" and above
+            break
+    else:
+        return None
+    return pc.match_substring_regex(texts, _BLANK)
+
+
 def _any(*masks: pa.ChunkedArray | None) -> pa.ChunkedArray:
     """Element-wise or of boolean masks, a null counting as true."""
     present = [m for m in masks if m is not None]
@@ -343,10 +361,10 @@ def _canonical_part(part: pa.Table, first_row: int, roles: _Roles, absent_keys: 
     difficulty = part.column(roles.difficulty) if roles.difficulty else None
     # Rows the per-row converter must see: missing or empty text, or a solution to parse.
     per_row = _any(
-        pc.is_null(problems), pc.match_substring_regex(problems, _BLANK),
-        pc.is_null(answers), pc.match_substring_regex(answers, _BLANK),
+        pc.is_null(problems), _blank(problems),
+        pc.is_null(answers), _blank(answers),
         *(pc.match_substring(answers, marker) for marker in MARKERS),
-        pc.match_substring_regex(sources, _BLANK) if sources is not None else None,
+        _blank(sources) if sources is not None else None,
         pc.is_null(difficulty) if difficulty is not None else None,
         # In JSON Lines a null may be an absent key, which the metadata must leave out.
         *(pc.is_null(part.column(c)) for c in (roles.metadata if absent_keys else [])),
