@@ -8,8 +8,10 @@ mixed source or difficulty fields, a file Arrow cannot parse) returns None, and
 `load_dataset` reads the file row by row as before.
 
 Everything on the path of a regular row stays in Arrow buffers: no polars round trip (each
-one copies the text), no Python object per row except the bytes that `hashlib` needs for the
-problem id. pyarrow imports pandas (about 0.7 s) the first time it converts a Python or numpy
+one copies the text), no Python object per row. The work is spread over the cores: Arrow
+parses JSON Lines ahead on its threads, each parsed block is converted and hashed on a pool
+of threads, the raw lines are scanned on another, and the prompts file is encoded on one
+more as blocks are done. pyarrow imports pandas (about 0.7 s) the first time it converts a Python or numpy
 object to Arrow or back (pa.array, pa.scalar, to_numpy): this path builds its constants and
 reads its indices through buffers instead, so a regular file never pays for it.
 """
