@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
 from gainrl_ops.data.answers import MARKERS
 from gainrl_ops.core.storage import ParquetBytes
+from gainrl_ops.data.content import dataset_version
 from gainrl_ops.data.errors import DatasetError
 from gainrl_ops.data.ids import hashed_problems
 from gainrl_ops.data.prompts_file import prompts_encoder
@@ -423,6 +424,25 @@ def _load(
     if blocks is None or n_read == 0 or (opened.jsonl and (opened.lines is None or n_read != opened.lines.count)):
         return None
     canonical = pa.concat_tables([block.canonical for block in blocks])
+    with ThreadPoolExecutor(1) as hasher:
+        # The version of the usual result (every row regular, no duplicate) is hashed while duplicates are looked for.
+        version = hasher.submit(dataset_version, canonical) if not any(len(block.slow_rows) for block in blocks) else None
+        return _settle(path, opened, n_read, canonical, blocks, converter, roles, on_error, encoded, version)
+
+
+def _settle(
+    path: Path,
+    opened: _Source,
+    n_read: int,
+    canonical: pa.Table,
+    blocks: list[_Block],
+    converter: RecordConverter,
+    roles: _Roles,
+    on_error: str,
+    encoded: Future[memoryview] | None,
+    version: Future[str] | None,
+) -> LoadedDataset:
+    """The load's result from the converted blocks: the rows that need it converted one by one, then duplicates dropped."""
     keys = np.concatenate([block.keys for block in blocks])
     # Sorted runs merge at the cost of a pass (timsort); sorting them in the threads costs the main one nothing.
     ordered: np.ndarray | None = np.sort(np.concatenate([block.sorted_keys for block in blocks]), kind="stable")
@@ -442,8 +462,8 @@ def _load(
     if converted:
         canonical = pa.concat_tables([canonical, pa.Table.from_pylist(converted, schema=CANONICAL_SCHEMA)])
         canonical = canonical.take(pc.sort_indices(canonical.column("row")))
-        keys, ordered, encoded = _id_numbers(canonical.column("id")), None, None
-    return _finish(path, opened, n_read, canonical, keys, ordered, rejects, encoded)
+        keys, ordered, encoded, version = _id_numbers(canonical.column("id")), None, None, None
+    return _finish(path, opened, n_read, canonical, keys, ordered, rejects, encoded, version)
 
 
 @dataclass(frozen=True)
@@ -558,10 +578,12 @@ def _finish(
     ordered: np.ndarray | None,
     rejects: dict[str, list[Any]],
     encoded: Future[memoryview] | None,
+    version: Future[str] | None,
 ) -> LoadedDataset:
     """Drop duplicate problems (the first one wins, the others become rejects), as the per-row loader does.
-    `keys`: the ids as numbers (`_id_numbers`), `ordered`: those sorted, where known; `encoded`:
-    the prompts file of `canonical`, where it was encoded on the way."""
+    `keys`: the ids as numbers (`_id_numbers`), `ordered`: those sorted, where known; `encoded`
+    and `version`: the prompts file and the content version of `canonical`, where they were
+    made on the way (kept where no duplicate is dropped)."""
     file = str(path)
     first = _first_positions(keys, ordered)
     duplicate = first != np.arange(len(first))
@@ -583,4 +605,5 @@ def _finish(
     else:
         reject_table = pa.Table.from_arrays([pa.nulls(0, field.type) for field in REJECTS_SCHEMA], schema=REJECTS_SCHEMA)
     prompts = encoded.result() if encoded is not None and not n_duplicates else None
-    return LoadedDataset(table=kept, rejects=reject_table, n_read=n_read, duplicates=n_duplicates, encoded=prompts)
+    digest = version.result() if version is not None and not n_duplicates else None
+    return LoadedDataset(table=kept, rejects=reject_table, n_read=n_read, duplicates=n_duplicates, encoded=prompts, version=digest)

@@ -62,6 +62,7 @@ class LoadedDataset:
     n_read: int  # rows read from the file (blank JSONL lines are not rows)
     duplicates: int  # rows dropped because their problem_id was already seen
     encoded: memoryview | None = field(default=None, repr=False, compare=False)  # `table` as its prompts file, where the loader made it
+    version: str | None = field(default=None, compare=False)  # `content.dataset_version(table)`, where the loader computed it
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def prepare_dataset(source: DatasetSource, layout: Layout) -> tuple[LoadedDatase
     # hashed (both let go of the GIL).
     with ThreadPoolExecutor(1) as encoder:
         encoded = encoder.submit(encode_prompts, loaded.table) if loaded.encoded is None else None
-        version = dataset_version(loaded.table)
+        version = loaded.version or dataset_version(loaded.table)
         for folder in (layout.dataset_label(source.name).parent, layout.prompts(source.name, version).parent):
             sweep_temporary(folder, started)
         write_dataset(loaded, layout.prompts(source.name, version), layout.rejects(source.name, version), encoded.result() if encoded else None)
