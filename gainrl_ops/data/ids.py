@@ -30,7 +30,8 @@ _WINDOW = 1 << 18  # bytes of text compared at a time
 # The low 64 bits of md5_number are the digest's first 8 bytes read as a little-endian number:
 # the 16 hex digits of an id (DIGEST_CHARS).
 _HASH_SQL = "SELECT (md5_number(text) & 18446744073709551615)::UBIGINT AS head FROM texts"
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# A byte -> its two hex digits, as the little-endian uint16 whose bytes they are (in order).
+_HEX_PAIRS = np.frombuffer("".join(f"{byte:02x}" for byte in range(256)).encode(), dtype="<u2")
 
 
 def normalise_problem(problem: str) -> str:
@@ -60,13 +61,10 @@ def hashed_problems(problems: pa.Array | pa.ChunkedArray, con: duckdb.DuckDBPyCo
         cursor.register("texts", texts)
         heads = cursor.sql(_HASH_SQL).to_arrow_table().column("head").combine_chunks()
     digest = np.frombuffer(heads.buffers()[1], dtype="<u8")[heads.offset : heads.offset + len(heads)]
-    head_bytes = digest.view(np.uint8).reshape(-1, 8)  # the digest's first 8 bytes, in order
-    spelled = np.empty((len(heads), DIGEST_CHARS), dtype=np.uint8)
-    spelled[:, 0::2] = _HEX_DIGITS[head_bytes >> 4]
-    spelled[:, 1::2] = _HEX_DIGITS[head_bytes & 15]
+    spelled = _HEX_PAIRS[digest.view(np.uint8)]  # the digest's first 8 bytes, in order, each as its 2 digits
     offsets = np.arange(0, DIGEST_CHARS * (len(heads) + 1), DIGEST_CHARS, dtype=np.int32)
     validity = heads.buffers()[0] if heads.null_count else None
-    ids = pa.Array.from_buffers(pa.string(), len(heads), [validity, pa.py_buffer(offsets), pa.py_buffer(spelled)], heads.null_count, heads.offset if validity else 0)
+    ids = pa.Array.from_buffers(pa.string(), len(heads), [validity, pa.py_buffer(offsets), pa.py_buffer(spelled.view(np.uint8))], heads.null_count, heads.offset if validity else 0)
     return ids, digest.byteswap()
 
 
