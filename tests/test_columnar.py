@@ -15,6 +15,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 import pytest
 
+from gainrl_ops.core import storage
 from gainrl_ops.data import columnar
 from gainrl_ops.data.columnar import PYTHON_WHITESPACE, load_columnar
 from gainrl_ops.data.datasets import FieldMap, LoadedDataset, RowConverter, dataset_version, load_rows
@@ -88,6 +89,23 @@ def test_json_lines_read_block_by_block_load_as_row_by_row(tmp_path: Path, small
     assert small_blocks == [False] and fast is not None
     assert fast.table.equals(slow.table) and fast.rejects.equals(slow.rejects)
     assert fast.duplicates == slow.duplicates == 51
+
+
+def test_the_prompts_file_and_version_made_on_the_way_are_the_table_s(tmp_path: Path, small_blocks: list[bool], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks done on several threads are encoded in row order, in whole row groups; with a
+    duplicate or a row converted one by one, neither is kept (the caller makes them again)."""
+    monkeypatch.setattr(storage, "ROW_GROUP_ROWS", 64)
+    path = tmp_path / "plain.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in plain_rows(0, 500)), encoding="utf-8")
+    fast, _ = both(path)
+    assert fast is not None and fast.encoded is not None
+    written = pq.ParquetFile(pa.BufferReader(fast.encoded))
+    assert written.read().equals(fast.table) and fast.version == dataset_version(fast.table)
+    assert [written.metadata.row_group(i).num_rows for i in range(written.num_row_groups)] == [64] * 7 + [52]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in plain_rows(0, 300) + awkward_rows()), encoding="utf-8")
+    fast, slow = both(path)
+    assert fast is not None and fast.table.equals(slow.table)
+    assert fast.encoded is None and fast.version is None
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst"])

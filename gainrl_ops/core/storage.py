@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import os
 import re
 import secrets
@@ -62,6 +63,49 @@ def write_parquet_atomic(table: pa.Table, target: Path, use_dictionary: bool | l
 
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, use_dictionary=use_dictionary)
+    return Path(target)
+
+
+class ParquetBytes:
+    """A Parquet file made in memory from tables given in order, in row groups of ROW_GROUP_ROWS
+    rows as `write_parquet_atomic` makes them: for a file encoded while its rows are still
+    being made, or whose name is known only once it is encoded."""
+
+    def __init__(self, schema: pa.Schema, use_dictionary: bool | list[str] = True, compression: str = "zstd"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        # io.BytesIO, not Arrow's BufferOutputStream: that one doubles its capacity as it grows, and
+        # holds up to twice the file for as long as the bytes are kept.
+        self._sink = io.BytesIO()
+        self._writer = pq.ParquetWriter(self._sink, schema, compression=compression, use_dictionary=use_dictionary)
+        self._held: list[pa.Table] = []  # rows not yet a whole row group
+        self._rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        import pyarrow as pa
+
+        self._held.append(table)
+        self._rows += table.num_rows
+        if self._rows >= ROW_GROUP_ROWS:
+            held = pa.concat_tables(self._held)
+            whole = self._rows // ROW_GROUP_ROWS * ROW_GROUP_ROWS
+            self._writer.write_table(held.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
+            self._held, self._rows = [held.slice(whole)], self._rows - whole
+
+    def finish(self) -> memoryview:
+        """The file's bytes."""
+        import pyarrow as pa
+
+        if self._rows:
+            self._writer.write_table(pa.concat_tables(self._held), row_group_size=ROW_GROUP_ROWS)
+        self._writer.close()
+        return self._sink.getbuffer()
+
+
+def write_bytes_atomic(data: bytes | memoryview, target: Path) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
     return Path(target)
 
 

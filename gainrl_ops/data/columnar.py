@@ -8,8 +8,10 @@ mixed source or difficulty fields, a file Arrow cannot parse) returns None, and
 `load_dataset` reads the file row by row as before.
 
 Everything on the path of a regular row stays in Arrow buffers: no polars round trip (each
-one copies the text), no Python object per row except the bytes that `hashlib` needs for the
-problem id. pyarrow imports pandas (about 0.7 s) the first time it converts a Python or numpy
+one copies the text), no Python object per row. The work is spread over the cores: Arrow
+parses JSON Lines ahead on its threads, each parsed block is converted and hashed on a pool
+of threads, the raw lines are scanned on another, and the prompts file is encoded on one
+more as blocks are done. pyarrow imports pandas (about 0.7 s) the first time it converts a Python or numpy
 object to Arrow or back (pa.array, pa.scalar, to_numpy): this path builds its constants and
 reads its indices through buffers instead, so a regular file never pays for it.
 """
@@ -19,11 +21,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,8 +37,11 @@ import pyarrow.parquet as pq
 
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
 from gainrl_ops.data.answers import MARKERS
+from gainrl_ops.core.storage import ParquetBytes
+from gainrl_ops.data.content import dataset_version
 from gainrl_ops.data.errors import DatasetError
-from gainrl_ops.data.ids import problem_ids
+from gainrl_ops.data.ids import hashed_problems
+from gainrl_ops.data.prompts_file import prompts_encoder
 from gainrl_ops.data.streams import codec, format_suffix, open_binary, open_native
 from gainrl_ops.data.records import (
     ANSWER_FIELDS,
@@ -59,13 +67,19 @@ PYTHON_WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u
 _BLANK = f"^[{PYTHON_WHITESPACE}]*$"
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _BOM = b"\xef\xbb\xbf"
+_NEWLINE = np.uint8(ord("\n"))
 _HEX_VALUE = np.zeros(256, dtype=np.uint8)  # a hex digit's byte -> its value
 _HEX_VALUE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
-_SCAN_BYTES = 1 << 24  # the JSON Lines file is checked in blocks this big, never held whole
-# Arrow's JSON blocks: at its default of 1 MiB, parsing a large file costs about twice the CPU.
-_JSON_BLOCK = pa_json.ReadOptions(block_size=1 << 24)
+_SCAN_BYTES = 1 << 22  # the JSON Lines file is checked in blocks this big, never held whole
+# Arrow's JSON blocks: parsing costs about the same CPU from 4 to 16 MiB (at its default of
+# 1 MiB, up to twice as much on a large file), and blocks in flight on the threads hold memory.
+_JSON_BLOCK = pa_json.ReadOptions(block_size=1 << 22)
 # json.dumps (ensure_ascii=False) escapes a backslash, a quote and the control characters.
 _JSON_CONTROL = {chr(c): json.dumps(chr(c))[1:-1] for c in range(0x20)}
+# Blocks are converted and hashed on this many threads while Arrow parses the next ones (Arrow's
+# kernels, numpy and DuckDB let go of the GIL); a few more may wait, parsed, for a thread.
+_WORKERS = min(4, os.cpu_count() or 1)
+_PARQUET_PART = 131_072  # rows of a Parquet file converted at a time
 
 
 def _is_text(type_: pa.DataType) -> bool:
@@ -140,22 +154,26 @@ def _scan_jsonl(path: Path) -> _Lines | None:
     replaces it). Read (and decompressed) in blocks, so the file is never in memory whole."""
     stat = path.stat()
     count, tail, last, partial = 0, b"", b"\n", b""
+    # One buffer for every block, and one for the newline flags: a fresh block each time costs
+    # its page faults again.
+    buffer = bytearray(_SCAN_BYTES)
+    newline = np.empty(_SCAN_BYTES, dtype=bool)
     try:
         with open_binary(path) as f:
-            while block := f.read(_SCAN_BYTES):
-                if not tail and block.startswith(_BOM):
+            while size := f.readinto(buffer):
+                block = memoryview(buffer)[:size]
+                if not tail and bytes(block[:3]) == _BOM:
                     return None
                 # Checked in whole lines (a newline is never inside a character), without copying the block.
-                first, cut = block.find(b"\n") + 1, block.rfind(b"\n") + 1
-                if cut and not (_is_utf8(partial + block[:first]) and _is_utf8(memoryview(block)[first:cut])):
+                first, cut = buffer.find(b"\n", 0, size) + 1, buffer.rfind(b"\n", 0, size) + 1
+                if cut and not (_is_utf8(partial + block[:first]) and _is_utf8(block[first:cut])):
                     return None
-                partial = block[cut:] if cut else partial + block
-                # An escape cut in two by the block boundary is seen in the junction.
-                for text in (block, tail + block[:5]):
-                    if b"\\" in text and _SURROGATE_ESCAPE.search(text):  # a backslash is found at memchr speed
-                        return None
-                count += block.count(b"\n")
-                tail, last = block[-5:], block[-1:]
+                partial = bytes(block[cut:]) if cut else partial + block
+                # An escape cut in two by the block boundary is seen in the junction (a backslash is found at memchr speed).
+                if (buffer.find(b"\\", 0, size) >= 0 and _SURROGATE_ESCAPE.search(buffer, 0, size)) or _SURROGATE_ESCAPE.search(tail + block[:5]):
+                    return None
+                count += int(np.count_nonzero(np.equal(np.frombuffer(buffer, np.uint8, size), _NEWLINE, out=newline[:size])))
+                tail, last = bytes(block[-5:]), bytes(block[-1:])
     except (OSError, pa.ArrowException):  # a damaged compressed file: the per-row reader says where
         return None
     if partial and not _is_utf8(partial):
@@ -180,29 +198,40 @@ class _Unfit(Exception):
 @dataclass(frozen=True)
 class _Source:
     """A file opened for the column-wise path: its columns, its rows in parts, and what the
-    per-row converter needs to see a row again (the lines of JSON Lines, the Parquet table)."""
+    per-row converter needs to see a row again (the lines of JSON Lines, found by the scan
+    that runs beside the parse; the Parquet table)."""
 
     schema: pa.Schema
     parts: Iterator[pa.Table]
-    lines: _Lines | None = None
+    scan: Future[_Lines | None] | None = None
     table: pa.Table | None = None
 
+    @property
+    def jsonl(self) -> bool:
+        return self.scan is not None
 
-def _open(path: Path, lines: _Lines | None, whole: bool) -> _Source | None:
+    @property
+    def lines(self) -> _Lines | None:
+        """The file's lines; None where the scan found that the per-row reader must read it."""
+        return self.scan.result() if self.scan is not None else None
+
+
+def _open(path: Path, scan: Future[_Lines | None] | None, whole: bool) -> _Source | None:
     """The file's rows as Arrow tables: a Parquet file at once, JSON Lines block by block while
     the rows already read are processed (Arrow parses ahead on its own threads), or at once
     (`whole`) so that types are inferred from every block. Raises _Unfit where the first
     block does not settle the types."""
     try:
-        if lines is None:
+        if scan is None:
             table = pq.read_table(path)
             table.validate(full=True)  # Parquet text is not checked for UTF-8 until this
-            return _Source(table.schema, iter([table]), table=table)
+            parts = (table.slice(start, _PARQUET_PART) for start in range(0, table.num_rows, _PARQUET_PART))
+            return _Source(table.schema, parts, table=table)
         # Arrow's reader, not polars': it refuses a column whose JSON type changes between rows
         # (polars would coerce a number or a list into text), so such a file goes row by row.
         if whole:
             table = pa_json.read_json(open_native(path), read_options=_JSON_BLOCK)
-            return _Source(table.schema, iter([table]), lines)
+            return _Source(table.schema, iter([table]), scan)
         reader = pa_json.open_json(open_native(path), read_options=_JSON_BLOCK)
     except Exception:  # noqa: BLE001 - whatever cannot be read this way, the per-row reader reports precisely
         return None
@@ -219,7 +248,7 @@ def _open(path: Path, lines: _Lines | None, whole: bool) -> _Source | None:
                 raise _Unfit(str(error)) from None
             yield pa.Table.from_batches([batch])
 
-    return _Source(reader.schema, blocks(), lines)
+    return _Source(reader.schema, blocks(), scan)
 
 
 def _chosen(columns: list[str], named: str | None, candidates: tuple[str, ...]) -> str | None:
@@ -260,6 +289,24 @@ def _metadata_json(table: pa.Table, names: list[str]) -> pa.ChunkedArray | pa.Ar
         key = ("{" if i == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":"
         pieces += [_repeated(key, n), pc.if_else(pc.is_null(value), _repeated("null", n), value)]
     return pc.binary_join_element_wise(*pieces, _repeated("}", n), _repeated("", n))
+
+
+def _blank(texts: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """Whether each (string) text is empty or whitespace only, as `not text.strip()` says; None
+    where no text can be: each starts with printable ASCII other than the space. The regular
+    expression costs about 35 ns a row even when the first character settles it."""
+    for chunk in texts.chunks:
+        _, offsets, data = chunk.buffers()
+        ends = np.frombuffer(offsets, dtype=np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+        starts, nonempty = ends[:-1], ends[1:] > ends[:-1]  # a null counts as empty: it is flagged anyway
+        if not nonempty.all():
+            break
+        first = np.frombuffer(data, dtype=np.uint8)[starts] if len(starts) else np.empty(0, np.uint8)
+        if ((first - np.uint8(0x21)) >= 0x5E).any():  # below "!" (wrapped around), or "~" and above
+            break
+    else:
+        return None
+    return pc.match_substring_regex(texts, _BLANK)
 
 
 def _any(*masks: pa.ChunkedArray | None) -> pa.ChunkedArray:
@@ -308,7 +355,7 @@ def _roles(schema: pa.Schema, fields: FieldMap, source: str | None, default_sour
 
 def _canonical_part(part: pa.Table, first_row: int, roles: _Roles, absent_keys: bool) -> tuple[pa.Table, np.ndarray]:
     """The canonical rows of `part` (rows `first_row`... of the file) that need no per-row
-    handling, without their id (`_load` hashes the whole file at once), and the file rows of
+    handling, without their id, and the file rows of
     those that do. `absent_keys`: a null may be a missing key."""
     n = part.num_rows
     problems = part.column(roles.problem).cast(pa.string())
@@ -317,10 +364,10 @@ def _canonical_part(part: pa.Table, first_row: int, roles: _Roles, absent_keys: 
     difficulty = part.column(roles.difficulty) if roles.difficulty else None
     # Rows the per-row converter must see: missing or empty text, or a solution to parse.
     per_row = _any(
-        pc.is_null(problems), pc.match_substring_regex(problems, _BLANK),
-        pc.is_null(answers), pc.match_substring_regex(answers, _BLANK),
+        pc.is_null(problems), _blank(problems),
+        pc.is_null(answers), _blank(answers),
         *(pc.match_substring(answers, marker) for marker in MARKERS),
-        pc.match_substring_regex(sources, _BLANK) if sources is not None else None,
+        _blank(sources) if sources is not None else None,
         pc.is_null(difficulty) if difficulty is not None else None,
         # In JSON Lines a null may be an absent key, which the metadata must leave out.
         *(pc.is_null(part.column(c)) for c in (roles.metadata if absent_keys else [])),
@@ -347,12 +394,17 @@ def load_columnar(
     suffix = format_suffix(path)
     if suffix == ".parquet" and codec(path) is None:
         return _load(path, _open(path, None, whole=True), fields, on_error, source, default_source, converter)
-    if suffix not in (".jsonl", ".ndjson") or (lines := _scan_jsonl(path)) is None:
+    if suffix not in (".jsonl", ".ndjson"):
         return None
-    try:
-        return _load(path, _open(path, lines, whole=False), fields, on_error, source, default_source, converter)
-    except _Unfit:  # a later block's types differ from the first one's: infer them from every block
-        return _load(path, _open(path, lines, whole=True), fields, on_error, source, default_source, converter)
+    # The scan reads the file beside Arrow's parse; what it finds is awaited before any row is used.
+    with ThreadPoolExecutor(1) as scanner:
+        scan = scanner.submit(_scan_jsonl, path)
+        try:
+            return _load(path, _open(path, scan, whole=False), fields, on_error, source, default_source, converter)
+        except _Unfit:  # a later block's types differ from the first one's: infer them from every block
+            if scan.result() is None:
+                return None
+            return _load(path, _open(path, scan, whole=True), fields, on_error, source, default_source, converter)
 
 
 def _load(
@@ -360,22 +412,41 @@ def _load(
 ) -> LoadedDataset | None:
     if opened is None or (roles := _roles(opened.schema, fields, source, default_source)) is None:
         return None
-    canonical_parts, slow_parts, n_read = [], [], 0
-    for part in opened.parts:
-        if part.num_rows == 0:
-            continue
-        if n_read == 0 and not (part.column(roles.problem)[0].is_valid and part.column(roles.answer)[0].is_valid):
-            return None  # the per-row loader picks its fields on the first row: let it
-        canonical, slow = _canonical_part(part, n_read, roles, absent_keys=opened.lines is not None)
-        canonical_parts.append(canonical)
-        slow_parts.append(slow)
-        n_read += part.num_rows
+    try:
+        blocks, n_read, encoded = _convert_blocks(opened, roles)
+    except _Unfit:
+        raise
+    except Exception:  # noqa: BLE001 - text the scan refuses (not UTF-8) may fail a kernel first
+        if opened.jsonl and opened.lines is None:
+            return None
+        raise
     # Arrow skips blank lines, which the per-row reader counts: then the rows do not line up.
-    if n_read == 0 or (opened.lines is not None and n_read != opened.lines.count):
+    if blocks is None or n_read == 0 or (opened.jsonl and (opened.lines is None or n_read != opened.lines.count)):
         return None
-    canonical = pa.concat_tables(canonical_parts)
-    canonical = canonical.add_column(0, "id", problem_ids(canonical.column("problem"))).cast(CANONICAL_SCHEMA)
-    slow_rows = np.concatenate(slow_parts).tolist()
+    canonical = pa.concat_tables([block.canonical for block in blocks])
+    with ThreadPoolExecutor(1) as hasher:
+        # The version of the usual result (every row regular, no duplicate) is hashed while duplicates are looked for.
+        version = hasher.submit(dataset_version, canonical) if not any(len(block.slow_rows) for block in blocks) else None
+        return _settle(path, opened, n_read, canonical, blocks, converter, roles, on_error, encoded, version)
+
+
+def _settle(
+    path: Path,
+    opened: _Source,
+    n_read: int,
+    canonical: pa.Table,
+    blocks: list[_Block],
+    converter: RecordConverter,
+    roles: _Roles,
+    on_error: str,
+    encoded: Future[memoryview] | None,
+    version: Future[str] | None,
+) -> LoadedDataset:
+    """The load's result from the converted blocks: the rows that need it converted one by one, then duplicates dropped."""
+    keys = np.concatenate([block.keys for block in blocks])
+    # Sorted runs merge at the cost of a pass (timsort); sorting them in the threads costs the main one nothing.
+    ordered: np.ndarray | None = np.sort(np.concatenate([block.sorted_keys for block in blocks]), kind="stable")
+    slow_rows = np.concatenate([block.slow_rows for block in blocks]).tolist()
 
     converter.choose("problem", roles.problem)
     converter.choose("answer", roles.answer)
@@ -391,7 +462,71 @@ def _load(
     if converted:
         canonical = pa.concat_tables([canonical, pa.Table.from_pylist(converted, schema=CANONICAL_SCHEMA)])
         canonical = canonical.take(pc.sort_indices(canonical.column("row")))
-    return _finish(path, opened, n_read, canonical, rejects)
+        keys, ordered, encoded, version = _id_numbers(canonical.column("id")), None, None, None
+    return _finish(path, opened, n_read, canonical, keys, ordered, rejects, encoded, version)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One part of the file, converted: its regular rows with their ids (each id also as a
+    number, and those sorted), and the file rows of the others."""
+
+    canonical: pa.Table
+    keys: np.ndarray
+    sorted_keys: np.ndarray
+    slow_rows: np.ndarray
+
+
+def _convert_blocks(opened: _Source, roles: _Roles) -> tuple[list[_Block] | None, int, Future[memoryview] | None]:
+    """The file's parts converted on `_WORKERS` threads, in order, the number of rows read, and
+    the prompts file of all their regular rows, encoded on one more thread as parts are done
+    (the load's prompts unless rows are converted one by one or dropped as duplicates). None
+    where the first row leaves the choice of fields to the per-row loader."""
+    pending: deque[Future[_Block]] = deque()
+    blocks: list[_Block] = []
+    n_read = 0
+    prompts = prompts_encoder()
+    writes: list[Future[None]] = []
+
+    # One database for every block's hashing, each block on a cursor of its own; DuckDB's own
+    # threads would only contend with the pool's.
+    with duckdb.connect(config={"threads": 1}) as con, ThreadPoolExecutor(_WORKERS) as pool, ThreadPoolExecutor(1) as encoder:
+
+        def done(block: Future[_Block]) -> None:
+            blocks.append(block.result())
+            writes.append(encoder.submit(prompts.write, blocks[-1].canonical))  # one thread: in order
+
+        try:
+            for part in opened.parts:
+                if part.num_rows == 0:
+                    continue
+                if n_read == 0 and not (part.column(roles.problem)[0].is_valid and part.column(roles.answer)[0].is_valid):
+                    return None, 0, None  # the per-row loader picks its fields on the first row: let it
+                pending.append(pool.submit(_convert_block, part, n_read, roles, opened.jsonl, con))
+                n_read += part.num_rows
+                while len(pending) > _WORKERS:  # parsed blocks waiting for a thread hold memory
+                    done(pending.popleft())
+            while pending:
+                done(pending.popleft())
+        finally:
+            for future in pending:
+                future.cancel()
+        encoded = encoder.submit(_finished, prompts, writes)
+    return blocks, n_read, encoded
+
+
+def _finished(prompts: ParquetBytes, writes: list[Future[None]]) -> memoryview:
+    """The prompts file, once every write into it is known to have succeeded (a failed one raises)."""
+    for write in writes:
+        write.result()
+    return prompts.finish()
+
+
+def _convert_block(part: pa.Table, first_row: int, roles: _Roles, absent_keys: bool, con: duckdb.DuckDBPyConnection) -> _Block:
+    """A part's regular rows with their ids, and the file rows of the others (`_canonical_part`)."""
+    canonical, slow_rows = _canonical_part(part, first_row, roles, absent_keys)
+    ids, keys = hashed_problems(canonical.column("problem"), con)
+    return _Block(canonical.add_column(0, "id", ids).cast(CANONICAL_SCHEMA), keys, np.sort(keys), slow_rows)
 
 
 def _records(opened: _Source, which: list[int]) -> list[Any]:
@@ -404,11 +539,11 @@ def _records(opened: _Source, which: list[int]) -> list[Any]:
     return [parse_jsonl_line(row, line) for row, line in zip(which, opened.lines.read(which), strict=True)]
 
 
-def _first_positions(ids: pa.ChunkedArray) -> np.ndarray:
-    """For each position, the first position that holds the same id. An id is 16 hex digits,
-    so it is one uint64: sorting those is exact and costs a fraction of hashing the strings."""
-    keys = _id_numbers(ids)
-    ordered = np.sort(keys)
+def _first_positions(keys: np.ndarray, ordered: np.ndarray | None = None) -> np.ndarray:
+    """For each position, the first position that holds the same id, given each id as the
+    uint64 its 16 hex digits spell (and those sorted, where known): sorting those is exact and
+    costs a fraction of hashing the strings."""
+    ordered = np.sort(keys) if ordered is None else ordered
     if not (ordered[1:] == ordered[:-1]).any():  # the usual case: every id distinct
         return np.arange(len(keys))
     order = np.argsort(keys, kind="stable")
@@ -434,10 +569,23 @@ def _fixed_width_bytes(strings: pa.Array, width: int) -> np.ndarray:
     return data.reshape(len(strings), width)
 
 
-def _finish(path: Path, opened: _Source, n_read: int, canonical: pa.Table, rejects: dict[str, list[Any]]) -> LoadedDataset:
-    """Drop duplicate problems (the first one wins, the others become rejects), as the per-row loader does."""
+def _finish(
+    path: Path,
+    opened: _Source,
+    n_read: int,
+    canonical: pa.Table,
+    keys: np.ndarray,
+    ordered: np.ndarray | None,
+    rejects: dict[str, list[Any]],
+    encoded: Future[memoryview] | None,
+    version: Future[str] | None,
+) -> LoadedDataset:
+    """Drop duplicate problems (the first one wins, the others become rejects), as the per-row loader does.
+    `keys`: the ids as numbers (`_id_numbers`), `ordered`: those sorted, where known; `encoded`
+    and `version`: the prompts file and the content version of `canonical`, where they were
+    made on the way (kept where no duplicate is dropped)."""
     file = str(path)
-    first = _first_positions(canonical.column("id"))
+    first = _first_positions(keys, ordered)
     duplicate = first != np.arange(len(first))
     row_of = _numpy(canonical.column("row"))
     ids = canonical.column("id")
@@ -456,4 +604,6 @@ def _finish(path: Path, opened: _Source, n_read: int, canonical: pa.Table, rejec
         reject_table = pa.Table.from_pydict({name: [values[i] for i in order] for name, values in rejects.items()}, schema=REJECTS_SCHEMA)
     else:
         reject_table = pa.Table.from_arrays([pa.nulls(0, field.type) for field in REJECTS_SCHEMA], schema=REJECTS_SCHEMA)
-    return LoadedDataset(table=kept, rejects=reject_table, n_read=n_read, duplicates=n_duplicates)
+    prompts = encoded.result() if encoded is not None and not n_duplicates else None
+    digest = version.result() if version is not None and not n_duplicates else None
+    return LoadedDataset(table=kept, rejects=reject_table, n_read=n_read, duplicates=n_duplicates, encoded=prompts, version=digest)

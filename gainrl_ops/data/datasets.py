@@ -9,7 +9,6 @@ in "skip" mode they are collected in a rejects table instead of stopping the loa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -17,16 +16,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gainrl_ops.core.fingerprint import DIGEST_CHARS
-from gainrl_ops.core.storage import write_parquet_atomic
+from gainrl_ops.core.storage import write_bytes_atomic, write_parquet_atomic
 from gainrl_ops.data.answers import final_answer
 from gainrl_ops.data.columnar import load_columnar
+from gainrl_ops.data.content import dataset_version  # noqa: F401 - where callers have always found it
 from gainrl_ops.data.errors import DatasetError
 from gainrl_ops.data.ids import problem_id
+from gainrl_ops.data.prompts_file import encode_prompts
 from gainrl_ops.data.streams import codec, format_suffix, open_binary, stem
 from gainrl_ops.data.records import (
     ANSWER_FIELDS,
@@ -131,38 +130,14 @@ def load_rows(path: Path, fields: FieldMap, on_error: str, source: str | None, d
     )
 
 
-def dataset_version(table: pa.Table) -> str:
-    """Digest of a canonical table's content (each row's id, problem and answer, in order):
-    the key of everything derived from it, so an edited file never reuses stale artifacts.
-
-    SHA-256, per column: the UTF-8 byte length of every value as little-endian int64, then all the
-    values' bytes end to end, then a 0x01 byte, read straight from the Arrow buffers (no copy of the text)."""
-    digest = hashlib.sha256()
-    for column in ("id", "problem", "answer"):
-        parts = [_lengths_and_bytes(chunk) for chunk in table.column(column).chunks]
-        for lengths, _ in parts:
-            digest.update(lengths)
-        for _, data in parts:
-            digest.update(data)
-        digest.update(b"\x01")
-    return digest.hexdigest()[:DIGEST_CHARS]
-
-
-def _lengths_and_bytes(strings: pa.Array) -> tuple[np.ndarray, memoryview]:
-    """The byte length of each (non-null) string, as int64, and their bytes end to end."""
-    _, offsets, data = strings.buffers()
-    width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
-    ends = np.frombuffer(offsets, dtype=width)[strings.offset : strings.offset + len(strings) + 1].astype(np.int64)
-    values = memoryview(data)[int(ends[0]) : int(ends[-1])] if data is not None else memoryview(b"")
-    return np.diff(ends).astype("<i8"), values
-
-
-def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path) -> dict[str, Path]:
+def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path, encoded: memoryview | None = None) -> dict[str, Path]:
     """Write the prompts and rejects tables, each atomically so a concurrent reader never sees
-    a half-written file. Returns {"prompts": ..., "rejects": ...}."""
-    # Ids and problems are unique: a dictionary for them would be built and thrown away.
-    repeating = ["answer", "source", "difficulty", "metadata"]
-    return {"prompts": write_parquet_atomic(loaded.table, prompts, repeating), "rejects": write_parquet_atomic(loaded.rejects, rejects)}
+    a half-written file. `encoded`: the prompts already as `encode_prompts` bytes (by default
+    `loaded.encoded`, else encoded here).
+    Returns {"prompts": ..., "rejects": ...}."""
+    encoded = encoded if encoded is not None else loaded.encoded
+    prompts_file = write_bytes_atomic(encoded if encoded is not None else encode_prompts(loaded.table), prompts)
+    return {"prompts": prompts_file, "rejects": write_parquet_atomic(loaded.rejects, rejects)}
 
 
 class RowConverter:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -61,6 +61,8 @@ class LoadedDataset:
     rejects: pa.Table  # REJECTS_SCHEMA; bad rows (skip mode) and duplicates
     n_read: int  # rows read from the file (blank JSONL lines are not rows)
     duplicates: int  # rows dropped because their problem_id was already seen
+    encoded: memoryview | None = field(default=None, repr=False, compare=False)  # `table` as its prompts file, where the loader made it
+    version: str | None = field(default=None, compare=False)  # `content.dataset_version(table)`, where the loader computed it
 
 
 @dataclass(frozen=True)

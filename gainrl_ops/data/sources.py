@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +17,7 @@ from gainrl_ops.data.datasets import (
     FieldMap,
     LoadedDataset,
     dataset_version,
+    encode_prompts,
     load_dataset,
     problem_id,
     write_dataset,
@@ -62,10 +64,14 @@ def prepare_dataset(source: DatasetSource, layout: Layout) -> tuple[LoadedDatase
     started = time.time()
     file = source.file(layout)
     loaded = load_dataset(file, fields=source.fields, on_error=source.on_error)  # type: ignore[arg-type]
-    version = dataset_version(loaded.table)
-    for folder in (layout.dataset_label(source.name).parent, layout.prompts(source.name, version).parent):
-        sweep_temporary(folder, started)
-    write_dataset(loaded, layout.prompts(source.name, version), layout.rejects(source.name, version))
+    # Prompts the loader did not encode on the way are encoded on a thread while their version is
+    # hashed (both let go of the GIL).
+    with ThreadPoolExecutor(1) as encoder:
+        encoded = encoder.submit(encode_prompts, loaded.table) if loaded.encoded is None else None
+        version = loaded.version or dataset_version(loaded.table)
+        for folder in (layout.dataset_label(source.name).parent, layout.prompts(source.name, version).parent):
+            sweep_temporary(folder, started)
+        write_dataset(loaded, layout.prompts(source.name, version), layout.rejects(source.name, version), encoded.result() if encoded else None)
     loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     label = DatasetLabel(source.name, version, str(file), loaded.table.num_rows, loaded_at, loaded.n_read)
     mark_loaded(layout, label)
