@@ -195,9 +195,15 @@ def write_scores(root: Path, size: int) -> None:
 
 
 def run(name: str, root: Path, size: int) -> dict[str, float]:
+    """One step in a fresh process; its measurement is printed as soon as it is known, and a
+    failed step stops the benchmark with the step's own error output."""
     done = subprocess.run([sys.executable, __file__, "--step", name, "--root", str(root), "--size", str(size)],
-                          capture_output=True, text=True, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
-    return json.loads(done.stdout.strip().splitlines()[-1])
+                          capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    if done.returncode != 0:
+        raise SystemExit(f"bench_scale: step {name} at {size} prompts exited with {done.returncode}:\n{done.stderr[-4000:]}")
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"  {size} {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in measured.items()), flush=True)
+    return measured
 
 
 def main() -> int:

@@ -57,7 +57,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -487,7 +487,9 @@ def refresh_if_changed(root: Path) -> list[tuple[str, str, str]]:
     return refresh_catalog(layout.root, inputs)
 
 
-def connect_readonly(root: Path, sandbox: bool = True, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect_readonly(
+    root: Path, sandbox: bool = True, memory_limit: str | None = None, settings: Sequence[tuple[str, str]] = (),
+) -> duckdb.DuckDBPyConnection:
     """A read-only connection whose default catalog is the refreshed file (built if missing).
 
     The file is attached to a fresh in-memory database instead of opened with
@@ -496,6 +498,7 @@ def connect_readonly(root: Path, sandbox: bool = True, memory_limit: str | None 
     read files under `root` only, cannot load or install extensions, and its configuration
     is locked (together with `query`'s statement check, a shell that cannot write). With
     `memory_limit`, DuckDB spills large sorts and joins to a temporary folder under the root.
+    `settings`: more (name, value) DuckDB settings, made before the configuration is locked.
     """
     root = Path(root).resolve()
     path = catalog_path(root)
@@ -508,6 +511,8 @@ def connect_readonly(root: Path, sandbox: bool = True, memory_limit: str | None 
         if memory_limit:
             con.execute(f"SET memory_limit = {_literal(memory_limit)}")
             con.execute(f"SET temp_directory = {_literal(str(root / SPILL_DIR))}")
+        for name, value in settings:
+            con.execute(f"SET {ident(name)} = {_literal(value)}")
         if sandbox:
             con.execute(f"SET allowed_directories = [{_literal(str(root) + '/')}]")
             con.execute("SET enable_external_access = false")
