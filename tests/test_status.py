@@ -194,3 +194,16 @@ def test_status_loads_no_dataframe_or_model_library(store: Path) -> None:
         result = [cli.main(["status"]), cli.main(["status", "--json"])]
     """, store, modules=LIGHT)
     assert found == {"loaded": [], "result": [0, 0]}
+
+
+def test_the_command_prints_only_the_screen(store: Path) -> None:
+    """The `gainrl` entry point, in its own process: nothing on stderr, exit included (a heap
+    frozen for exit made DuckDB's bindings report leaks there)."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "gainrl_ops.cli", "status"], capture_output=True, text=True,
+                          env={**os.environ, "GAINRL_HOME": str(store)}, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith(f"gainrl store: {store}")
