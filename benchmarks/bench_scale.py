@@ -104,8 +104,8 @@ def step(name: str, root: Path, size: int) -> dict[str, float]:
         from gainrl_ops.data.prompts import PromptConfig, render_text
         from gainrl_ops.data.shards import tokenize_to_shards
         from gainrl_ops.data.versions import current_label
-        from gainrl_ops.training.embedded import embedded_model_path
         from gainrl_ops.scoring.models import load_tokenizer
+        from gainrl_ops.training.embedded import embedded_model_path
 
         layout = Layout(root)
         label = current_label(layout, f"scale{size}")

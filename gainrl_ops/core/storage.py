@@ -72,7 +72,6 @@ class ParquetBytes:
     being made, or whose name is known only once it is encoded."""
 
     def __init__(self, schema: pa.Schema, use_dictionary: bool | list[str] = True, compression: str = "zstd"):
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         # io.BytesIO, not Arrow's BufferOutputStream: that one doubles its capacity as it grows, and

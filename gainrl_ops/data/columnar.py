@@ -36,13 +36,12 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
-from gainrl_ops.data.answers import MARKERS
 from gainrl_ops.core.storage import ParquetBytes
+from gainrl_ops.data.answers import MARKERS
 from gainrl_ops.data.content import dataset_version
 from gainrl_ops.data.errors import DatasetError
 from gainrl_ops.data.ids import hashed_problems
 from gainrl_ops.data.prompts_file import prompts_encoder
-from gainrl_ops.data.streams import codec, format_suffix, open_binary, open_native
 from gainrl_ops.data.records import (
     ANSWER_FIELDS,
     CANONICAL_SCHEMA,
@@ -60,6 +59,7 @@ from gainrl_ops.data.records import (
     raw_text,
     warn_dropped,
 )
+from gainrl_ops.data.streams import codec, format_suffix, open_binary, open_native
 
 # Every character for which str.isspace() is true: text made only of these is empty to the
 # per-row loader (`not text.strip()`).
