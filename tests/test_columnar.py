@@ -18,11 +18,11 @@ import pytest
 from gainrl_ops.core import storage
 from gainrl_ops.data import columnar
 from gainrl_ops.data.columnar import PYTHON_WHITESPACE, load_columnar
+from gainrl_ops.data.content import dataset_version
 from gainrl_ops.data.datasets import (
     FieldMap,
     LoadedDataset,
     RowConverter,
-    dataset_version,
     load_rows,
 )
 from gainrl_ops.data.streams import stem

@@ -22,7 +22,6 @@ import pyarrow.parquet as pq
 from gainrl_ops.core.storage import write_bytes_atomic, write_parquet_atomic
 from gainrl_ops.data.answers import final_answer
 from gainrl_ops.data.columnar import load_columnar
-from gainrl_ops.data.content import dataset_version  # noqa: F401 - where callers have always found it
 from gainrl_ops.data.errors import DatasetError
 from gainrl_ops.data.ids import problem_id
 from gainrl_ops.data.prompts_file import encode_prompts

@@ -13,15 +13,15 @@ from gainrl_ops.core.fingerprint import fingerprint_json
 from gainrl_ops.core.layout import Layout, safe_name
 from gainrl_ops.core.storage import sweep_temporary
 from gainrl_ops.data.arithmetic import EMBEDDED, ArithmeticConfig, generate, write_jsonl
+from gainrl_ops.data.content import dataset_version
 from gainrl_ops.data.datasets import (
     FieldMap,
     LoadedDataset,
-    dataset_version,
-    encode_prompts,
     load_dataset,
     problem_id,
     write_dataset,
 )
+from gainrl_ops.data.prompts_file import encode_prompts
 from gainrl_ops.data.versions import DatasetLabel, mark_loaded, settle
 
 if TYPE_CHECKING:  # imported where used: loading the Dagster definitions should not pay for polars
