@@ -21,6 +21,7 @@ from gainrl_ops.core.storage import write_parquet_atomic
 from gainrl_ops.curriculum.catalog import refresh_catalog
 from gainrl_ops.curriculum.exports import FILES
 from gainrl_ops.curriculum.ranking import export_ranking
+from gainrl_ops.data.versions import DatasetLabel, mark_loaded
 from gainrl_ops.store.status import (
     CheckpointStatus,
     DatasetStatus,
@@ -29,7 +30,6 @@ from gainrl_ops.store.status import (
     next_step,
     store_status,
 )
-from gainrl_ops.data.versions import DatasetLabel, mark_loaded
 from gainrl_ops.training.resume import write_resume_state
 
 OLD_VERSION = "9999888877776666"
@@ -207,3 +207,28 @@ def test_the_command_prints_only_the_screen(store: Path) -> None:
                           env={**os.environ, "GAINRL_HOME": str(store)}, check=False)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.startswith(f"gainrl store: {store}")
+
+
+def test_a_second_status_opens_no_database_until_something_is_written(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gainrl_ops.store.status as status_module
+
+    first = store_status(store)
+
+    def no_database(*args, **kwargs):
+        raise AssertionError("status opened the catalog although nothing had changed")
+
+    monkeypatch.setattr(status_module, "connect_readonly", no_database)
+    assert store_status(store) == first
+
+    monkeypatch.undo()
+    # A new evaluation replaces the unreadable one: the next status reads the catalog again.
+    layout = Layout(store)
+    evaluation = [{"checkpoint": CK_TUNED, "id": "e0", "answer": "1", "completion": "1", "predicted": "1", "correct": True}]
+    write_parquet_atomic(pa.Table.from_pylist(evaluation, schema=registry.arrow_schema(registry.EVALUATION)),
+                         layout.evaluation(DATASET, VERSION, CK_TUNED))
+    after = store_status(store)
+    tuned = next(c for c in after.checkpoints if c.fingerprint == CK_TUNED)
+    assert (tuned.evaluated, tuned.accuracy, after.problems) == (1, 1.0, [])
+
+    layout.status_cache.write_text("{not json")  # damaged: read again, not trusted
+    assert store_status(store) == after

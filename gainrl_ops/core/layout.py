@@ -6,6 +6,7 @@ are staging or temporary and never read as published):
     <root>/
       gainrl.duckdb                                          SQL catalog (views only, no rows)
       gainrl.duckdb.state.json                               what the last catalog refresh read
+      gainrl.duckdb.status.json                              `gainrl status`'s catalog rows, for that refresh
       datasets/{dataset}/current.json                        the served label: which content version the name means now
       datasets/{dataset}/loaded.json                         the loaded label: which version raw_dataset (or gainrl score) loaded last
       datasets/{dataset}/generated-{digest}.jsonl            the embedded dataset, generated once
@@ -133,6 +134,7 @@ def glob_escape(path: str) -> str:
 
 CATALOG = Template("gainrl.duckdb")
 CATALOG_STATE = Template("gainrl.duckdb.state.json")
+STATUS_CACHE = Template("gainrl.duckdb.status.json")
 DATASET_LABEL = Template("datasets/{dataset}/current.json")
 LOADED_LABEL = Template("datasets/{dataset}/loaded.json")
 PROVENANCE = Template("datasets/{dataset}/{version}/provenance.json")
@@ -174,7 +176,7 @@ DAGSTER_FILE = Template("dagster/{rest}")
 SCREENSHOT = Template("screenshots/{rest}")
 
 TREE: tuple[Template, ...] = (
-    CATALOG, CATALOG_STATE, DATASET_LABEL, LOADED_LABEL, GENERATED, PROMPTS, REJECTS, PROVENANCE, CURRENT_SHARDS, SHARD, SHARD_MANIFEST, SCORES, SCORE_PART, SCORE_SUMMARY,
+    CATALOG, CATALOG_STATE, STATUS_CACHE, DATASET_LABEL, LOADED_LABEL, GENERATED, PROMPTS, REJECTS, PROVENANCE, CURRENT_SHARDS, SHARD, SHARD_MANIFEST, SCORES, SCORE_PART, SCORE_SUMMARY,
     PASS_RATES, PASS_RATES_SUMMARY, PASS_RATES_PLOT, RANKING, REPORT_PLOT, EXPORT_FILE, IMPORTED_RANKING, EPOCHS, SELECTIONS, ROLLOUTS, RUN_STATE, RUN_CURVE, RUN_RESUME, RUN_LAUNCH, EVALUATION, DIAGNOSTICS,
     DIAGNOSTICS_SUMMARY, DIAGNOSTICS_PLOT, CHECKPOINT_RECORD, CHECKPOINT_FILE, MODEL_FILE, DAGSTER_FILE, SCREENSHOT,
 )
@@ -296,6 +298,10 @@ class Layout:
     @property
     def catalog_state(self) -> Path:
         return self.path(CATALOG_STATE)
+
+    @property
+    def status_cache(self) -> Path:
+        return self.path(STATUS_CACHE)
 
     @property
     def checkpoints_dir(self) -> Path:

@@ -543,12 +543,7 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
 def catalog_problems(root: Path) -> list[dict[str, str]]:
     """The artifacts the last refresh left out (view, path, error)."""
     with connect_readonly(root) as con:
-        return problems_on(con)
-
-
-def problems_on(con: duckdb.DuckDBPyConnection) -> list[dict[str, str]]:
-    """`catalog_problems` on a connection the caller already holds."""
-    return [dict(zip(("view", "path", "error"), row)) for row in con.execute("SELECT * FROM catalog_problems").fetchall()]
+        return [dict(zip(("view", "path", "error"), row)) for row in con.execute("SELECT * FROM catalog_problems").fetchall()]
 
 
 def query(root: Path, sql: str, limit: int | None = None) -> pl.DataFrame:

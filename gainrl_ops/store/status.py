@@ -1,9 +1,10 @@
 """What is in a storage root: datasets, checkpoints, training runs, and what to run next.
 
-`store_status(root)` reads the catalog's views through one read-only connection, plus the few
+`store_status(root)` reads the catalog's views in one statement on a read-only connection, plus the few
 files no view covers (ranking snapshots, report plots, exports, resume points), and returns a
 `StoreStatus`; `render(status)` is the screen `gainrl status` prints and `status.to_json()` the
-object `gainrl status --json` prints. It imports neither a dataframe nor a model library, so it
+object `gainrl status --json` prints. It imports neither a dataframe nor a model library, and
+keeps the catalog's rows for the refresh they were read after (`cached_catalog_rows`), so it
 costs about what a bare DuckDB query does.
 
 The JSON object's keys:
@@ -32,7 +33,9 @@ The JSON object's keys:
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -44,9 +47,11 @@ import duckdb
 from gainrl_ops.core import layout as tree
 from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout
+from gainrl_ops.core.storage import write_text_atomic
 from gainrl_ops.core.tables import format_table
-from gainrl_ops.curriculum.catalog import connect_readonly, problems_on, refresh_if_changed
+from gainrl_ops.curriculum.catalog import connect_readonly, refresh_if_changed
 from gainrl_ops.training.resume import latest_resume_point
+
 
 @dataclass(frozen=True)
 class OlderVersion:
@@ -122,9 +127,35 @@ def export_format(name: str) -> str:
     return name.removeprefix("curriculum.").split(".")[0]
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
-    relation = con.sql(sql)
-    return [dict(zip(relation.columns, row)) for row in relation.fetchall()]
+# What the screen needs from the catalog: a query per part, with the order its rows are listed in.
+# They run as one statement: each statement pays its own planning and its own reads of the
+# dataset labels that every view filters on (about 5 ms each), and status should cost what one
+# query does.
+QUERIES: dict[str, tuple[str, str]] = {
+    "versions": ("SELECT dataset, version, prompts, served, loaded, file, CAST(loaded_at AS VARCHAR) AS loaded_at "
+                 "FROM dataset_versions", "dataset, loaded_at, version"),
+    "rejects": ("SELECT dataset, count(*) AS n FROM rejects GROUP BY ALL", "dataset"),
+    "registered": ("SELECT fingerprint, name, path, CAST(registered_at AS VARCHAR) AS registered_at, parent FROM checkpoints",
+                   "registered_at, name"),
+    "scored": ("SELECT checkpoint, any_value(model) AS model, dataset, dataset_version, prompt_fingerprint, count(*) AS n "
+               "FROM scores GROUP BY ALL", "checkpoint, dataset, dataset_version, prompt_fingerprint"),
+    "evaluated": ("SELECT checkpoint, dataset, count(*) AS n, avg(correct::INT) AS accuracy FROM evaluations GROUP BY ALL",
+                  "checkpoint, dataset"),
+    "diagnosed": ("SELECT checkpoint, dataset, count(*) AS n FROM diagnostics GROUP BY ALL", "checkpoint, dataset"),
+    "epochs": ("SELECT run, epoch, sampler, accuracy, held_out_accuracy, mu_next, checkpoint_path FROM epochs", "run, epoch"),
+    "problems": ('SELECT "view", path, "error" FROM catalog_problems', '"view", path'),
+}
+
+
+def read_catalog(con: duckdb.DuckDBPyConnection) -> dict[str, list[dict[str, Any]]]:
+    """The rows of each of `QUERIES`, in its order, read in one statement."""
+    parts = ", ".join(
+        f"(SELECT coalesce(list(q ORDER BY {', '.join(f'q.{key}' for key in order.split(', '))}), []) FROM ({sql}) AS q) AS {name}"
+        for name, (sql, order) in QUERIES.items()
+    )
+    # `execute`, not `sql`: a relation binds the statement once more before it runs (10 ms here).
+    result = con.execute(f"SELECT {parts}")
+    return dict(zip(QUERIES, result.fetchall()[0]))
 
 
 def _published(folder: Path) -> list[str]:
@@ -135,10 +166,35 @@ def _published(folder: Path) -> list[str]:
         return []
 
 
-def _datasets(con: duckdb.DuckDBPyConnection) -> list[DatasetStatus]:
-    versions = _rows(con, "SELECT dataset, version, prompts, served, loaded, file, CAST(loaded_at AS VARCHAR) AS loaded_at "
-                          "FROM dataset_versions ORDER BY dataset, loaded_at, version")
-    rejects = dict(con.execute("SELECT dataset, count(*) FROM rejects GROUP BY ALL").fetchall())
+def cached_catalog_rows(layout: Layout) -> dict[str, list[dict[str, Any]]]:
+    """`read_catalog`'s rows, kept in `gainrl.duckdb.status.json` for the catalog refresh they
+    were read after (its state file names every file the views read, with size and mtime) and
+    for these `QUERIES`: until something is written, `gainrl status` opens no database."""
+    try:
+        key = [layout.catalog_state.read_text(), json.dumps(QUERIES)]  # strings: they come back from JSON equal
+    except OSError:
+        key = None  # no catalog yet: the connection builds it
+    if key is not None:
+        try:
+            cached = json.loads(layout.status_cache.read_text())
+            if cached["key"] == key:
+                return cached["rows"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # none yet, or one this code did not write
+    # Not sandboxed: the statement is ours, not a user's, and the sandbox's checks cost every file read.
+    with connect_readonly(layout.root, sandbox=False) as con:
+        rows = read_catalog(con)
+    if key is not None:
+        # A refresh that ran since `key` was read gives the next status another key, so these rows
+        # are never kept under a refresh they were not read after.
+        with contextlib.suppress(OSError):  # a store this user cannot write still has a status
+            write_text_atomic(json.dumps({"key": key, "rows": rows}), layout.status_cache)
+    return rows
+
+
+def _datasets(catalog: dict[str, list[dict[str, Any]]]) -> list[DatasetStatus]:
+    versions = catalog["versions"]
+    rejects = {r["dataset"]: r["n"] for r in catalog["rejects"]}
     out = []
     for name in dict.fromkeys(v["dataset"] for v in versions):
         mine = [v for v in versions if v["dataset"] == name]
@@ -157,14 +213,10 @@ def _datasets(con: duckdb.DuckDBPyConnection) -> list[DatasetStatus]:
     return out
 
 
-def _checkpoints(con: duckdb.DuckDBPyConnection, layout: Layout, datasets: list[DatasetStatus]) -> list[CheckpointStatus]:
-    registered = _rows(con, "SELECT fingerprint, name, path, CAST(registered_at AS VARCHAR) AS registered_at, parent "
-                            "FROM checkpoints ORDER BY registered_at, name")
-    scored = _rows(con, "SELECT checkpoint, any_value(model) AS model, dataset, dataset_version, prompt_fingerprint, count(*) AS n "
-                        "FROM scores GROUP BY ALL ORDER BY ALL")
-    evaluated = {(r["checkpoint"], r["dataset"]): r for r in _rows(
-        con, "SELECT checkpoint, dataset, count(*) AS n, avg(correct::INT) AS accuracy FROM evaluations GROUP BY ALL")}
-    diagnosed = {(c, d): n for c, d, n in con.execute("SELECT checkpoint, dataset, count(*) FROM diagnostics GROUP BY ALL").fetchall()}
+def _checkpoints(catalog: dict[str, list[dict[str, Any]]], layout: Layout, datasets: list[DatasetStatus]) -> list[CheckpointStatus]:
+    registered, scored = catalog["registered"], catalog["scored"]
+    evaluated = {(r["checkpoint"], r["dataset"]): r for r in catalog["evaluated"]}
+    diagnosed = {(r["checkpoint"], r["dataset"]): r["n"] for r in catalog["diagnosed"]}
     served = {d.name: d.version for d in datasets if d.version}
 
     # Each checkpoint's datasets, in the order a user meets them: what it scored, evaluated, diagnosed.
@@ -217,10 +269,9 @@ def _run_row(name: str, epochs: list[dict[str, Any]], finished: bool, resumable:
     )
 
 
-def _runs(con: duckdb.DuckDBPyConnection, layout: Layout) -> list[RunStatus]:
-    rows = _rows(con, "SELECT run, sampler, accuracy, held_out_accuracy, mu_next, checkpoint_path FROM epochs ORDER BY run, epoch")
+def _runs(catalog: dict[str, list[dict[str, Any]]], layout: Layout) -> list[RunStatus]:
     finished: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
+    for row in catalog["epochs"]:
         finished.setdefault(row["run"], []).append(row)
     # A run that was cut short has no epoch table yet, only resume points (TRL's checkpoint
     # folders), each with the epoch rows so far; a rerun of a finished run has both.
@@ -296,13 +347,11 @@ def store_status(root: Path, refresh: bool = True) -> StoreStatus:
     layout = Layout(Path(root).resolve())
     if refresh:
         refresh_if_changed(layout.root)
-    # One read-only connection for everything: opening the catalog costs about as much as the queries.
-    with connect_readonly(layout.root) as con:
-        problems = problems_on(con)
-        datasets = _datasets(con)
-        checkpoints = _checkpoints(con, layout, datasets)
-        runs = _runs(con, layout)
-    return StoreStatus(str(layout.root), datasets, checkpoints, runs, problems, next_step(datasets, checkpoints, runs))
+    catalog = cached_catalog_rows(layout)
+    datasets = _datasets(catalog)
+    checkpoints = _checkpoints(catalog, layout, datasets)
+    runs = _runs(catalog, layout)
+    return StoreStatus(str(layout.root), datasets, checkpoints, runs, catalog["problems"], next_step(datasets, checkpoints, runs))
 
 
 def _number(value: float | None, digits: int = 3) -> str:
