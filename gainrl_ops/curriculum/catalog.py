@@ -40,7 +40,7 @@ must be named like a checkpoint fingerprint. Dataset names and prompt fingerprin
 the path carries are taken from the file name.
 
 `refresh_if_changed(root)` skips the rebuild when nothing a refresh reads has changed since the
-last one (the files the views match, by path, size and modification time; the catalog file
+last one (the files the views match, by path, size, modification time and inode; the catalog file
 itself; this code), which it records in `gainrl.duckdb.state.json` beside the catalog.
 
 Concurrency: a refresh builds the new file next to the old one and renames it over it, so
@@ -452,8 +452,10 @@ def refresh_catalog(root: Path, inputs: str | None = None) -> list[tuple[str, st
 
 
 def _inputs_digest(layout: Layout) -> str:
-    """One digest of everything a refresh reads: the path, size and modification time of each
-    file its globs match, and the code that writes the views (a new view is a change too)."""
+    """One digest of everything a refresh reads: the path, size, modification time and inode of
+    each file its globs match, and the code that writes the views (a new view is a change too).
+    The inode: every artifact is written under a temporary name and renamed, so a rewrite within
+    the file system's timestamp tick, at the same size, is still a change."""
     digest = hashlib.blake2b(digest_size=16)
     for module in (__file__, tree.__file__, registry.__file__):
         digest.update(Path(module).read_bytes())
@@ -463,7 +465,7 @@ def _inputs_digest(layout: Layout) -> str:
     files = sorted({file for pattern in patterns for file in glob.glob(pattern, recursive=True)})
     for file in files:
         stat = os.stat(file)
-        digest.update(f"{file}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{file}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}\n".encode())
     return digest.hexdigest()
 
 
