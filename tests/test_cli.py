@@ -50,3 +50,25 @@ def test_score_and_export_print_one_summary_line_per_step_off_a_terminal(
     assert cli.main(["export", "--dataset", "arithmetic", "--format", "jsonl", "--out", str(tmp_path / "c.jsonl")]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     assert re.match(r"exported 40 prompts of arithmetic \(version \w+\) in [\d.]+ s, ranked by checkpoint \w+ ", line), line
+
+
+def test_export_draws_a_bar_in_a_terminal_and_none_in_a_log(
+    tiny_model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    args = ["score", "--model", str(tiny_model_path), "--n-problems", "30", "--shard-size", "16", "--device", "cpu"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    assert cli.main(["export", "--dataset", "arithmetic", "--format", "verl", "--out", str(tmp_path / "log.parquet")]) == 0
+    assert capsys.readouterr().err == ""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert cli.main(["export", "--dataset", "arithmetic", "--format", "jsonl", "--out", str(tmp_path / "c.jsonl")]) == 0
+    drawn = terminal.getvalue()
+    assert "export 30 prompts" in drawn and "/30 " in drawn and drawn.endswith("\r"), "one live bar, cleared when done"

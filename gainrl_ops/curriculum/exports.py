@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout
+from gainrl_ops.core.progress import bar
 from gainrl_ops.core.storage import atomic_directory, atomic_path
 from gainrl_ops.curriculum.catalog import connect_readonly
 from gainrl_ops.curriculum.ranking import export_ranking, snapshot_info
@@ -51,6 +52,7 @@ FORMATS = ("verl", "hf", "jsonl", "pt")
 # File names inside an export folder (`Layout.export_dir`), one per format.
 FILES = {"verl": "curriculum.verl.parquet", "hf": "hf", "jsonl": "curriculum.jsonl", "pt": "curriculum.pt"}
 _META = b"gainrl.export"
+_BAR_STEP = 10_000  # prompts rendered between two moves of the bar
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,15 @@ def export_curriculum(curriculum: RankedCurriculum, fmt: str, out: Path) -> Expo
 
 
 def _messages(frame: pl.DataFrame, prompt: PromptConfig) -> list[list[dict[str, str]]]:
-    """Each problem as the chat the scorer rendered: system prompt, few-shot turns, question."""
-    return [chat_messages(problem, prompt) for problem in frame["problem"].to_list()]
+    """Each problem as the chat the scorer rendered: system prompt, few-shot turns, question.
+    With a bar in a terminal: these Python objects are most of a large export's time."""
+    problems = frame["problem"].to_list()
+    messages: list[list[dict[str, str]]] = []
+    with bar(len(problems), f"export {frame.height} prompts", unit="prompt") as progress:
+        for start in range(0, len(problems), _BAR_STEP):  # the bar moves a step at a time: a call a row costs
+            messages += [chat_messages(problem, prompt) for problem in problems[start : start + _BAR_STEP]]
+            progress.update(min(_BAR_STEP, len(problems) - start))
+    return messages
 
 
 @contextlib.contextmanager
