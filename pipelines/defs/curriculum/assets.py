@@ -7,6 +7,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, MaterializeResult
 
+from gainrl_ops.core.collector import collector_paused
 from gainrl_ops.core.fingerprint import fingerprint_json
 from gainrl_ops.core.progress import bar as progress_bar
 from gainrl_ops.curriculum.exports import FILES, FORMATS, export_curriculum, read_curriculum
@@ -128,13 +129,15 @@ def plan_scoring(context: dg.OpExecutionContext, targets: TargetsResource):
 @dg.op(tags=MODEL_STEP_TAGS)
 def score_shard_step(context: dg.OpExecutionContext, index: int, plan: ScoringPlan, scoring: ScoringResource, model: ModelResource) -> int:
     """Score one planned shard into the staging folder (a part that is already valid is reused)."""
-    from gainrl_ops.scoring.models import ModelSpec, load_model
-    from gainrl_ops.scoring.scorer import score_part
-
     shard = plan.shard(index)
-    with progress_bar(shard.rows, f"scoring {shard.path.name}", unit="prompt") as bar:
+    with collector_paused() as started:  # torch's import and the model load, as `gainrl score` does: core/collector.py
+        from gainrl_ops.scoring.models import ModelSpec, load_model
+        from gainrl_ops.scoring.scorer import score_part
+
         loaded = load_model(ModelSpec(plan.checkpoint_path, dtype=plan.dtype, device=model.device))
-        written = score_part(loaded, plan, index, scoring.config, bar)
+        started()
+        with progress_bar(shard.rows, f"scoring {shard.path.name}", unit="prompt") as bar:
+            written = score_part(loaded, plan, index, scoring.config, bar)
     context.log.info(f"{shard.path.name}: {'scored' if written else 'reused'} {shard.rows} prompts")
     return int(written)
 
