@@ -129,13 +129,11 @@ def load_rows(path: Path, fields: FieldMap, on_error: str, source: str | None, d
     )
 
 
-def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path, encoded: memoryview | None = None) -> dict[str, Path]:
+def write_dataset(loaded: LoadedDataset, prompts: Path, rejects: Path) -> dict[str, Path]:
     """Write the prompts and rejects tables, each atomically so a concurrent reader never sees
-    a half-written file. `encoded`: the prompts already as `encode_prompts` bytes (by default
-    `loaded.encoded`, else encoded here).
+    a half-written file; the prompts file is `loaded.encoded` where the loader made it.
     Returns {"prompts": ..., "rejects": ...}."""
-    encoded = encoded if encoded is not None else loaded.encoded
-    prompts_file = write_bytes_atomic(encoded if encoded is not None else encode_prompts(loaded.table), prompts)
+    prompts_file = write_bytes_atomic(loaded.encoded if loaded.encoded is not None else encode_prompts(loaded.table), prompts)
     return {"prompts": prompts_file, "rejects": write_parquet_atomic(loaded.rejects, rejects)}
 
 

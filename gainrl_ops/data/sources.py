@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,7 +71,8 @@ def prepare_dataset(source: DatasetSource, layout: Layout) -> tuple[LoadedDatase
         version = loaded.version or dataset_version(loaded.table)
         for folder in (layout.dataset_label(source.name).parent, layout.prompts(source.name, version).parent):
             sweep_temporary(folder, started)
-        write_dataset(loaded, layout.prompts(source.name, version), layout.rejects(source.name, version), encoded.result() if encoded else None)
+        written = replace(loaded, encoded=encoded.result()) if encoded is not None else loaded  # not kept: the bytes go once written
+        write_dataset(written, layout.prompts(source.name, version), layout.rejects(source.name, version))
     loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     label = DatasetLabel(source.name, version, str(file), loaded.table.num_rows, loaded_at, loaded.n_read)
     mark_loaded(layout, label)
