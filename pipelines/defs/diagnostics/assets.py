@@ -4,6 +4,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, MaterializeResult
 
+from gainrl_ops.core.collector import collector_paused
 from gainrl_ops.core.stats import finite_or_none
 from gainrl_ops.curriculum.ranking import existing_ranking, ranked_prompts
 
@@ -23,17 +24,20 @@ def signal_diagnostics(context: AssetExecutionContext, targets: TargetsResource,
     reference solution when a group's rewards are all equal), its Spearman correlation with
     the angle score, its components and prompt length, and the partial correlation with the
     angle score controlling for length, each with a bootstrap interval, and the verdict."""
-    from gainrl_ops.diagnostics.signal import (  # torch: only when diagnosing
-        GRPO,
-        LENGTH,
-        REFERENCE_NLL,
-        diagnose,
-        write_report,
-    )
-
     target = targets.resolve(context)
     scored = ranked_prompts(target.layout, target.dataset, target.version, existing_ranking(target.layout, target.key), columns=("answer", "metadata"))
-    report = diagnose(target.load_model(), target.load_tokenizer(), scored, target.prompt, diagnostics.config)
+    with collector_paused() as started:  # torch's import and the model load: core/collector.py
+        from gainrl_ops.diagnostics.signal import (  # torch: only when diagnosing
+            GRPO,
+            LENGTH,
+            REFERENCE_NLL,
+            diagnose,
+            write_report,
+        )
+
+        model, tokenizer = target.load_model(), target.load_tokenizer()
+        started()
+        report = diagnose(model, tokenizer, scored, target.prompt, diagnostics.config)
     paths = write_report(report, target.diagnostics_stem)
     context.log.info(f"checkpoint {target.record.name} ({target.checkpoint}): {report.verdict}")
     partial = report.association("angle_score", LENGTH)

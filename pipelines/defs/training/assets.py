@@ -3,6 +3,7 @@
 import dagster as dg
 from dagster import AssetExecutionContext, MaterializeResult
 
+from gainrl_ops.core.collector import collector_paused
 from gainrl_ops.core.storage import write_parquet_atomic
 from gainrl_ops.curriculum.ranking import existing_ranking, ordered_prompts, ranked_prompts
 from gainrl_ops.data.sources import held_out_for
@@ -68,13 +69,14 @@ def training_run(context: AssetExecutionContext, targets: TargetsResource, train
 )
 def evaluation(context: AssetExecutionContext, targets: TargetsResource, held_out: HeldOutResource) -> MaterializeResult:
     """Greedy accuracy of the checkpoint on held-out problems (none of them a training prompt)."""
-    from gainrl_ops.training.evaluation import evaluate_checkpoint
-
     target = targets.resolve(context)
     problems = held_out_for(target.source, target.version, held_out.config, target.layout)
-    frame = evaluate_checkpoint(
-        target.load_model(), target.load_tokenizer(), problems, target.prompt, target.checkpoint, held_out.max_new_tokens
-    )
+    with collector_paused() as started:  # torch's import and the model load: core/collector.py
+        from gainrl_ops.training.evaluation import evaluate_checkpoint
+
+        model, tokenizer = target.load_model(), target.load_tokenizer()
+        started()
+        frame = evaluate_checkpoint(model, tokenizer, problems, target.prompt, target.checkpoint, held_out.max_new_tokens)
     write_parquet_atomic(frame.to_arrow(), target.evaluation)
     accuracy = float(frame["correct"].mean())
     context.log.info(f"checkpoint {target.record.name} ({target.checkpoint}): held-out accuracy {accuracy:.3f}")
