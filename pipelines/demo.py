@@ -27,9 +27,9 @@ from gainrl_ops.data.sources import DatasetSource
 from gainrl_ops.scoring.hardware import AUTO, resolve_dtype
 
 from . import partitions
+from .definitions import defs
 from .defs.curriculum.automation import new_checkpoint_sensor
 from .defs.training.automation import training_runs_sensor
-from .definitions import defs
 from .instance import prepare_instance_home
 from .resources import CheckpointStoreResource, StorageResource, default_resources
 

@@ -25,7 +25,6 @@ from gainrl_ops.data.columnar import load_columnar
 from gainrl_ops.data.errors import DatasetError
 from gainrl_ops.data.ids import problem_id
 from gainrl_ops.data.prompts_file import encode_prompts
-from gainrl_ops.data.streams import codec, format_suffix, open_binary, stem
 from gainrl_ops.data.records import (
     ANSWER_FIELDS,
     CANONICAL_SCHEMA,
@@ -48,6 +47,7 @@ from gainrl_ops.data.records import (
     undecodable,
     warn_dropped,
 )
+from gainrl_ops.data.streams import codec, format_suffix, open_binary, stem
 
 _BATCH_ROWS = 8192  # Arrow rows converted to Python at a time: bounds memory on large files.
 _MISSING = object()  # `_lookup` result for an absent field (None means a present null).
