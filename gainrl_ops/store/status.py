@@ -168,7 +168,7 @@ def _published(folder: Path) -> list[str]:
 
 def cached_catalog_rows(layout: Layout) -> dict[str, list[dict[str, Any]]]:
     """`read_catalog`'s rows, kept in `gainrl.duckdb.status.json` for the catalog refresh they
-    were read after (its state file names every file the views read, with size and mtime) and
+    were read after (its state file digests every file the views read: size, mtime, inode) and
     for these `QUERIES`: until something is written, `gainrl status` opens no database."""
     try:
         key = [layout.catalog_state.read_text(), json.dumps(QUERIES)]  # strings: they come back from JSON equal
