@@ -542,10 +542,14 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
             )
 
 
+# The artifacts the last refresh left out, one row each; `gainrl status` reads it in its own statement.
+PROBLEMS_SQL = 'SELECT "view", path, "error" FROM catalog_problems'
+
+
 def catalog_problems(root: Path) -> list[dict[str, str]]:
     """The artifacts the last refresh left out (view, path, error)."""
     with connect_readonly(root) as con:
-        return [dict(zip(("view", "path", "error"), row)) for row in con.execute("SELECT * FROM catalog_problems").fetchall()]
+        return [dict(zip(("view", "path", "error"), row)) for row in con.execute(PROBLEMS_SQL).fetchall()]
 
 
 def query(root: Path, sql: str, limit: int | None = None) -> pl.DataFrame:

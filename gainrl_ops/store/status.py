@@ -49,7 +49,7 @@ from gainrl_ops.core.keys import ScoresKey
 from gainrl_ops.core.layout import Layout
 from gainrl_ops.core.storage import write_text_atomic
 from gainrl_ops.core.tables import format_table
-from gainrl_ops.curriculum.catalog import connect_readonly, refresh_if_changed
+from gainrl_ops.curriculum.catalog import PROBLEMS_SQL, connect_readonly, refresh_if_changed
 from gainrl_ops.training.resume import latest_resume_point
 
 
@@ -143,7 +143,7 @@ QUERIES: dict[str, tuple[str, str]] = {
                   "checkpoint, dataset"),
     "diagnosed": ("SELECT checkpoint, dataset, count(*) AS n FROM diagnostics GROUP BY ALL", "checkpoint, dataset"),
     "epochs": ("SELECT run, epoch, sampler, accuracy, held_out_accuracy, mu_next, checkpoint_path FROM epochs", "run, epoch"),
-    "problems": ('SELECT "view", path, "error" FROM catalog_problems', '"view", path'),
+    "problems": (PROBLEMS_SQL, '"view", path'),
 }
 
 
