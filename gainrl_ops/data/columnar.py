@@ -443,9 +443,9 @@ def _settle(
     version: Future[str] | None,
 ) -> LoadedDataset:
     """The load's result from the converted blocks: the rows that need it converted one by one, then duplicates dropped."""
-    keys = np.concatenate([block.keys for block in blocks])
     # Sorted runs merge at the cost of a pass (timsort); sorting them in the threads costs the main one nothing.
-    ordered: np.ndarray | None = np.sort(np.concatenate([block.sorted_keys for block in blocks]), kind="stable")
+    ordered = np.concatenate([block.sorted_keys for block in blocks])
+    ordered.sort(kind="stable")
     slow_rows = np.concatenate([block.slow_rows for block in blocks]).tolist()
 
     converter.choose("problem", roles.problem)
@@ -462,17 +462,16 @@ def _settle(
     if converted:
         canonical = pa.concat_tables([canonical, pa.Table.from_pylist(converted, schema=CANONICAL_SCHEMA)])
         canonical = canonical.take(pc.sort_indices(canonical.column("row")))
-        keys, ordered, encoded, version = _id_numbers(canonical.column("id")), None, None, None
-    return _finish(path, opened, n_read, canonical, keys, ordered, rejects, encoded, version)
+        ordered, encoded, version = np.sort(_id_numbers(canonical.column("id"))), None, None
+    return _finish(path, opened, n_read, canonical, ordered, rejects, encoded, version)
 
 
 @dataclass(frozen=True)
 class _Block:
-    """One part of the file, converted: its regular rows with their ids (each id also as a
-    number, and those sorted), and the file rows of the others."""
+    """One part of the file, converted: its regular rows with their ids (as the numbers their
+    digits spell, sorted), and the file rows of the others."""
 
     canonical: pa.Table
-    keys: np.ndarray
     sorted_keys: np.ndarray
     slow_rows: np.ndarray
 
@@ -526,7 +525,8 @@ def _convert_block(part: pa.Table, first_row: int, roles: _Roles, absent_keys: b
     """A part's regular rows with their ids, and the file rows of the others (`_canonical_part`)."""
     canonical, slow_rows = _canonical_part(part, first_row, roles, absent_keys)
     ids, keys = hashed_problems(canonical.column("problem"), con)
-    return _Block(canonical.add_column(0, "id", ids).cast(CANONICAL_SCHEMA), keys, np.sort(keys), slow_rows)
+    keys.sort()
+    return _Block(canonical.add_column(0, "id", ids).cast(CANONICAL_SCHEMA), keys, slow_rows)
 
 
 def _records(opened: _Source, which: list[int]) -> list[Any]:
@@ -539,13 +539,10 @@ def _records(opened: _Source, which: list[int]) -> list[Any]:
     return [parse_jsonl_line(row, line) for row, line in zip(which, opened.lines.read(which), strict=True)]
 
 
-def _first_positions(keys: np.ndarray, ordered: np.ndarray | None = None) -> np.ndarray:
+def _first_positions(keys: np.ndarray) -> np.ndarray:
     """For each position, the first position that holds the same id, given each id as the
-    uint64 its 16 hex digits spell (and those sorted, where known): sorting those is exact and
-    costs a fraction of hashing the strings."""
-    ordered = np.sort(keys) if ordered is None else ordered
-    if not (ordered[1:] == ordered[:-1]).any():  # the usual case: every id distinct
-        return np.arange(len(keys))
+    uint64 its 16 hex digits spell: sorting those is exact and costs a fraction of hashing the
+    strings."""
     order = np.argsort(keys, kind="stable")
     ordered = keys[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
@@ -574,27 +571,29 @@ def _finish(
     opened: _Source,
     n_read: int,
     canonical: pa.Table,
-    keys: np.ndarray,
-    ordered: np.ndarray | None,
+    ordered: np.ndarray,
     rejects: dict[str, list[Any]],
     encoded: Future[memoryview] | None,
     version: Future[str] | None,
 ) -> LoadedDataset:
     """Drop duplicate problems (the first one wins, the others become rejects), as the per-row loader does.
-    `keys`: the ids as numbers (`_id_numbers`), `ordered`: those sorted, where known; `encoded`
-    and `version`: the prompts file and the content version of `canonical`, where they were
-    made on the way (kept where no duplicate is dropped)."""
+    `ordered`: the ids as numbers (`_id_numbers`), sorted; `encoded` and `version`: the prompts
+    file and the content version of `canonical`, where they were made on the way (kept where no
+    duplicate is dropped)."""
     file = str(path)
-    first = _first_positions(keys, ordered)
-    duplicate = first != np.arange(len(first))
-    row_of = _numpy(canonical.column("row"))
-    ids = canonical.column("id")
-    positions = np.flatnonzero(duplicate).tolist()
-    for position, record in zip(positions, _records(opened, [int(row_of[p]) for p in positions]), strict=True):
-        error = DatasetError(file, f"duplicate of row {int(row_of[first[position]])} (id {ids[position].as_py()})", int(row_of[position]), "problem")
-        add_reject(rejects, error, raw_text(record))
-    n_duplicates = len(positions)
-    kept = canonical.take(_int64(np.flatnonzero(~duplicate))) if n_duplicates else canonical
+    kept, n_duplicates = canonical, 0
+    # The usual case, every id distinct, is seen in the sorted ids and needs no array more.
+    if (ordered[1:] == ordered[:-1]).any():
+        first = _first_positions(_id_numbers(canonical.column("id")))
+        duplicate = first != np.arange(len(first))
+        row_of = _numpy(canonical.column("row"))
+        ids = canonical.column("id")
+        positions = np.flatnonzero(duplicate).tolist()
+        for position, record in zip(positions, _records(opened, [int(row_of[p]) for p in positions]), strict=True):
+            error = DatasetError(file, f"duplicate of row {int(row_of[first[position]])} (id {ids[position].as_py()})", int(row_of[position]), "problem")
+            add_reject(rejects, error, raw_text(record))
+        n_duplicates = len(positions)
+        kept = canonical.take(_int64(np.flatnonzero(~duplicate)))
     n_bad = len(rejects["row"]) - n_duplicates
     if kept.num_rows == 0:
         raise all_rejected(file, n_read, rejects)

@@ -18,19 +18,19 @@ def dataset_version(table: pa.Table) -> str:
     values' bytes end to end, then a 0x01 byte, read straight from the Arrow buffers (no copy of the text)."""
     digest = hashlib.sha256()
     for column in ("id", "problem", "answer"):
-        parts = [_lengths_and_bytes(chunk) for chunk in table.column(column).chunks]
-        for lengths, _ in parts:
-            digest.update(lengths)
-        for _, data in parts:
-            digest.update(data)
+        chunks = table.column(column).chunks
+        # Two passes over the chunks, so that only one chunk's lengths are held at a time.
+        for chunk in chunks:
+            digest.update(np.diff(_ends(chunk)).astype("<i8"))
+        for chunk in chunks:
+            ends, data = _ends(chunk), chunk.buffers()[2]
+            if data is not None:
+                digest.update(memoryview(data)[int(ends[0]) : int(ends[-1])])
         digest.update(b"\x01")
     return digest.hexdigest()[:DIGEST_CHARS]
 
 
-def _lengths_and_bytes(strings: pa.Array) -> tuple[np.ndarray, memoryview]:
-    """The byte length of each (non-null) string, as int64, and their bytes end to end."""
-    _, offsets, data = strings.buffers()
+def _ends(strings: pa.Array) -> np.ndarray:
+    """The offsets of a (non-null) string array's values in its data buffer, as int64."""
     width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
-    ends = np.frombuffer(offsets, dtype=width)[strings.offset : strings.offset + len(strings) + 1].astype(np.int64)
-    values = memoryview(data)[int(ends[0]) : int(ends[-1])] if data is not None else memoryview(b"")
-    return np.diff(ends).astype("<i8"), values
+    return np.frombuffer(strings.buffers()[1], dtype=width)[strings.offset : strings.offset + len(strings) + 1].astype(np.int64)
