@@ -71,13 +71,17 @@ class ParquetBytes:
     rows as `write_parquet_atomic` makes them: for a file encoded while its rows are still
     being made, or whose name is known only once it is encoded."""
 
-    def __init__(self, schema: pa.Schema, use_dictionary: bool | list[str] = True, compression: str = "zstd"):
+    def __init__(
+        self, schema: pa.Schema, use_dictionary: bool | list[str] = True, compression: str = "zstd", write_statistics: bool | list[str] = True
+    ):
         import pyarrow.parquet as pq
 
         # io.BytesIO, not Arrow's BufferOutputStream: that one doubles its capacity as it grows, and
         # holds up to twice the file for as long as the bytes are kept.
         self._sink = io.BytesIO()
-        self._writer = pq.ParquetWriter(self._sink, schema, compression=compression, use_dictionary=use_dictionary)
+        self._writer = pq.ParquetWriter(
+            self._sink, schema, compression=compression, use_dictionary=use_dictionary, write_statistics=write_statistics
+        )
         self._held: list[pa.Table] = []  # rows not yet a whole row group
         self._rows = 0
 
