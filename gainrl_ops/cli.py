@@ -89,7 +89,7 @@ def _score(args: argparse.Namespace) -> int:
         with labels_restored_on_error(layout, source.name):
             with phases.phase("load"):
                 loaded, label = prepare_dataset(source, layout)
-            print(f"dataset {source.name} (version {label.version}): {loaded.table.num_rows} prompts, {loaded.rejects.num_rows} rejected, "
+            print(f"dataset {source.name} (version {label.version}): {loaded.rows} prompts, {loaded.rejects.num_rows} rejected, "
                   f"{loaded.duplicates} duplicates in {phases.seconds['load']:.1f} s")
 
             prompt = PromptConfig(system_prompt=args.system_prompt, few_shot=few_shot, max_tokens=args.max_tokens)

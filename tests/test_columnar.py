@@ -114,6 +114,32 @@ def test_the_prompts_file_and_version_made_on_the_way_are_the_table_s(tmp_path: 
     assert fast.encoded is None and fast.version is None
 
 
+@pytest.mark.parametrize(("rows", "streamed"), [
+    (plain_rows(0, 500), True),
+    (plain_rows(0, 300) + plain_rows(100, 50), False),  # duplicates in later blocks
+    (plain_rows(0, 300) + awkward_rows(), False),  # rows converted one by one, and a duplicate
+], ids=["regular", "duplicates", "awkward"])
+def test_a_load_that_keeps_no_table_writes_what_the_table_holds(
+    tmp_path: Path, small_blocks: list[bool], monkeypatch: pytest.MonkeyPatch, rows: list[dict], streamed: bool
+) -> None:
+    """keep_table=False: a regular file's rows go into the prompts file part by part and its
+    version is made from the parts and that file (several row groups); wherever rows must be
+    converted one by one or dropped, the table comes back, the same as a kept one."""
+    monkeypatch.setattr(storage, "ROW_GROUP_ROWS", 64)
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    converter = RowConverter(str(path), FieldMap(), stem(path), explicit_source=False)
+    loaded = load_columnar(path, FieldMap(), "skip", None, stem(path), converter, keep_table=False)
+    _, slow = both(path)
+    assert loaded is not None and loaded.rejects.equals(slow.rejects) and loaded.duplicates == slow.duplicates
+    assert loaded.rows == slow.table.num_rows
+    if streamed:
+        assert loaded.table is None and loaded.version == dataset_version(slow.table)
+        assert pq.read_table(pa.BufferReader(loaded.encoded)).equals(slow.table)
+    else:
+        assert loaded.table is not None and loaded.table.equals(slow.table)
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst"])
 def test_files_are_checked_and_read_in_blocks_compressed_or_not(
     tmp_path: Path, small_blocks: list[bool], monkeypatch: pytest.MonkeyPatch, suffix: str
@@ -177,7 +203,8 @@ def test_loading_a_regular_file_does_not_import_pandas(tmp_path: Path) -> None:
     path = tmp_path / "plain.jsonl"
     path.write_text("".join(json.dumps({"problem": f"What is {i} + {i}?", "answer": 2 * i, "topic": "add", "ok": True}) + "\n"
                             for i in range(500)))
-    program = "import sys; from gainrl_ops.data.datasets import load_dataset; load_dataset(sys.argv[1]); print('pandas' in sys.modules)"
+    program = ("import sys; from gainrl_ops.data.datasets import load_dataset; "
+               "load_dataset(sys.argv[1]); load_dataset(sys.argv[1], keep_table=False); print('pandas' in sys.modules)")
     root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True, text=True, timeout=120, env=env, check=True)

@@ -551,3 +551,23 @@ def test_the_columnar_loader_gives_the_per_row_result_on_generated_data(tmp_path
 def test_the_verl_layout_is_read_row_by_row(tmp_path: Path) -> None:
     fast, slow = _both(GSM8K_VERL)
     assert fast is None and slow.table.num_rows == 1319
+
+
+@pytest.mark.parametrize("duplicate", [False, True], ids=["regular", "with-duplicate"])
+def test_prepare_dataset_streams_a_file_to_its_prompts_and_reads_them_back_from_there(tmp_path: Path, duplicate: bool) -> None:
+    """The prompts of a prepared dataset are the stored file's, equal to the loaded table; its
+    version is the table's, whether the rows were streamed (regular file) or kept (a duplicate)."""
+    from gainrl_ops.core.layout import Layout
+    from gainrl_ops.data.content import dataset_version
+    from gainrl_ops.data.sources import DatasetSource, prepare_dataset
+
+    rows = [{"problem": f"What is {i} + {i}?", "answer": str(2 * i), "topic": "add"} for i in range(300)]
+    path = write_jsonl(tmp_path / "train.jsonl", rows + rows[:1] if duplicate else rows)
+    layout = Layout(tmp_path / "root")
+    prepared, label = prepare_dataset(DatasetSource(path=str(path), name="train"), layout)
+    expected = load_dataset(path).table
+    assert (prepared.rows, label.rows, prepared.n_read, prepared.duplicates) == (300, 300, 300 + duplicate, int(duplicate))
+    assert label.version == dataset_version(expected)
+    assert prepared.prompts == layout.prompts("train", label.version)
+    assert prepared.table.equals(expected) and pq.read_table(prepared.prompts).equals(expected)
+    assert pq.read_table(layout.rejects("train", label.version)).num_rows == int(duplicate)

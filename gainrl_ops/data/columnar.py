@@ -11,7 +11,10 @@ Everything on the path of a regular row stays in Arrow buffers: no polars round 
 one copies the text), no Python object per row. The work is spread over the cores: Arrow
 parses JSON Lines ahead on its threads, each parsed block is converted and hashed on a pool
 of threads, the raw lines are scanned on another, and the prompts file is encoded on one
-more as blocks are done. pyarrow imports pandas (about 0.7 s) the first time it converts a Python or numpy
+more as blocks are done. Where the caller keeps no table (`keep_table=False`, as
+`prepare_dataset` loads), a part is let go once encoded: the load holds a few blocks, the ids
+as numbers and the prompts file, and the content version digests the parts' lengths and the
+file (`content.PartsVersion`). pyarrow imports pandas (about 0.7 s) the first time it converts a Python or numpy
 object to Arrow or back (pa.array, pa.scalar, to_numpy): this path builds its constants and
 reads its indices through buffers instead, so a regular file never pays for it.
 """
@@ -24,7 +27,8 @@ import re
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,7 @@ import pyarrow.parquet as pq
 from gainrl_ops.core.fingerprint import DIGEST_CHARS
 from gainrl_ops.core.storage import ParquetBytes
 from gainrl_ops.data.answers import MARKERS
-from gainrl_ops.data.content import dataset_version
+from gainrl_ops.data.content import PartsVersion, dataset_version
 from gainrl_ops.data.errors import DatasetError
 from gainrl_ops.data.ids import hashed_problems
 from gainrl_ops.data.prompts_file import prompts_encoder
@@ -71,9 +75,12 @@ _NEWLINE = np.uint8(ord("\n"))
 _HEX_VALUE = np.zeros(256, dtype=np.uint8)  # a hex digit's byte -> its value
 _HEX_VALUE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
 _SCAN_BYTES = 1 << 22  # the JSON Lines file is checked in blocks this big, never held whole
-# Arrow's JSON blocks: parsing costs about the same CPU from 4 to 16 MiB (at its default of
-# 1 MiB, up to twice as much on a large file), and blocks in flight on the threads hold memory.
-_JSON_BLOCK = pa_json.ReadOptions(block_size=1 << 22)
+# Arrow's JSON blocks of 1 MiB, converted two at a time: the parse's threads keep memory in
+# proportion to the block (a streamed 1M-prompt load peaked at 480-510 MB with blocks of 4 MiB,
+# 345-390 MB with these), while each converted part has a fixed cost (parts of one 1 MiB block
+# took 25-35% longer). Parsing costs the same CPU from 1 to 4 MiB.
+_JSON_BLOCK = pa_json.ReadOptions(block_size=1 << 20)
+_BLOCKS_PER_PART = 2
 # json.dumps (ensure_ascii=False) escapes a backslash, a quote and the control characters.
 _JSON_CONTROL = {chr(c): json.dumps(chr(c))[1:-1] for c in range(0x20)}
 # Blocks are converted and hashed on this many threads while Arrow parses the next ones (Arrow's
@@ -239,14 +246,19 @@ def _open(path: Path, scan: Future[_Lines | None] | None, whole: bool) -> _Sourc
         raise _Unfit("a column is null throughout the first block: its type is in a later one")
 
     def blocks() -> Iterator[pa.Table]:
+        batches: list[pa.RecordBatch] = []
         while True:
             try:
-                batch = reader.read_next_batch()
+                batches.append(reader.read_next_batch())
             except StopIteration:
-                return
+                break
             except pa.ArrowInvalid as error:
                 raise _Unfit(str(error)) from None
-            yield pa.Table.from_batches([batch])
+            if len(batches) == _BLOCKS_PER_PART:
+                yield pa.Table.from_batches(batches)
+                batches = []
+        if batches:
+            yield pa.Table.from_batches(batches)
 
     return _Source(reader.schema, blocks(), scan)
 
@@ -387,33 +399,36 @@ def _canonical_part(part: pa.Table, first_row: int, roles: _Roles, absent_keys: 
 
 
 def load_columnar(
-    path: Path, fields: FieldMap, on_error: str, source: str | None, default_source: str, converter: RecordConverter
+    path: Path, fields: FieldMap, on_error: str, source: str | None, default_source: str, converter: RecordConverter, keep_table: bool = True
 ) -> LoadedDataset | None:
     """The canonical table of `path` built column-wise, or None where only the per-row loader applies.
-    `converter` (the per-row loader's, for the same arguments) converts the rows that need it."""
+    `converter` (the per-row loader's, for the same arguments) converts the rows that need it.
+    `keep_table=False`: where every row is regular and none is a duplicate (the usual case), the
+    rows go into the prompts file (`encoded`) part by part and the table is not kept (None)."""
     suffix = format_suffix(path)
+    load = partial(_load, path=path, fields=fields, on_error=on_error, source=source, default_source=default_source, converter=converter, keep=keep_table)
     if suffix == ".parquet" and codec(path) is None:
-        return _load(path, _open(path, None, whole=True), fields, on_error, source, default_source, converter)
+        return load(_open(path, None, whole=True))
     if suffix not in (".jsonl", ".ndjson"):
         return None
     # The scan reads the file beside Arrow's parse; what it finds is awaited before any row is used.
     with ThreadPoolExecutor(1) as scanner:
         scan = scanner.submit(_scan_jsonl, path)
         try:
-            return _load(path, _open(path, scan, whole=False), fields, on_error, source, default_source, converter)
+            return load(_open(path, scan, whole=False))
         except _Unfit:  # a later block's types differ from the first one's: infer them from every block
             if scan.result() is None:
                 return None
-            return _load(path, _open(path, scan, whole=True), fields, on_error, source, default_source, converter)
+            return load(_open(path, scan, whole=True))
 
 
 def _load(
-    path: Path, opened: _Source | None, fields: FieldMap, on_error: str, source: str | None, default_source: str, converter: RecordConverter
+    opened: _Source | None, *, path: Path, fields: FieldMap, on_error: str, source: str | None, default_source: str, converter: RecordConverter, keep: bool
 ) -> LoadedDataset | None:
     if opened is None or (roles := _roles(opened.schema, fields, source, default_source)) is None:
         return None
     try:
-        blocks, n_read, encoded = _convert_blocks(opened, roles)
+        blocks, n_read, encoded, parts = _convert_blocks(opened, roles, keep)
     except _Unfit:
         raise
     except Exception:  # noqa: BLE001 - text the scan refuses (not UTF-8) may fail a kernel first
@@ -423,18 +438,30 @@ def _load(
     # Arrow skips blank lines, which the per-row reader counts: then the rows do not line up.
     if blocks is None or n_read == 0 or (opened.jsonl and (opened.lines is None or n_read != opened.lines.count)):
         return None
-    canonical = pa.concat_tables([block.canonical for block in blocks])
+    # Sorted runs merge at the cost of a pass (timsort); sorting them in the threads costs the main one nothing.
+    ordered = np.concatenate([block.sorted_keys for block in blocks])
+    ordered.sort(kind="stable")
+    regular = not any(len(block.slow_rows) for block in blocks)
+    if keep:
+        canonical: pa.Table | None = pa.concat_tables([block.canonical for block in blocks])
+    elif regular and not _has_duplicates(ordered):
+        canonical = None
+    else:  # rows to convert one by one or to drop, in the file order: the parts come back from the prompts file
+        canonical = pq.read_table(pa.BufferReader(encoded.result())).cast(CANONICAL_SCHEMA)
     with ThreadPoolExecutor(1) as hasher:
         # The version of the usual result (every row regular, no duplicate) is hashed while duplicates are looked for.
-        version = hasher.submit(dataset_version, canonical) if not any(len(block.slow_rows) for block in blocks) else None
-        return _settle(path, opened, n_read, canonical, blocks, converter, roles, on_error, encoded, version)
+        version = None
+        if regular:
+            version = hasher.submit(parts.digest, encoded.result()) if canonical is None else hasher.submit(dataset_version, canonical)
+        return _settle(path, opened, n_read, canonical, ordered, blocks, converter, roles, on_error, encoded, version)
 
 
 def _settle(
     path: Path,
     opened: _Source,
     n_read: int,
-    canonical: pa.Table,
+    canonical: pa.Table | None,
+    ordered: np.ndarray,
     blocks: list[_Block],
     converter: RecordConverter,
     roles: _Roles,
@@ -442,10 +469,9 @@ def _settle(
     encoded: Future[memoryview] | None,
     version: Future[str] | None,
 ) -> LoadedDataset:
-    """The load's result from the converted blocks: the rows that need it converted one by one, then duplicates dropped."""
-    # Sorted runs merge at the cost of a pass (timsort); sorting them in the threads costs the main one nothing.
-    ordered = np.concatenate([block.sorted_keys for block in blocks])
-    ordered.sort(kind="stable")
+    """The load's result from the converted blocks (`canonical`: their rows, None where they
+    were not kept), given their ids as sorted numbers: the rows that need it converted one by
+    one, then duplicates dropped."""
     slow_rows = np.concatenate([block.slow_rows for block in blocks]).tolist()
 
     converter.choose("problem", roles.problem)
@@ -468,39 +494,46 @@ def _settle(
 
 @dataclass(frozen=True)
 class _Block:
-    """One part of the file, converted: its regular rows with their ids (as the numbers their
-    digits spell, sorted), and the file rows of the others."""
+    """One part of the file, converted: its regular rows with their ids (None once encoded, where
+    the table is not kept), the ids as the numbers their digits spell, sorted, and the file rows
+    of the others."""
 
-    canonical: pa.Table
+    canonical: pa.Table | None
     sorted_keys: np.ndarray
     slow_rows: np.ndarray
 
 
-def _convert_blocks(opened: _Source, roles: _Roles) -> tuple[list[_Block] | None, int, Future[memoryview] | None]:
-    """The file's parts converted on `_WORKERS` threads, in order, the number of rows read, and
-    the prompts file of all their regular rows, encoded on one more thread as parts are done
-    (the load's prompts unless rows are converted one by one or dropped as duplicates). None
-    where the first row leaves the choice of fields to the per-row loader."""
+def _convert_blocks(opened: _Source, roles: _Roles, keep: bool) -> tuple[list[_Block] | None, int, Future[memoryview] | None, PartsVersion]:
+    """The file's parts converted on `_WORKERS` threads, in order, the number of rows read, the
+    prompts file of all their regular rows, encoded on one more thread as parts are done (the
+    load's prompts unless rows are converted one by one or dropped as duplicates), and what the
+    version of those rows needs where the parts are not kept. None where the first row leaves
+    the choice of fields to the per-row loader."""
     pending: deque[Future[_Block]] = deque()
     blocks: list[_Block] = []
     n_read = 0
     prompts = prompts_encoder()
     writes: list[Future[None]] = []
+    parts = PartsVersion()
 
     # One database for every block's hashing, each block on a cursor of its own; DuckDB's own
     # threads would only contend with the pool's.
     with duckdb.connect(config={"threads": 1}) as con, ThreadPoolExecutor(_WORKERS) as pool, ThreadPoolExecutor(1) as encoder:
 
-        def done(block: Future[_Block]) -> None:
-            blocks.append(block.result())
-            writes.append(encoder.submit(prompts.write, blocks[-1].canonical))  # one thread: in order
+        def done(future: Future[_Block]) -> None:
+            block = future.result()
+            writes.append(encoder.submit(prompts.write, block.canonical))  # one thread: in order
+            if not keep:  # the rows live on in the encoder until written, then only in the prompts file
+                parts.add(block.canonical)
+                block = replace(block, canonical=None)
+            blocks.append(block)
 
         try:
             for part in opened.parts:
                 if part.num_rows == 0:
                     continue
                 if n_read == 0 and not (part.column(roles.problem)[0].is_valid and part.column(roles.answer)[0].is_valid):
-                    return None, 0, None  # the per-row loader picks its fields on the first row: let it
+                    return None, 0, None, parts  # the per-row loader picks its fields on the first row: let it
                 pending.append(pool.submit(_convert_block, part, n_read, roles, opened.jsonl, con))
                 n_read += part.num_rows
                 while len(pending) > _WORKERS:  # parsed blocks waiting for a thread hold memory
@@ -511,7 +544,7 @@ def _convert_blocks(opened: _Source, roles: _Roles) -> tuple[list[_Block] | None
             for future in pending:
                 future.cancel()
         encoded = encoder.submit(_finished, prompts, writes)
-    return blocks, n_read, encoded
+    return blocks, n_read, encoded, parts
 
 
 def _finished(prompts: ParquetBytes, writes: list[Future[None]]) -> memoryview:
@@ -537,6 +570,11 @@ def _records(opened: _Source, which: list[int]) -> list[Any]:
     if opened.lines is None:
         return opened.table.take(_int64(np.asarray(which, dtype=np.int64))).to_pylist()
     return [parse_jsonl_line(row, line) for row, line in zip(which, opened.lines.read(which), strict=True)]
+
+
+def _has_duplicates(ordered: np.ndarray) -> bool:
+    """Whether sorted ids hold one twice: the usual case, every id distinct, needs no array more."""
+    return bool((ordered[1:] == ordered[:-1]).any())
 
 
 def _first_positions(keys: np.ndarray) -> np.ndarray:
@@ -570,20 +608,20 @@ def _finish(
     path: Path,
     opened: _Source,
     n_read: int,
-    canonical: pa.Table,
+    canonical: pa.Table | None,
     ordered: np.ndarray,
     rejects: dict[str, list[Any]],
     encoded: Future[memoryview] | None,
     version: Future[str] | None,
 ) -> LoadedDataset:
     """Drop duplicate problems (the first one wins, the others become rejects), as the per-row loader does.
-    `ordered`: the ids as numbers (`_id_numbers`), sorted; `encoded` and `version`: the prompts
-    file and the content version of `canonical`, where they were made on the way (kept where no
-    duplicate is dropped)."""
+    `canonical`: the rows (None where they were not kept, and none is a duplicate); `ordered`:
+    their ids as numbers (`_id_numbers`), sorted; `encoded` and `version`: the prompts file and
+    the content version of `canonical`, where they were made on the way (kept where no duplicate
+    is dropped)."""
     file = str(path)
     kept, n_duplicates = canonical, 0
-    # The usual case, every id distinct, is seen in the sorted ids and needs no array more.
-    if (ordered[1:] == ordered[:-1]).any():
+    if canonical is not None and _has_duplicates(ordered):
         first = _first_positions(_id_numbers(canonical.column("id")))
         duplicate = first != np.arange(len(first))
         row_of = _numpy(canonical.column("row"))
@@ -595,7 +633,7 @@ def _finish(
         n_duplicates = len(positions)
         kept = canonical.take(_int64(np.flatnonzero(~duplicate)))
     n_bad = len(rejects["row"]) - n_duplicates
-    if kept.num_rows == 0:
+    if kept is not None and kept.num_rows == 0:
         raise all_rejected(file, n_read, rejects)
     warn_dropped(file, n_bad, n_duplicates, n_read)
     if rejects["row"]:

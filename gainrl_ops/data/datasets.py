@@ -60,6 +60,7 @@ def load_dataset(
     fields: FieldMap = FieldMap(),
     on_error: Literal["fail", "skip"] = "fail",
     source: str | None = None,
+    keep_table: bool = True,
 ) -> LoadedDataset:
     """Read a JSON, JSONL/NDJSON (either one also gzip- or zstd-compressed: `.jsonl.gz`,
     `.json.gz`, `.jsonl.zst`), Parquet file or a `datasets.save_to_disk` folder into the
@@ -70,6 +71,8 @@ def load_dataset(
     recorded in `rejects`: they would otherwise be scored and sampled twice. A file with
     no usable row raises DatasetError in both modes, since there would be nothing to score.
     `source` overrides the per-row source (`data_source`/`source` field, else file stem).
+    `keep_table=False` lets a large regular file stream into its prompts file (`encoded`) without
+    the table being kept (`table` is None then); the table is kept wherever it had to be made.
     """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
@@ -81,7 +84,7 @@ def load_dataset(
         raise DatasetError(file, "no such file or directory")
     default_source = source or (path.resolve().name if path.is_dir() else stem(path))
     converter = RowConverter(file, fields, default_source, explicit_source=source is not None)
-    columnar = load_columnar(path, fields, on_error, source, default_source, converter)
+    columnar = load_columnar(path, fields, on_error, source, default_source, converter, keep_table)
     if columnar is not None:
         return columnar
     return load_rows(path, fields, on_error, source, default_source)

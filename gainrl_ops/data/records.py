@@ -57,12 +57,18 @@ class FieldMap:
 class LoadedDataset:
     """The canonical rows of one file, plus what was left out of them and why."""
 
-    table: pa.Table  # CANONICAL_SCHEMA; unique ids, in file order
+    table: pa.Table | None  # CANONICAL_SCHEMA; unique ids, in file order. None: streamed into `encoded`, not kept
     rejects: pa.Table  # REJECTS_SCHEMA; bad rows (skip mode) and duplicates
     n_read: int  # rows read from the file (blank JSONL lines are not rows)
     duplicates: int  # rows dropped because their problem_id was already seen
     encoded: memoryview | None = field(default=None, repr=False, compare=False)  # `table` as its prompts file, where the loader made it
     version: str | None = field(default=None, compare=False)  # `content.dataset_version(table)`, where the loader computed it
+
+    @property
+    def rows(self) -> int:
+        """Rows kept: the table's; every row read where the table was streamed (the loader does
+        that only where every row is regular and none is a duplicate)."""
+        return self.table.num_rows if self.table is not None else self.n_read
 
 
 @dataclass(frozen=True)

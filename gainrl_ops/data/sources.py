@@ -6,6 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,6 @@ from gainrl_ops.data.arithmetic import EMBEDDED, ArithmeticConfig, generate, wri
 from gainrl_ops.data.content import dataset_version
 from gainrl_ops.data.datasets import (
     FieldMap,
-    LoadedDataset,
     load_dataset,
     problem_id,
     write_dataset,
@@ -26,6 +26,7 @@ from gainrl_ops.data.versions import DatasetLabel, mark_loaded, settle
 
 if TYPE_CHECKING:  # imported where used: loading the Dagster definitions should not pay for polars
     import polars as pl
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,35 @@ class DatasetSource:
         return target
 
 
-def prepare_dataset(source: DatasetSource, layout: Layout) -> tuple[LoadedDataset, DatasetLabel]:
+@dataclass(frozen=True)
+class PreparedDataset:
+    """A dataset version as `prepare_dataset` wrote it: its prompts file, and the rejects and
+    counts of the load. `table` reads the prompts from the file on first use: a large regular
+    file is streamed into it without its rows being kept in memory."""
+
+    prompts: Path
+    rejects: pa.Table
+    n_read: int
+    duplicates: int
+    rows: int
+
+    @cached_property
+    def table(self) -> pa.Table:
+        """The prompts (CANONICAL_SCHEMA), as stored."""
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.prompts)
+
+
+def prepare_dataset(source: DatasetSource, layout: Layout) -> tuple[PreparedDataset, DatasetLabel]:
     """Load and normalise the dataset, write its prompts, rejects and provenance under its
     content version, then make it the name's loaded version (written last, so a reader never
     follows a label to a version that is not complete). The name serves it at once only if the
-    version it serves has no published scores (`versions.settle`)."""
+    version it serves has no published scores (`versions.settle`). A regular file's rows are
+    not held: they stream from the input into the prompts file, kept encoded until written."""
     started = time.time()
     file = source.file(layout)
-    loaded = load_dataset(file, fields=source.fields, on_error=source.on_error)  # type: ignore[arg-type]
+    loaded = load_dataset(file, fields=source.fields, on_error=source.on_error, keep_table=False)  # type: ignore[arg-type]
     # Prompts the loader did not encode on the way are encoded on a thread while their version is
     # hashed (both let go of the GIL).
     with ThreadPoolExecutor(1) as encoder:
@@ -72,12 +94,12 @@ def prepare_dataset(source: DatasetSource, layout: Layout) -> tuple[LoadedDatase
         for folder in (layout.dataset_label(source.name).parent, layout.prompts(source.name, version).parent):
             sweep_temporary(folder, started)
         written = replace(loaded, encoded=encoded.result()) if encoded is not None else loaded  # not kept: the bytes go once written
-        write_dataset(written, layout.prompts(source.name, version), layout.rejects(source.name, version))
+        files = write_dataset(written, layout.prompts(source.name, version), layout.rejects(source.name, version))
     loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    label = DatasetLabel(source.name, version, str(file), loaded.table.num_rows, loaded_at, loaded.n_read)
+    label = DatasetLabel(source.name, version, str(file), loaded.rows, loaded_at, loaded.n_read)
     mark_loaded(layout, label)
     settle(layout, source.name)
-    return loaded, label
+    return PreparedDataset(files["prompts"], loaded.rejects, loaded.n_read, loaded.duplicates, loaded.rows), label
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def raw_dataset(storage: StorageResource, dataset: DatasetResource) -> Materiali
     loaded, label = prepare_dataset(dataset.source, layout)
     return MaterializeResult(
         metadata={
-            "dagster/row_count": loaded.table.num_rows,
+            "dagster/row_count": loaded.rows,
             "dagster/column_schema": table_schema(CANONICAL_SCHEMA),
             "dataset_version": label.version,
             "served_version": served_version(layout, label.dataset) or "none",
@@ -59,7 +59,7 @@ def raw_dataset(storage: StorageResource, dataset: DatasetResource) -> Materiali
             "file": label.file,
             "path": dg.MetadataValue.path(str(layout.prompts(label.dataset, label.version))),
             "rejects_path": dg.MetadataValue.path(str(layout.rejects(label.dataset, label.version))),
-            "preview": preview(pl.from_arrow(loaded.table).select("id", "problem", "answer", "difficulty")),
+            "preview": preview(pl.read_parquet(loaded.prompts, columns=["id", "problem", "answer", "difficulty"], n_rows=10)),
         },
         data_version=dg.DataVersion(label.version),
     )
