@@ -441,17 +441,18 @@ def _load(
     # Sorted runs merge at the cost of a pass (timsort); sorting them in the threads costs the main one nothing.
     ordered = np.concatenate([block.sorted_keys for block in blocks])
     ordered.sort(kind="stable")
-    regular = not any(len(block.slow_rows) for block in blocks)
+    # The usual result: every row regular, no duplicate. Only it keeps the prompts file and the
+    # version made on the way, so only its version is hashed (while the rest is settled).
+    usual = not any(len(block.slow_rows) for block in blocks) and not _has_duplicates(ordered)
     if keep:
         canonical: pa.Table | None = pa.concat_tables([block.canonical for block in blocks])
-    elif regular and not _has_duplicates(ordered):
+    elif usual:
         canonical = None
     else:  # rows to convert one by one or to drop, in the file order: the parts come back from the prompts file
         canonical = pq.read_table(pa.BufferReader(encoded.result())).cast(CANONICAL_SCHEMA)
     with ThreadPoolExecutor(1) as hasher:
-        # The version of the usual result (every row regular, no duplicate) is hashed while duplicates are looked for.
         version = None
-        if regular:
+        if usual:
             version = hasher.submit(parts.digest, encoded.result()) if canonical is None else hasher.submit(dataset_version, canonical)
         return _settle(path, opened, n_read, canonical, ordered, blocks, converter, roles, on_error, encoded, version)
 
